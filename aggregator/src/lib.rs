@@ -1,0 +1,20 @@
+//! Pure tallytree logic, no I/O: tallies and their invariants, the derivation
+//! of a unit's tally from its records, and the checks on signed summaries.
+//! Parent nodes and auditors run this very code, so what a parent accepts and
+//! what an auditor verifies cannot drift apart.
+//!
+//! # Layout
+//!
+//! - [`tally`]: [`Tally`] (case and task counts per category), its invariants,
+//!   addition and derived [`Rates`].
+//! - [`derive`]: the local tally of a month from case and task records.
+//! - [`summary`]: a decoded, checked [`SummaryView`] of a signed summary, the
+//!   roll-up arithmetic, and building the summary a node signs.
+
+pub mod derive;
+pub mod summary;
+pub mod tally;
+
+pub use derive::{CaseRecord, CaseState, TaskRecord, TaskState};
+pub use summary::{ChildEntry, SummaryError, SummaryView};
+pub use tally::{CaseCounts, Rates, TaskCounts, Tally, TallyError};

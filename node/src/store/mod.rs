@@ -1,0 +1,133 @@
+//! Storage: an ordered key-value engine behind the [`Store`] trait, with
+//! column families per kind of record. [`RocksStore`] is what nodes run;
+//! [`MemStore`] exists for unit tests. Both pass the same conformance suite.
+//!
+//! The typed layout (keys and rows) lives in [`layout`]; the engines only
+//! know bytes.
+
+pub mod layout;
+mod mem;
+mod rocks;
+
+#[cfg(test)]
+mod conformance;
+
+pub use mem::MemStore;
+pub use rocks::RocksStore;
+
+/// The column families, one per kind of record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Cf {
+    /// Cases by registration month and id.
+    Cases,
+    /// Case id to registration month, to find a case by id.
+    CaseIds,
+    /// Tasks by deadline month and id.
+    Tasks,
+    /// Task id to deadline month.
+    TaskIds,
+    /// Directly entered figures by month and category.
+    Direct,
+    /// Signed summaries by region, month and revision (own and, at parents, children's).
+    Summaries,
+    /// Months whose tally changed and wait for a new signed revision.
+    Dirty,
+}
+
+impl Cf {
+    /// Every column family.
+    pub const ALL: [Cf; 7] = [
+        Cf::Cases,
+        Cf::CaseIds,
+        Cf::Tasks,
+        Cf::TaskIds,
+        Cf::Direct,
+        Cf::Summaries,
+        Cf::Dirty,
+    ];
+
+    /// The RocksDB column family name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cf::Cases => "cases",
+            Cf::CaseIds => "case_ids",
+            Cf::Tasks => "tasks",
+            Cf::TaskIds => "task_ids",
+            Cf::Direct => "direct",
+            Cf::Summaries => "summaries",
+            Cf::Dirty => "dirty",
+        }
+    }
+}
+
+/// A storage failure. Nodes treat it as fatal for the request (INTERNAL) and
+/// keep serving.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The engine failed.
+    #[error("storage: {0}")]
+    Engine(String),
+    /// A stored row does not decode: the data directory is damaged.
+    #[error("storage: corrupt row in {cf}: {reason}")]
+    Corrupt {
+        /// Column family.
+        cf: &'static str,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// One write in a batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Set `key` to `value`.
+    Put(Cf, Vec<u8>, Vec<u8>),
+    /// Remove `key`.
+    Delete(Cf, Vec<u8>),
+}
+
+/// Writes applied together: all or none, durable once [`Store::write`] returns.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Batch {
+    /// The writes, applied in order.
+    pub ops: Vec<Op>,
+}
+
+impl Batch {
+    /// Adds a put.
+    pub fn put(&mut self, cf: Cf, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push(Op::Put(cf, key.into(), value.into()));
+    }
+
+    /// Adds a delete.
+    pub fn delete(&mut self, cf: Cf, key: impl Into<Vec<u8>>) {
+        self.ops.push(Op::Delete(cf, key.into()));
+    }
+
+    /// True when there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// An ordered key-value store with column families and atomic, durable batches.
+pub trait Store: Send + Sync + 'static {
+    /// The value at `key`.
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Calls `visit` on every entry whose key starts with `prefix`, in key
+    /// order, until it returns false.
+    fn scan(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError>;
+
+    /// The entry with the greatest key starting with `prefix`.
+    fn last(&self, cf: Cf, prefix: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError>;
+
+    /// Applies `batch` atomically; when it returns, the batch survives a crash
+    /// (the write-ahead log is synced). Concurrent callers share syncs.
+    fn write(&self, batch: Batch) -> Result<(), StoreError>;
+}
