@@ -1,1 +1,170 @@
-//! placeholder
+//! The tallytree node: one administrative unit's daemon. It keeps the unit's
+//! cases and tasks in RocksDB, derives and signs its monthly summaries, and
+//! answers queries over gRPC.
+//!
+//! # Layout
+//!
+//! - [`config`]: the TOML configuration and its environment overrides.
+//! - [`clock`]: now, today and the current month in the unit's time zone.
+//! - [`store`]: the [`store::Store`] trait, RocksDB and in-memory engines, and
+//!   the key layout ([`store::layout`]).
+//! - [`ledger`]: the store with its writer lock and change signal.
+//! - [`records`]: the rules cases, tasks and direct tallies must meet.
+//! - [`intake`]: checking and storing records in synced batches.
+//! - [`signer`]: debounced signing of new summary revisions.
+//! - [`query`]: figures of the subtree from signed summaries.
+//! - [`grpc`]: thin tonic adapters and the operator credential.
+//! - [`Node`]: wiring it all together; [`Node::run`] serves until shutdown.
+
+pub mod clock;
+pub mod config;
+pub mod grpc;
+pub mod intake;
+pub mod ledger;
+pub mod query;
+pub mod records;
+pub mod signer;
+pub mod store;
+
+use std::{future::Future, sync::Arc};
+
+use tallytree_proto::{
+    SigningKey,
+    pb::{audit_server::AuditServer, intake_server::IntakeServer, query_server::QueryServer},
+};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
+use tracing::info;
+
+use crate::{
+    clock::Clock,
+    config::Config,
+    grpc::{AuditService, IntakeService, OperatorAuth, QueryService},
+    intake::Intake,
+    ledger::Ledger,
+    query::Query,
+    signer::{Identity, Signer},
+    store::{RocksStore, Store},
+};
+
+/// Why a node cannot start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The key file is missing or unreadable.
+    #[error(transparent)]
+    Key(#[from] tallytree_proto::KeyError),
+    /// The data directory cannot be opened.
+    #[error("data_dir {path}: {source}")]
+    Store {
+        /// The directory.
+        path: String,
+        /// The cause.
+        source: store::StoreError,
+    },
+    /// The gRPC server failed.
+    #[error("grpc server: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// A node, opened and ready to serve.
+#[derive(Debug)]
+pub struct Node {
+    /// The configuration it runs with.
+    config: Config,
+    /// Store, writer lock and change signal.
+    ledger: Arc<Ledger>,
+    /// The unit and its key.
+    identity: Arc<Identity>,
+    /// The unit's clock.
+    clock: Clock,
+}
+
+impl Node {
+    /// Opens the node's store and key.
+    pub fn open(config: Config) -> Result<Node, NodeError> {
+        let key = SigningKey::load(&config.key_file)?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| NodeError::Store {
+            path: config.data_dir.display().to_string(),
+            source: store::StoreError::Engine(e.to_string()),
+        })?;
+        let store = RocksStore::open(&config.data_dir).map_err(|source| NodeError::Store {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
+        Ok(Node::with_store(config, key, Arc::new(store)))
+    }
+
+    /// A node over any store (tests use [`store::MemStore`]).
+    pub fn with_store(config: Config, key: SigningKey, store: Arc<dyn Store>) -> Node {
+        let identity = Arc::new(Identity {
+            region: config.region,
+            name: config.name.clone(),
+            key,
+        });
+        Node {
+            clock: Clock::new(config.utc_offset_hours),
+            ledger: Arc::new(Ledger::new(store)),
+            identity,
+            config,
+        }
+    }
+
+    /// Serves gRPC on `listener` until `shutdown` resolves, then stops
+    /// accepting calls, lets running ones finish, and signs what is pending.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), NodeError> {
+        let signer = Signer::new(
+            self.ledger.clone(),
+            self.identity.clone(),
+            self.clock,
+            self.config.signer.clone(),
+        );
+        let (stop_signer, signer_stopped) = tokio::sync::oneshot::channel::<()>();
+        let signer_task = tokio::spawn(signer.run(async {
+            let _ = signer_stopped.await;
+        }));
+
+        let intake = Intake::new(self.ledger.clone(), self.clock, self.config.intake.clone());
+        let query = Query::new(self.ledger.clone(), self.identity.clone());
+        let max = self.config.intake.max_message_bytes;
+        let auth = OperatorAuth::new(&self.config.operator_token);
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<IntakeServer<IntakeService>>().await;
+        health.set_serving::<QueryServer<QueryService>>().await;
+        health.set_serving::<AuditServer<AuditService>>().await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(tallytree_proto::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| NodeError::Store {
+                path: "reflection".into(),
+                source: store::StoreError::Engine(e.to_string()),
+            })?;
+
+        let intake_server = IntakeServer::new(IntakeService::new(intake))
+            .max_decoding_message_size(max);
+        let query_server = QueryServer::new(QueryService::new(query.clone())).max_decoding_message_size(max);
+        let audit_server = AuditServer::new(AuditService::new(query, self.identity.region))
+            .max_decoding_message_size(max);
+
+        let addr = listener.local_addr().ok();
+        info!(region = %self.identity.region, name = %self.identity.name, addr = ?addr, key = %&self.identity.key.public_key().key_id()[..16], "node serving");
+        let served = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(InterceptedService::new(intake_server, auth))
+            .add_service(query_server)
+            .add_service(audit_server)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .await;
+        let _ = stop_signer.send(());
+        let _ = signer_task.await;
+        info!(region = %self.identity.region, "node stopped");
+        served.map_err(NodeError::from)
+    }
+}

@@ -1,0 +1,222 @@
+//! The node's configuration: one TOML file, unknown fields refused, every
+//! field overridable from the environment (`TALLYTREE_<FIELD>`).
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+use tallytree_proto::RegionCode;
+
+/// Everything a node needs to run.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The unit's 12-digit region code.
+    pub region: RegionCode,
+    /// The unit's Chinese name, e.g. 普兰店区.
+    pub name: String,
+    /// RocksDB directory; relative paths are relative to the config file.
+    pub data_dir: PathBuf,
+    /// The unit's Ed25519 private key (PKCS#8 PEM); relative to the config file.
+    pub key_file: PathBuf,
+    /// Address the gRPC server listens on.
+    pub listen: SocketAddr,
+    /// Bearer token for operator calls (intake, enrolment).
+    pub operator_token: String,
+    /// Offset of the unit's time zone from UTC, in hours; fixes "today".
+    #[serde(default = "default_utc_offset")]
+    pub utc_offset_hours: i32,
+    /// Log filter (tracing-subscriber syntax), e.g. "info" or "tallytree_node=debug".
+    #[serde(default = "default_log")]
+    pub log: String,
+    /// Intake settings.
+    #[serde(default)]
+    pub intake: IntakeConfig,
+    /// Summary signing settings.
+    #[serde(default)]
+    pub signer: SignerConfig,
+}
+
+/// Intake settings.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntakeConfig {
+    /// Handling period given to a case recorded without a deadline, in days.
+    pub default_deadline_days: u32,
+    /// Most rows one bulk import may carry.
+    pub max_import_rows: u64,
+    /// Largest gRPC message accepted, in bytes.
+    pub max_message_bytes: usize,
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        IntakeConfig {
+            default_deadline_days: 30,
+            max_import_rows: 2_000_000,
+            max_message_bytes: 8 << 20,
+        }
+    }
+}
+
+/// When changed months get a new signed revision.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignerConfig {
+    /// Sign once no change has arrived for this long (ms).
+    pub debounce_ms: u64,
+    /// Sign at the latest this long after the first unsigned change (ms).
+    pub max_delay_ms: u64,
+}
+
+impl Default for SignerConfig {
+    fn default() -> Self {
+        SignerConfig {
+            debounce_ms: 200,
+            max_delay_ms: 1000,
+        }
+    }
+}
+
+fn default_utc_offset() -> i32 {
+    8
+}
+
+fn default_log() -> String {
+    "info".into()
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("config {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid.
+    #[error("config {path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong, with the field.
+        reason: String,
+    },
+}
+
+impl Config {
+    /// A complete example configuration, as `--print-default-config` shows it.
+    pub fn example() -> Config {
+        Config {
+            region: RegionCode::parse("210214000000").expect("valid example code"),
+            name: "普兰店区".into(),
+            data_dir: "data".into(),
+            key_file: "node.key".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7400)),
+            operator_token: "change-me".into(),
+            utc_offset_hours: default_utc_offset(),
+            log: default_log(),
+            intake: IntakeConfig::default(),
+            signer: SignerConfig::default(),
+        }
+    }
+
+    /// TOML text of this configuration.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Parses TOML text, applies `TALLYTREE_*` overrides from `env`, and
+    /// resolves relative paths against `base`.
+    pub fn parse(
+        text: &str,
+        path: &str,
+        base: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let invalid = |reason: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            reason,
+        };
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        for (field, var) in [
+            ("region", "TALLYTREE_REGION"),
+            ("name", "TALLYTREE_NAME"),
+            ("data_dir", "TALLYTREE_DATA_DIR"),
+            ("key_file", "TALLYTREE_KEY_FILE"),
+            ("listen", "TALLYTREE_LISTEN"),
+            ("operator_token", "TALLYTREE_OPERATOR_TOKEN"),
+            ("log", "TALLYTREE_LOG"),
+        ] {
+            if let Some(value) = env(var) {
+                table.insert(field.into(), toml::Value::String(value));
+            }
+        }
+        if let Some(value) = env("TALLYTREE_UTC_OFFSET_HOURS") {
+            let hours = value
+                .parse::<i64>()
+                .map_err(|_| invalid(format!("TALLYTREE_UTC_OFFSET_HOURS ({value}): not an integer")))?;
+            table.insert("utc_offset_hours".into(), toml::Value::Integer(hours));
+        }
+        let mut config: Config = table.try_into().map_err(|e: toml::de::Error| invalid(e.to_string()))?;
+        if config.name.trim().is_empty() {
+            return Err(invalid("name: required (the unit's Chinese name)".into()));
+        }
+        if config.operator_token.len() < 8 {
+            return Err(invalid("operator_token: at least 8 characters".into()));
+        }
+        if !(-12..=14).contains(&config.utc_offset_hours) {
+            return Err(invalid(format!(
+                "utc_offset_hours ({}): must be between -12 and 14",
+                config.utc_offset_hours
+            )));
+        }
+        config.data_dir = base.join(&config.data_dir);
+        config.key_file = base.join(&config.key_file);
+        Ok(config)
+    }
+
+    /// Reads a config file, with overrides from the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&text, &path.display().to_string(), base, |k| std::env::var(k).ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_round_trips_and_env_overrides_apply() {
+        let text = Config::example().to_toml();
+        let base = Path::new("/etc/tallytree");
+        let parsed = Config::parse(&text, "node.toml", base, |_| None).expect("valid");
+        assert_eq!(parsed.data_dir, PathBuf::from("/etc/tallytree/data"));
+        assert_eq!(parsed.region, Config::example().region);
+
+        let env = |k: &str| (k == "TALLYTREE_LISTEN").then(|| "127.0.0.1:9999".to_owned());
+        let parsed = Config::parse(&text, "node.toml", base, env).expect("valid");
+        assert_eq!(parsed.listen.port(), 9999);
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_named() {
+        let text = format!("{}\ncolour = \"red\"\n", Config::example().to_toml());
+        let err = Config::parse(&text, "node.toml", Path::new("."), |_| None).unwrap_err();
+        assert!(err.to_string().contains("colour"), "{err}");
+
+        let text = Config::example().to_toml().replace("210214000000", "2102140000");
+        let err = Config::parse(&text, "node.toml", Path::new("."), |_| None).unwrap_err();
+        assert!(err.to_string().contains("12 digits"), "{err}");
+    }
+}

@@ -1,0 +1,65 @@
+//! The node's ledger: its store, the lock that makes check-then-write
+//! sequences atomic, and the signal that wakes the signer after a change.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+
+use crate::store::{Batch, Store, StoreError};
+
+/// The store with its writer discipline.
+pub struct Ledger {
+    /// Where everything is kept.
+    store: Arc<dyn Store>,
+    /// Held by whoever reads state, checks it and writes based on it
+    /// (intake, signer), so that no two such sequences interleave.
+    writer: Mutex<()>,
+    /// Wakes the signer after records changed.
+    changed: Notify,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ledger")
+    }
+}
+
+impl Ledger {
+    /// A ledger over `store`.
+    pub fn new(store: Arc<dyn Store>) -> Ledger {
+        Ledger {
+            store,
+            writer: Mutex::new(()),
+            changed: Notify::new(),
+        }
+    }
+
+    /// The store, for reads.
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    /// Takes the writer lock.
+    pub fn lock(&self) -> MutexGuard<'_, ()> {
+        // The guarded value is (), so a panic elsewhere cannot leave it
+        // inconsistent; a poisoned lock is safe to take.
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes a batch that changes records, then wakes the signer.
+    pub fn write_changes(&self, batch: Batch) -> Result<(), StoreError> {
+        self.store.write(batch)?;
+        self.changed.notify_one();
+        Ok(())
+    }
+
+    /// Resolves after the next change (or at once if one is pending).
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    /// Wakes the signer without a change (e.g. at a date change).
+    pub fn wake(&self) {
+        self.changed.notify_one();
+    }
+}

@@ -1,0 +1,221 @@
+//! Queries: the figures of a region of this node's subtree for a period, and
+//! of its descendants down to a depth.
+//!
+//! Figures come from signed summaries only. A region's month is its latest
+//! revision; a child's month is the exact revision its parent's summary
+//! counted, so a drill-down always adds up.
+
+use std::{collections::BTreeSet, sync::Arc};
+
+use tallytree_aggregator::{SummaryView, Tally};
+use tallytree_proto::{Month, PeriodRange, RegionCode, pb};
+
+use crate::{
+    ledger::Ledger,
+    signer::Identity,
+    store::{
+        StoreError,
+        layout::{self, SummaryRow},
+    },
+};
+
+/// Deepest drill-down: province to village is four levels.
+pub const MAX_DEPTH: u32 = 4;
+
+/// Why a query cannot be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The region is not in this node's subtree.
+    #[error("region ({region}): not in the subtree of this node ({node})")]
+    OutsideSubtree {
+        /// Asked for.
+        region: RegionCode,
+        /// This node's region.
+        node: RegionCode,
+    },
+    /// Depth beyond the tree.
+    #[error("depth ({0}): at most {MAX_DEPTH}")]
+    Depth(u32),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The query side of a node.
+#[derive(Debug, Clone)]
+pub struct Query {
+    /// Where summaries are.
+    ledger: Arc<Ledger>,
+    /// This node's unit.
+    identity: Arc<Identity>,
+}
+
+/// A month's figures as one region's row needs them.
+struct MonthEntry {
+    view: SummaryView,
+    row: SummaryRow,
+    digest: String,
+}
+
+impl Query {
+    /// Queries over `ledger` for the node `identity`.
+    pub fn new(ledger: Arc<Ledger>, identity: Arc<Identity>) -> Query {
+        Query { ledger, identity }
+    }
+
+    /// Rows for `region` (default: this node's) and its descendants to `depth`.
+    /// Blocking.
+    pub fn tally(
+        &self,
+        region: Option<RegionCode>,
+        range: PeriodRange,
+        depth: u32,
+    ) -> Result<pb::TallyResponse, QueryError> {
+        let region = region.unwrap_or(self.identity.region);
+        if !region.is_within(self.identity.region) {
+            return Err(QueryError::OutsideSubtree {
+                region,
+                node: self.identity.region,
+            });
+        }
+        if depth > MAX_DEPTH {
+            return Err(QueryError::Depth(depth));
+        }
+        let dirty: BTreeSet<Month> = layout::dirty_months(self.ledger.store())?.into_iter().collect();
+        let mut rows = Vec::new();
+        // The requested region: its latest revision of each month.
+        let mut entries = Vec::new();
+        for month in range.months() {
+            let latest = layout::latest_summary(self.ledger.store(), region, month)?;
+            entries.push((month, latest.map(entry).transpose()?));
+        }
+        let pending = region == self.identity.region && range.months().any(|m| dirty.contains(&m));
+        self.walk(region, 0, depth, &entries, pending, &mut rows)?;
+        Ok(pb::TallyResponse {
+            rows,
+            category_list_version: tallytree_proto::CATEGORY_LIST_VERSION,
+        })
+    }
+
+    fn walk(
+        &self,
+        region: RegionCode,
+        level: u32,
+        depth: u32,
+        entries: &[(Month, Option<MonthEntry>)],
+        pending: bool,
+        rows: &mut Vec<pb::RegionRow>,
+    ) -> Result<(), QueryError> {
+        rows.push(self.row(region, level, entries, pending));
+        if level >= depth {
+            return Ok(());
+        }
+        // Children: every child any month's summary counted, each month at
+        // the exact revision counted.
+        let children: BTreeSet<RegionCode> = entries
+            .iter()
+            .filter_map(|(_, e)| e.as_ref())
+            .flat_map(|e| e.view.children.iter().map(|c| c.region))
+            .collect();
+        for child in children {
+            let mut child_entries = Vec::with_capacity(entries.len());
+            for (month, e) in entries {
+                let counted = e
+                    .as_ref()
+                    .and_then(|e| e.view.children.iter().find(|c| c.region == child));
+                let found = match counted {
+                    Some(c) => layout::summary_at(self.ledger.store(), child, *month, c.revision)?
+                        .map(entry)
+                        .transpose()?,
+                    None => None,
+                };
+                child_entries.push((*month, found));
+            }
+            self.walk(child, level + 1, depth, &child_entries, false, rows)?;
+        }
+        Ok(())
+    }
+
+    fn row(
+        &self,
+        region: RegionCode,
+        level: u32,
+        entries: &[(Month, Option<MonthEntry>)],
+        pending: bool,
+    ) -> pb::RegionRow {
+        let mut total = Tally::default();
+        let mut months = Vec::new();
+        let mut missing = Vec::new();
+        let (mut reported, mut expected) = (0u32, 0u32);
+        let mut verified = true;
+        let mut name = (region == self.identity.region).then(|| self.identity.name.clone());
+        for (month, e) in entries {
+            let Some(e) = e else {
+                missing.push(month.to_string());
+                continue;
+            };
+            // Stored summaries passed their checks, so their sum cannot
+            // overflow in practice; saturate rather than fail a query.
+            total = total.checked_add(&e.view.total).unwrap_or(total);
+            reported += e.view.children.len() as u32;
+            expected += e.view.children_expected;
+            verified &= e.row.verified;
+            name.get_or_insert_with(|| e.view.name.clone());
+            months.push(pb::MonthFigures {
+                period: month.to_string(),
+                total: Some(e.view.total.to_pb()),
+                local: Some(e.view.local.to_pb()),
+                revision: e.view.revision,
+                digest: e.digest.clone(),
+                issued_at_ms: e.view.issued_at_ms,
+                received_at_ms: e.row.received_at_ms,
+                children_reported: e.view.children.len() as u32,
+                children_expected: e.view.children_expected,
+                verified: e.row.verified,
+            });
+        }
+        let r = total.rates();
+        pb::RegionRow {
+            region: region.to_string(),
+            name: name.unwrap_or_default(),
+            level: region.level().to_string(),
+            depth: level,
+            total: Some(total.to_pb()),
+            rates: Some(pb::Rates {
+                resolution: r.resolution,
+                on_time: r.on_time,
+                escalation: r.escalation,
+                task_completion: r.task_completion,
+            }),
+            months,
+            months_missing: missing,
+            children_reported: reported,
+            children_expected: expected,
+            verified,
+            pending,
+        }
+    }
+
+    /// Every stored revision of `region`'s summary for `month`, oldest first.
+    /// Blocking.
+    pub fn revisions(&self, region: RegionCode, month: Month) -> Result<Vec<pb::Envelope>, QueryError> {
+        if !region.is_within(self.identity.region) {
+            return Err(QueryError::OutsideSubtree {
+                region,
+                node: self.identity.region,
+            });
+        }
+        Ok(layout::summary_revisions(self.ledger.store(), region, month)?
+            .into_iter()
+            .filter_map(|r| r.envelope)
+            .collect())
+    }
+}
+
+fn entry(row: SummaryRow) -> Result<MonthEntry, StoreError> {
+    Ok(MonthEntry {
+        view: row.view()?,
+        digest: row.digest()?.to_hex(),
+        row,
+    })
+}

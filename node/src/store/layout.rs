@@ -1,0 +1,387 @@
+//! What the node keeps, and how: the key layout of each column family, the
+//! row encodings (prost messages private to the node), and typed reads.
+//!
+//! | cf         | key                                   | value          |
+//! |------------|---------------------------------------|----------------|
+//! | cases      | month u32 BE, case id                 | [`CaseRow`]    |
+//! | case_ids   | case id                               | month u32 BE   |
+//! | tasks      | month u32 BE, task id                 | [`TaskRow`]    |
+//! | task_ids   | task id                               | month u32 BE   |
+//! | direct     | month u32 BE, slot u8 (category, 255 = tasks) | `CaseCounts` / `TaskCounts` |
+//! | summaries  | region u64 BE, month u32 BE, revision u64 BE | [`SummaryRow`] |
+//! | dirty      | month u32 BE                          | empty          |
+//!
+//! Months are [`Month::index`]; big-endian integers make keys sort by month,
+//! region and revision.
+
+use chrono::NaiveDate;
+use prost::Message;
+use tallytree_aggregator::{
+    CaseCounts, CaseRecord, CaseState, SummaryView, Tally, TaskCounts, TaskRecord, TaskState,
+};
+use tallytree_proto::{Category, Digest, Month, RegionCode, pb, statement};
+
+use super::{Cf, Store, StoreError};
+
+/// Slot of the task counts in the direct column family.
+pub const DIRECT_TASKS_SLOT: u8 = u8::MAX;
+
+/// A stored case.
+#[derive(Clone, PartialEq, Message)]
+pub struct CaseRow {
+    /// Category index ([`Category::index`]).
+    #[prost(uint32, tag = "1")]
+    pub category: u32,
+    /// Days since 0001-01-01 (CE).
+    #[prost(int32, tag = "2")]
+    pub registered_on: i32,
+    /// 0 in progress, 1 resolved, 2 escalated.
+    #[prost(uint32, tag = "3")]
+    pub state: u32,
+    /// Days since CE, when closed.
+    #[prost(int32, optional, tag = "4")]
+    pub closed_on: Option<i32>,
+    /// Days since CE.
+    #[prost(int32, tag = "5")]
+    pub deadline: i32,
+}
+
+/// A stored task.
+#[derive(Clone, PartialEq, Message)]
+pub struct TaskRow {
+    /// The task's title as given.
+    #[prost(string, tag = "1")]
+    pub title: String,
+    /// Days since CE.
+    #[prost(int32, tag = "2")]
+    pub deadline: i32,
+    /// 0 in progress, 1 completed.
+    #[prost(uint32, tag = "3")]
+    pub state: u32,
+}
+
+/// A stored signed summary, with what the node knows about it.
+#[derive(Clone, PartialEq, Message)]
+pub struct SummaryRow {
+    /// The envelope exactly as signed or received.
+    #[prost(message, optional, tag = "1")]
+    pub envelope: Option<pb::Envelope>,
+    /// When this node signed or received it (Unix ms).
+    #[prost(int64, tag = "2")]
+    pub received_at_ms: i64,
+    /// Signature and arithmetic checked when stored.
+    #[prost(bool, tag = "3")]
+    pub verified: bool,
+}
+
+/// Days since CE of a date.
+pub fn day_number(d: NaiveDate) -> i32 {
+    use chrono::Datelike;
+    d.num_days_from_ce()
+}
+
+fn date_of(days: i32, cf: &'static str) -> Result<NaiveDate, StoreError> {
+    NaiveDate::from_num_days_from_ce_opt(days).ok_or_else(|| StoreError::Corrupt {
+        cf,
+        reason: format!("day number {days} out of range"),
+    })
+}
+
+impl CaseRow {
+    /// From a record.
+    pub fn from_record(r: &CaseRecord) -> CaseRow {
+        CaseRow {
+            category: r.category.index() as u32,
+            registered_on: day_number(r.registered_on),
+            state: match r.state {
+                CaseState::InProgress => 0,
+                CaseState::Resolved => 1,
+                CaseState::Escalated => 2,
+            },
+            closed_on: r.closed_on.map(day_number),
+            deadline: day_number(r.deadline),
+        }
+    }
+
+    /// Back to a record.
+    pub fn to_record(&self) -> Result<CaseRecord, StoreError> {
+        let corrupt = |reason: &str| StoreError::Corrupt {
+            cf: "cases",
+            reason: reason.to_owned(),
+        };
+        Ok(CaseRecord {
+            category: *Category::ALL
+                .get(self.category as usize)
+                .ok_or_else(|| corrupt("category out of range"))?,
+            registered_on: date_of(self.registered_on, "cases")?,
+            state: match self.state {
+                0 => CaseState::InProgress,
+                1 => CaseState::Resolved,
+                2 => CaseState::Escalated,
+                _ => return Err(corrupt("state out of range")),
+            },
+            closed_on: self.closed_on.map(|d| date_of(d, "cases")).transpose()?,
+            deadline: date_of(self.deadline, "cases")?,
+        })
+    }
+}
+
+impl TaskRow {
+    /// From a record and its title.
+    pub fn from_record(r: &TaskRecord, title: &str) -> TaskRow {
+        TaskRow {
+            title: title.to_owned(),
+            deadline: day_number(r.deadline),
+            state: match r.state {
+                TaskState::InProgress => 0,
+                TaskState::Completed => 1,
+            },
+        }
+    }
+
+    /// Back to a record.
+    pub fn to_record(&self) -> Result<TaskRecord, StoreError> {
+        Ok(TaskRecord {
+            deadline: date_of(self.deadline, "tasks")?,
+            state: match self.state {
+                0 => TaskState::InProgress,
+                1 => TaskState::Completed,
+                _ => {
+                    return Err(StoreError::Corrupt {
+                        cf: "tasks",
+                        reason: "state out of range".into(),
+                    });
+                }
+            },
+        })
+    }
+}
+
+/// Key of a record (case or task) in its month.
+pub fn record_key(month: Month, id: &str) -> Vec<u8> {
+    let mut k = month.index().to_be_bytes().to_vec();
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// Key prefix of a month.
+pub fn month_key(month: Month) -> [u8; 4] {
+    month.index().to_be_bytes()
+}
+
+/// Decodes a month key.
+pub fn month_of_key(bytes: &[u8], cf: &'static str) -> Result<Month, StoreError> {
+    let raw: [u8; 4] = bytes
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| StoreError::Corrupt {
+            cf,
+            reason: "short month key".into(),
+        })?;
+    Month::from_index(u32::from_be_bytes(raw)).ok_or_else(|| StoreError::Corrupt {
+        cf,
+        reason: "month out of range".into(),
+    })
+}
+
+/// Key of a direct-tally slot.
+pub fn direct_key(month: Month, slot: u8) -> Vec<u8> {
+    let mut k = month_key(month).to_vec();
+    k.push(slot);
+    k
+}
+
+/// Key prefix of a region's summaries for a month.
+pub fn summary_prefix(region: RegionCode, month: Month) -> Vec<u8> {
+    let mut k = region.as_u64().to_be_bytes().to_vec();
+    k.extend_from_slice(&month_key(month));
+    k
+}
+
+/// Key of one summary revision.
+pub fn summary_key(region: RegionCode, month: Month, revision: u64) -> Vec<u8> {
+    let mut k = summary_prefix(region, month);
+    k.extend_from_slice(&revision.to_be_bytes());
+    k
+}
+
+fn decode<M: Message + Default>(bytes: &[u8], cf: &'static str) -> Result<M, StoreError> {
+    M::decode(bytes).map_err(|e| StoreError::Corrupt {
+        cf,
+        reason: e.to_string(),
+    })
+}
+
+/// The month a case id is stored under, if any.
+pub fn case_month(store: &dyn Store, id: &str) -> Result<Option<Month>, StoreError> {
+    store
+        .get(Cf::CaseIds, id.as_bytes())?
+        .map(|b| month_of_key(&b, "case_ids"))
+        .transpose()
+}
+
+/// A stored case by id.
+pub fn load_case(store: &dyn Store, id: &str) -> Result<Option<CaseRecord>, StoreError> {
+    let Some(month) = case_month(store, id)? else {
+        return Ok(None);
+    };
+    store
+        .get(Cf::Cases, &record_key(month, id))?
+        .map(|b| decode::<CaseRow>(&b, "cases")?.to_record())
+        .transpose()
+}
+
+/// The month a task id is stored under, if any.
+pub fn task_month(store: &dyn Store, id: &str) -> Result<Option<Month>, StoreError> {
+    store
+        .get(Cf::TaskIds, id.as_bytes())?
+        .map(|b| month_of_key(&b, "task_ids"))
+        .transpose()
+}
+
+/// A stored task by id.
+pub fn load_task(store: &dyn Store, id: &str) -> Result<Option<TaskRow>, StoreError> {
+    let Some(month) = task_month(store, id)? else {
+        return Ok(None);
+    };
+    store
+        .get(Cf::Tasks, &record_key(month, id))?
+        .map(|b| decode::<TaskRow>(&b, "tasks"))
+        .transpose()
+}
+
+/// The local tally of a month as of `today`: its cases, its tasks and its
+/// directly entered figures.
+pub fn local_tally(store: &dyn Store, month: Month, today: NaiveDate) -> Result<Tally, StoreError> {
+    let prefix = month_key(month);
+    let mut tally = Tally::default();
+    let mut failure = None;
+    store.scan(Cf::Cases, &prefix, &mut |_, v| {
+        match decode::<CaseRow>(v, "cases").and_then(|r| r.to_record()) {
+            Ok(case) => tally.count_case(&case),
+            Err(e) => failure = Some(e),
+        }
+        failure.is_none()
+    })?;
+    store.scan(Cf::Tasks, &prefix, &mut |_, v| {
+        match decode::<TaskRow>(v, "tasks").and_then(|r| r.to_record()) {
+            Ok(task) => tally.count_task(&task, today),
+            Err(e) => failure = Some(e),
+        }
+        failure.is_none()
+    })?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let direct = direct_tally(store, month)?;
+    tally.checked_add(&direct).ok_or_else(|| StoreError::Corrupt {
+        cf: "direct",
+        reason: format!("month {month}: counts overflow"),
+    })
+}
+
+/// The directly entered figures of a month.
+pub fn direct_tally(store: &dyn Store, month: Month) -> Result<Tally, StoreError> {
+    let mut tally = Tally::default();
+    let mut failure = None;
+    store.scan(Cf::Direct, &month_key(month), &mut |k, v| {
+        let slot = k.get(4).copied().unwrap_or(0);
+        if slot == DIRECT_TASKS_SLOT {
+            match decode::<pb::TaskCounts>(v, "direct") {
+                Ok(t) => tally.tasks = TaskCounts::from_pb(&t),
+                Err(e) => failure = Some(e),
+            }
+        } else if let Some(c) = Category::ALL.get(slot as usize) {
+            match decode::<pb::CaseCounts>(v, "direct") {
+                Ok(row) => *tally.category_mut(*c) = CaseCounts::from_pb(&row),
+                Err(e) => failure = Some(e),
+            }
+        }
+        failure.is_none()
+    })?;
+    failure.map_or(Ok(tally), Err)
+}
+
+/// The latest stored summary of a region for a month.
+pub fn latest_summary(
+    store: &dyn Store,
+    region: RegionCode,
+    month: Month,
+) -> Result<Option<SummaryRow>, StoreError> {
+    store
+        .last(Cf::Summaries, &summary_prefix(region, month))?
+        .map(|(_, v)| decode::<SummaryRow>(&v, "summaries"))
+        .transpose()
+}
+
+/// Every stored revision of a region's summary for a month, oldest first.
+pub fn summary_revisions(
+    store: &dyn Store,
+    region: RegionCode,
+    month: Month,
+) -> Result<Vec<SummaryRow>, StoreError> {
+    let mut rows = Vec::new();
+    let mut failure = None;
+    store.scan(Cf::Summaries, &summary_prefix(region, month), &mut |_, v| {
+        match decode::<SummaryRow>(v, "summaries") {
+            Ok(r) => rows.push(r),
+            Err(e) => failure = Some(e),
+        }
+        failure.is_none()
+    })?;
+    failure.map_or(Ok(rows), Err)
+}
+
+/// Months marked as changed and not yet signed.
+pub fn dirty_months(store: &dyn Store) -> Result<Vec<Month>, StoreError> {
+    let mut months = Vec::new();
+    let mut failure = None;
+    store.scan(Cf::Dirty, b"", &mut |k, _| {
+        match month_of_key(k, "dirty") {
+            Ok(m) => months.push(m),
+            Err(e) => failure = Some(e),
+        }
+        failure.is_none()
+    })?;
+    failure.map_or(Ok(months), Err)
+}
+
+impl SummaryRow {
+    /// The stored envelope.
+    pub fn envelope(&self) -> Result<&pb::Envelope, StoreError> {
+        self.envelope.as_ref().ok_or_else(|| StoreError::Corrupt {
+            cf: "summaries",
+            reason: "row without envelope".into(),
+        })
+    }
+
+    /// Decodes the stored summary. Rows are checked before they are stored,
+    /// so a failure here means the data directory is damaged.
+    pub fn view(&self) -> Result<SummaryView, StoreError> {
+        let corrupt = |reason: String| StoreError::Corrupt {
+            cf: "summaries",
+            reason,
+        };
+        let summary: pb::Summary =
+            statement::decode_verified(self.envelope()?).map_err(|e| corrupt(e.to_string()))?;
+        SummaryView::from_pb(&summary).map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// SHA-256 of the stored payload.
+    pub fn digest(&self) -> Result<Digest, StoreError> {
+        Ok(Digest::of(&self.envelope()?.payload))
+    }
+}
+
+/// One stored revision of a region's summary.
+pub fn summary_at(
+    store: &dyn Store,
+    region: RegionCode,
+    month: Month,
+    revision: u64,
+) -> Result<Option<SummaryRow>, StoreError> {
+    store
+        .get(Cf::Summaries, &summary_key(region, month, revision))?
+        .map(|b| decode::<SummaryRow>(&b, "summaries"))
+        .transpose()
+}
