@@ -365,8 +365,10 @@ impl TaskCounts {
 
     /// Checks completed + in_progress == assigned and overdue <= in_progress.
     pub fn check(&self, field: &str) -> Result<(), TallyError> {
-        let mut t = Tally::default();
-        t.tasks = *self;
+        let t = Tally {
+            tasks: *self,
+            ..Tally::default()
+        };
         t.check(field)
     }
 }

@@ -2,13 +2,16 @@
 
 use std::{collections::BTreeMap, sync::RwLock};
 
-use super::{Batch, Cf, Op, Store, StoreError};
+use super::{Batch, Cf, Entry, Op, Store, StoreError};
+
+/// One ordered map per column family.
+type Maps = BTreeMap<Cf, BTreeMap<Vec<u8>, Vec<u8>>>;
 
 /// A [`Store`] in ordered maps.
 #[derive(Default, Debug)]
 pub struct MemStore {
     /// One ordered map per column family.
-    maps: RwLock<BTreeMap<Cf, BTreeMap<Vec<u8>, Vec<u8>>>>,
+    maps: RwLock<Maps>,
 }
 
 impl MemStore {
@@ -17,7 +20,7 @@ impl MemStore {
         MemStore::default()
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Cf, BTreeMap<Vec<u8>, Vec<u8>>>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Maps> {
         // A panic while holding the lock leaves the maps consistent (writes are
         // applied to a copy first), so a poisoned lock is still safe to read.
         self.maps.read().unwrap_or_else(|e| e.into_inner())
@@ -47,7 +50,7 @@ impl Store for MemStore {
         Ok(())
     }
 
-    fn last(&self, cf: Cf, prefix: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn last(&self, cf: Cf, prefix: &[u8]) -> Result<Option<Entry>, StoreError> {
         let maps = self.read();
         let Some(map) = maps.get(&cf) else {
             return Ok(None);

@@ -110,6 +110,9 @@ impl Batch {
     }
 }
 
+/// A key and its value.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
 /// An ordered key-value store with column families and atomic, durable batches.
 pub trait Store: Send + Sync + 'static {
     /// The value at `key`.
@@ -125,7 +128,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     /// The entry with the greatest key starting with `prefix`.
-    fn last(&self, cf: Cf, prefix: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn last(&self, cf: Cf, prefix: &[u8]) -> Result<Option<Entry>, StoreError>;
 
     /// Applies `batch` atomically; when it returns, the batch survives a crash
     /// (the write-ahead log is synced). Concurrent callers share syncs.

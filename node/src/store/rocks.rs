@@ -8,7 +8,7 @@ use rocksdb::{
     IteratorMode, Options, WriteOptions,
 };
 
-use super::{Batch, Cf, Op, Store, StoreError};
+use super::{Batch, Cf, Entry, Op, Store, StoreError};
 
 /// A [`Store`] in a RocksDB directory.
 pub struct RocksStore {
@@ -96,7 +96,7 @@ impl Store for RocksStore {
         Ok(())
     }
 
-    fn last(&self, cf: Cf, prefix: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn last(&self, cf: Cf, prefix: &[u8]) -> Result<Option<Entry>, StoreError> {
         let handle = self.cf(cf)?;
         let mut iter = match prefix_end(prefix) {
             Some(end) => self
