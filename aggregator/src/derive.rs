@@ -135,7 +135,10 @@ pub fn derive_by_month<'a>(
         months.entry(case.month()).or_default().count_case(case);
     }
     for task in tasks {
-        months.entry(task.month()).or_default().count_task(task, today);
+        months
+            .entry(task.month())
+            .or_default()
+            .count_task(task, today);
     }
     months
 }
@@ -154,7 +157,12 @@ mod tests {
     /// One step of a case's life: the category, registration day and a list
     /// of state changes (state, days after registration).
     fn arb_history() -> impl Strategy<Value = (usize, u64, Vec<(u8, u64)>, u64)> {
-        (0..Category::COUNT, 0u64..300, prop::collection::vec((0u8..3, 0u64..60), 0..4), 0u64..60)
+        (
+            0..Category::COUNT,
+            0u64..300,
+            prop::collection::vec((0u8..3, 0u64..60), 0..4),
+            0u64..60,
+        )
     }
 
     fn replay((cat, reg, steps, deadline): (usize, u64, Vec<(u8, u64)>, u64)) -> CaseRecord {

@@ -17,4 +17,4 @@ pub mod tally;
 
 pub use derive::{CaseRecord, CaseState, TaskRecord, TaskState};
 pub use summary::{ChildEntry, SummaryError, SummaryView};
-pub use tally::{CaseCounts, Rates, TaskCounts, Tally, TallyError};
+pub use tally::{CaseCounts, Rates, Tally, TallyError, TaskCounts};

@@ -71,7 +71,9 @@ pub enum SummaryError {
         region: RegionCode,
     },
     /// A category list this version does not know.
-    #[error("summary {region}: category_list_version {got} is not supported (this build has {want})")]
+    #[error(
+        "summary {region}: category_list_version {got} is not supported (this build has {want})"
+    )]
     CategoryList {
         /// Reporting unit.
         region: RegionCode,
@@ -189,17 +191,22 @@ impl SummaryView {
                 child: c.region.clone(),
                 rule,
             };
-            let child = RegionCode::parse(&c.region).map_err(|_| bad("not a 12-digit region code"))?;
+            let child =
+                RegionCode::parse(&c.region).map_err(|_| bad("not a 12-digit region code"))?;
             if !child.is_direct_child_of(region) {
                 return Err(bad("not a direct child of the region"));
             }
-            if children.last().is_some_and(|l: &ChildEntry| l.region >= child) {
+            if children
+                .last()
+                .is_some_and(|l: &ChildEntry| l.region >= child)
+            {
                 return Err(bad("repeated or out of ascending order"));
             }
             if c.revision == 0 {
                 return Err(bad("revision must be at least 1"));
             }
-            let digest = Digest::from_slice(&c.digest).ok_or_else(|| bad("digest must be 32 bytes"))?;
+            let digest =
+                Digest::from_slice(&c.digest).ok_or_else(|| bad("digest must be 32 bytes"))?;
             children.push(ChildEntry {
                 region: child,
                 revision: c.revision,
@@ -340,7 +347,9 @@ mod tests {
     fn street_view() -> SummaryView {
         let local = tally(3, 2);
         let children = [tally(10, 9), tally(5, 5)];
-        let total = children.iter().fold(local, |acc, t| acc.checked_add(t).expect("sum"));
+        let total = children
+            .iter()
+            .fold(local, |acc, t| acc.checked_add(t).expect("sum"));
         SummaryView {
             region: code("210214001000"),
             name: "铁西街道".into(),
@@ -351,8 +360,16 @@ mod tests {
             local,
             total,
             children: vec![
-                ChildEntry { region: code("210214001001"), revision: 2, digest: Digest::of(b"a") },
-                ChildEntry { region: code("210214001002"), revision: 7, digest: Digest::of(b"b") },
+                ChildEntry {
+                    region: code("210214001001"),
+                    revision: 2,
+                    digest: Digest::of(b"a"),
+                },
+                ChildEntry {
+                    region: code("210214001002"),
+                    revision: 7,
+                    digest: Digest::of(b"b"),
+                },
             ],
             children_expected: 3,
         }
@@ -363,13 +380,17 @@ mod tests {
         let view = street_view();
         let back = SummaryView::from_pb(&view.to_pb()).expect("valid");
         assert_eq!(back, view);
-        back.check_total(&[tally(10, 9), tally(5, 5)]).expect("adds up");
+        back.check_total(&[tally(10, 9), tally(5, 5)])
+            .expect("adds up");
     }
 
     #[test]
     fn a_total_that_does_not_add_up_is_named() {
         let view = street_view();
-        let msg = view.check_total(&[tally(10, 9), tally(6, 6)]).unwrap_err().to_string();
+        let msg = view
+            .check_total(&[tally(10, 9), tally(6, 6)])
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             msg,
             "summary 210214001000 2026-03: total != local + sum of 2 child totals: land.registered is 18, the sum is 19"
@@ -380,7 +401,10 @@ mod tests {
     fn malformed_summaries_are_refused_with_the_rule() {
         let mut s = street_view().to_pb();
         s.parent = "210200000000".into();
-        assert!(matches!(SummaryView::from_pb(&s), Err(SummaryError::Parent { .. })));
+        assert!(matches!(
+            SummaryView::from_pb(&s),
+            Err(SummaryError::Parent { .. })
+        ));
 
         let mut s = street_view().to_pb();
         s.children.swap(0, 1);
@@ -389,19 +413,35 @@ mod tests {
 
         let mut s = street_view().to_pb();
         s.children[0].region = "210214002001".into();
-        assert!(SummaryView::from_pb(&s).unwrap_err().to_string().contains("not a direct child"));
+        assert!(
+            SummaryView::from_pb(&s)
+                .unwrap_err()
+                .to_string()
+                .contains("not a direct child")
+        );
 
         let mut s = street_view().to_pb();
         s.children_expected = 1;
-        assert!(matches!(SummaryView::from_pb(&s), Err(SummaryError::Completeness { .. })));
+        assert!(matches!(
+            SummaryView::from_pb(&s),
+            Err(SummaryError::Completeness { .. })
+        ));
 
         let mut s = street_view().to_pb();
         s.revision = 0;
-        assert!(matches!(SummaryView::from_pb(&s), Err(SummaryError::RevisionZero { .. })));
+        assert!(matches!(
+            SummaryView::from_pb(&s),
+            Err(SummaryError::RevisionZero { .. })
+        ));
 
         let mut s = street_view().to_pb();
         s.period = "2026-13".into();
-        assert!(SummaryView::from_pb(&s).unwrap_err().to_string().starts_with("period:"));
+        assert!(
+            SummaryView::from_pb(&s)
+                .unwrap_err()
+                .to_string()
+                .starts_with("period:")
+        );
 
         let mut s = street_view().to_pb();
         if let Some(t) = s.local.as_mut() {

@@ -84,7 +84,9 @@ pub enum TallyError {
         in_progress: u64,
     },
     /// resolved_on_time > resolved.
-    #[error("{field}: resolved_on_time ({on_time}) > resolved ({resolved}) for category {category}")]
+    #[error(
+        "{field}: resolved_on_time ({on_time}) > resolved ({resolved}) for category {category}"
+    )]
     OnTime {
         /// Which tally.
         field: String,
@@ -432,8 +434,11 @@ mod tests {
         assert_eq!(wire.cases.len(), 1);
         assert_eq!(Tally::from_pb(&wire, "local").expect("decode"), t);
         let mut dup = wire.clone();
-        dup.cases.push(dup.cases[0].clone());
-        assert!(matches!(Tally::from_pb(&dup, "local"), Err(TallyError::CategoryOrder { .. })));
+        dup.cases.push(dup.cases[0]);
+        assert!(matches!(
+            Tally::from_pb(&dup, "local"),
+            Err(TallyError::CategoryOrder { .. })
+        ));
         let mut unknown = wire;
         unknown.cases[0].category = 42;
         let msg = Tally::from_pb(&unknown, "local").unwrap_err().to_string();

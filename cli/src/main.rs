@@ -1,1 +1,236 @@
-fn main() {}
+//! `tallytree`: the command line for units, provincial staff and auditors.
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use tallytree_proto::RegionCode;
+
+use tallytree_cli::{
+    audit, conn::Conn, import, init, keys, query, query::Format, record, sheet::Kind,
+};
+
+/// Signed, federated dispute-resolution statistics.
+#[derive(Parser, Debug)]
+#[command(name = "tallytree", version, about, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    conn: Conn,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a unit's signing key and node config in a directory.
+    Init {
+        /// The unit's 12-digit region code.
+        #[arg(long)]
+        code: RegionCode,
+        /// The unit's Chinese name, e.g. 普兰店区.
+        #[arg(long)]
+        name: String,
+        /// Directory for node.key, node.pub, node.toml and data/ (default: ./CODE).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Address the node will listen on.
+        #[arg(long, default_value = "127.0.0.1:7400")]
+        listen: SocketAddr,
+        /// Operator token (default: a random one, written to node.toml).
+        #[arg(long)]
+        operator_token: Option<String>,
+    },
+    /// Import a CSV file of cases or tasks (all rows or none, unless --skip-invalid).
+    Import {
+        /// cases or tasks.
+        kind: Kind,
+        /// UTF-8 CSV with a header row.
+        file: PathBuf,
+        /// Store the valid rows and report the refused ones.
+        #[arg(long)]
+        skip_invalid: bool,
+        /// Check every row; store nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Record one case, task, or directly entered figures.
+    Record {
+        #[command(subcommand)]
+        entry: record::Entry,
+    },
+    /// Show figures for a period: YYYY-MM, YYYY-Qn, YYYY or FROM..TO.
+    Query {
+        /// Region code (default: the node's own unit).
+        #[arg(long)]
+        region: Option<RegionCode>,
+        /// The period.
+        #[arg(long)]
+        period: String,
+        /// Drill down this many levels (0 = the region only).
+        #[arg(long, default_value_t = 0)]
+        depth: u32,
+        /// One row per month.
+        #[arg(long)]
+        by_month: bool,
+        /// Print JSON.
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// Print CSV.
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Keys of a unit.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Auditing: signed revisions and their signatures.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysCommand {
+    /// Print the public key and key id.
+    Show {
+        /// A private key file (PKCS#8 PEM).
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// List every signed revision of a region's summary for a month.
+    Revisions {
+        /// Region code (default: the node's own unit).
+        #[arg(long)]
+        region: Option<RegionCode>,
+        /// The month, YYYY-MM.
+        #[arg(long)]
+        period: String,
+        /// The unit's public key file, to verify each signature.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// Print each revision as a standard DSSE JSON envelope, one per line.
+        #[arg(long)]
+        dsse_json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let conn = cli.conn;
+    match cli.command {
+        Command::Init {
+            code,
+            name,
+            dir,
+            listen,
+            operator_token,
+        } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(code.to_string()));
+            let path = init::init(&init::InitArgs {
+                code,
+                name,
+                dir,
+                listen,
+                token: operator_token,
+            })?;
+            println!(
+                "initialised {code}: key, public key and config in {}",
+                path.parent().unwrap_or(&path).display()
+            );
+            println!(
+                "start the node:  tallytree-node --config {}",
+                path.display()
+            );
+            println!(
+                "then use it:     tallytree --config {} query --period YYYY-MM",
+                path.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Import {
+            kind,
+            file,
+            skip_invalid,
+            dry_run,
+        } => {
+            import::run(
+                &conn,
+                &file,
+                import::ImportOptions {
+                    kind,
+                    skip_invalid,
+                    dry_run,
+                },
+            )
+            .await
+        }
+        Command::Record { entry } => record::run(&conn, entry).await,
+        Command::Query {
+            region,
+            period,
+            depth,
+            by_month,
+            json,
+            csv,
+        } => {
+            let format = if json {
+                Format::Json
+            } else if csv {
+                Format::Csv
+            } else {
+                Format::Table
+            };
+            query::run(
+                &conn,
+                query::QueryArgs {
+                    region,
+                    period,
+                    depth,
+                    by_month,
+                    format,
+                },
+            )
+            .await
+        }
+        Command::Keys {
+            command: KeysCommand::Show { key },
+        } => {
+            keys::show(key.as_deref(), conn.config.as_deref())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit {
+            command:
+                AuditCommand::Revisions {
+                    region,
+                    period,
+                    key,
+                    dsse_json,
+                },
+        } => audit::revisions(&conn, region, &period, key.as_deref(), dsse_json).await,
+    }
+}

@@ -158,12 +158,16 @@ impl Config {
             }
         }
         if let Some(value) = env("TALLYTREE_UTC_OFFSET_HOURS") {
-            let hours = value
-                .parse::<i64>()
-                .map_err(|_| invalid(format!("TALLYTREE_UTC_OFFSET_HOURS ({value}): not an integer")))?;
+            let hours = value.parse::<i64>().map_err(|_| {
+                invalid(format!(
+                    "TALLYTREE_UTC_OFFSET_HOURS ({value}): not an integer"
+                ))
+            })?;
             table.insert("utc_offset_hours".into(), toml::Value::Integer(hours));
         }
-        let mut config: Config = table.try_into().map_err(|e: toml::de::Error| invalid(e.to_string()))?;
+        let mut config: Config = table
+            .try_into()
+            .map_err(|e: toml::de::Error| invalid(e.to_string()))?;
         if config.name.trim().is_empty() {
             return Err(invalid("name: required (the unit's Chinese name)".into()));
         }
@@ -188,7 +192,9 @@ impl Config {
             source,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Config::parse(&text, &path.display().to_string(), base, |k| std::env::var(k).ok())
+        Config::parse(&text, &path.display().to_string(), base, |k| {
+            std::env::var(k).ok()
+        })
     }
 }
 
@@ -215,7 +221,9 @@ mod tests {
         let err = Config::parse(&text, "node.toml", Path::new("."), |_| None).unwrap_err();
         assert!(err.to_string().contains("colour"), "{err}");
 
-        let text = Config::example().to_toml().replace("210214000000", "2102140000");
+        let text = Config::example()
+            .to_toml()
+            .replace("210214000000", "2102140000");
         let err = Config::parse(&text, "node.toml", Path::new("."), |_| None).unwrap_err();
         assert!(err.to_string().contains("12 digits"), "{err}");
     }

@@ -33,6 +33,8 @@ pub struct Submission {
     pub tasks: Vec<(u64, pb::Task)>,
     /// Keep the valid rows when some are refused.
     pub skip_invalid: bool,
+    /// Check only; store nothing.
+    pub dry_run: bool,
 }
 
 impl Submission {
@@ -211,13 +213,19 @@ impl Intake {
             });
         }
         out.refused.sort_by_key(|r| r.line);
+        if sub.dry_run {
+            return Ok(Outcome { accepted: 0, ..out });
+        }
         self.commit(batch, &out.months_changed)?;
         Ok(out)
     }
 
     /// Checks and stores directly entered figures for a month. Returns the
     /// refusal reason when the entry breaks a rule. Blocking.
-    pub fn record_direct(&self, entry: &pb::DirectTally) -> Result<Result<Outcome, String>, StoreError> {
+    pub fn record_direct(
+        &self,
+        entry: &pb::DirectTally,
+    ) -> Result<Result<Outcome, String>, StoreError> {
         let direct = match records::parse_direct(entry, &self.rules()) {
             Ok(d) => d,
             Err(reason) => return Ok(Err(reason)),
@@ -296,9 +304,14 @@ mod tests {
 
     fn sub(cases: Vec<pb::Case>, skip_invalid: bool) -> Submission {
         Submission {
-            cases: cases.into_iter().enumerate().map(|(i, c)| (i as u64 + 2, c)).collect(),
+            cases: cases
+                .into_iter()
+                .enumerate()
+                .map(|(i, c)| (i as u64 + 2, c))
+                .collect(),
             tasks: vec![],
             skip_invalid,
+            dry_run: false,
         }
     }
 
@@ -307,16 +320,29 @@ mod tests {
         let intake = intake();
         let good = case("A", pb::CaseState::InProgress, "");
         let bad = case("B", pb::CaseState::Resolved, "");
-        let out = intake.record(sub(vec![good.clone(), bad.clone()], false)).expect("record");
+        let out = intake
+            .record(sub(vec![good.clone(), bad.clone()], false))
+            .expect("record");
         assert_eq!(out.accepted, 0);
         assert_eq!(out.refused.len(), 1);
         assert_eq!(out.refused[0].line, 3);
-        assert_eq!(out.refused[0].reason, "closed_on: required when state is resolved");
-        assert!(layout::load_case(intake.ledger.store(), "A").expect("load").is_none());
+        assert_eq!(
+            out.refused[0].reason,
+            "closed_on: required when state is resolved"
+        );
+        assert!(
+            layout::load_case(intake.ledger.store(), "A")
+                .expect("load")
+                .is_none()
+        );
 
         let out = intake.record(sub(vec![good, bad], true)).expect("record");
         assert_eq!(out.accepted, 1);
-        assert!(layout::load_case(intake.ledger.store(), "A").expect("load").is_some());
+        assert!(
+            layout::load_case(intake.ledger.store(), "A")
+                .expect("load")
+                .is_some()
+        );
         let dirty = layout::dirty_months(intake.ledger.store()).expect("dirty");
         assert_eq!(dirty, vec![Month::parse("2025-03").expect("month")]);
     }
@@ -325,8 +351,13 @@ mod tests {
     fn duplicates_and_backward_states_are_refused() {
         let intake = intake();
         let a = case("A", pb::CaseState::Resolved, "2025-03-10");
-        let out = intake.record(sub(vec![a.clone(), a.clone()], false)).expect("record");
-        assert_eq!(out.refused[0].reason, "id (A): duplicate in this batch (first on line 2)");
+        let out = intake
+            .record(sub(vec![a.clone(), a.clone()], false))
+            .expect("record");
+        assert_eq!(
+            out.refused[0].reason,
+            "id (A): duplicate in this batch (first on line 2)"
+        );
 
         intake.record(sub(vec![a.clone()], false)).expect("record");
         // Same again: accepted, nothing changes.
@@ -334,13 +365,19 @@ mod tests {
         assert_eq!((out.accepted, out.months_changed.len()), (1, 0));
         let back = case("A", pb::CaseState::InProgress, "");
         let out = intake.record(sub(vec![back], false)).expect("record");
-        assert!(out.refused[0].reason.contains("cannot go back from resolved"));
+        assert!(
+            out.refused[0]
+                .reason
+                .contains("cannot go back from resolved")
+        );
     }
 
     #[test]
     fn moving_a_case_to_another_month_dirties_both() {
         let intake = intake();
-        intake.record(sub(vec![case("A", pb::CaseState::InProgress, "")], false)).expect("record");
+        intake
+            .record(sub(vec![case("A", pb::CaseState::InProgress, "")], false))
+            .expect("record");
         let mut moved = case("A", pb::CaseState::InProgress, "");
         moved.registered_on = "2025-04-01".into();
         moved.deadline = "2025-04-30".into();
@@ -349,8 +386,10 @@ mod tests {
         assert_eq!(months, ["2025-03", "2025-04"]);
         let store = intake.ledger.store();
         let today = chrono::NaiveDate::from_ymd_opt(2025, 6, 1).expect("date");
-        let march = layout::local_tally(store, Month::parse("2025-03").expect("m"), today).expect("t");
-        let april = layout::local_tally(store, Month::parse("2025-04").expect("m"), today).expect("t");
+        let march =
+            layout::local_tally(store, Month::parse("2025-03").expect("m"), today).expect("t");
+        let april =
+            layout::local_tally(store, Month::parse("2025-04").expect("m"), today).expect("t");
         assert!(march.is_zero());
         assert_eq!(april.case_totals().registered, 1);
     }

@@ -146,9 +146,10 @@ impl Node {
                 source: store::StoreError::Engine(e.to_string()),
             })?;
 
-        let intake_server = IntakeServer::new(IntakeService::new(intake))
-            .max_decoding_message_size(max);
-        let query_server = QueryServer::new(QueryService::new(query.clone())).max_decoding_message_size(max);
+        let intake_server =
+            IntakeServer::new(IntakeService::new(intake)).max_decoding_message_size(max);
+        let query_server =
+            QueryServer::new(QueryService::new(query.clone())).max_decoding_message_size(max);
         let audit_server = AuditServer::new(AuditService::new(query, self.identity.region))
             .max_decoding_message_size(max);
 

@@ -31,7 +31,10 @@ fn main() -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_env("TALLYTREE_LOG")
         .or_else(|_| EnvFilter::try_new(&config.log))
         .context("log: not a valid filter")?;
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

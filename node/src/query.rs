@@ -81,7 +81,9 @@ impl Query {
         if depth > MAX_DEPTH {
             return Err(QueryError::Depth(depth));
         }
-        let dirty: BTreeSet<Month> = layout::dirty_months(self.ledger.store())?.into_iter().collect();
+        let dirty: BTreeSet<Month> = layout::dirty_months(self.ledger.store())?
+            .into_iter()
+            .collect();
         let mut rows = Vec::new();
         // The requested region: its latest revision of each month.
         let mut entries = Vec::new();
@@ -198,17 +200,23 @@ impl Query {
 
     /// Every stored revision of `region`'s summary for `month`, oldest first.
     /// Blocking.
-    pub fn revisions(&self, region: RegionCode, month: Month) -> Result<Vec<pb::Envelope>, QueryError> {
+    pub fn revisions(
+        &self,
+        region: RegionCode,
+        month: Month,
+    ) -> Result<Vec<pb::Envelope>, QueryError> {
         if !region.is_within(self.identity.region) {
             return Err(QueryError::OutsideSubtree {
                 region,
                 node: self.identity.region,
             });
         }
-        Ok(layout::summary_revisions(self.ledger.store(), region, month)?
-            .into_iter()
-            .filter_map(|r| r.envelope)
-            .collect())
+        Ok(
+            layout::summary_revisions(self.ledger.store(), region, month)?
+                .into_iter()
+                .filter_map(|r| r.envelope)
+                .collect(),
+        )
     }
 }
 

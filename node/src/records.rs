@@ -4,7 +4,7 @@
 
 use chrono::{Days, NaiveDate};
 use tallytree_aggregator::{
-    CaseCounts, CaseRecord, CaseState, TaskCounts, TaskRecord, TaskState, Tally,
+    CaseCounts, CaseRecord, CaseState, Tally, TaskCounts, TaskRecord, TaskState,
 };
 use tallytree_proto::{Category, Month, pb};
 
@@ -52,7 +52,9 @@ pub fn parse_date(field: &str, s: &str) -> Result<NaiveDate, String> {
 
 fn not_future(field: &str, date: NaiveDate, today: NaiveDate) -> Result<(), String> {
     if date > today {
-        return Err(format!("{field} ({date}): in the future (today is {today})"));
+        return Err(format!(
+            "{field} ({date}): in the future (today is {today})"
+        ));
     }
     Ok(())
 }
@@ -91,16 +93,24 @@ pub fn parse_case(c: &pb::Case, rules: &Rules) -> Result<(String, CaseRecord), S
     let closed_on = match (state, c.closed_on.is_empty()) {
         (CaseState::InProgress, true) => None,
         (CaseState::InProgress, false) => {
-            return Err(format!("closed_on ({}): must be empty while in_progress", c.closed_on));
+            return Err(format!(
+                "closed_on ({}): must be empty while in_progress",
+                c.closed_on
+            ));
         }
         (s, true) => {
-            return Err(format!("closed_on: required when state is {}", case_state_name(s)));
+            return Err(format!(
+                "closed_on: required when state is {}",
+                case_state_name(s)
+            ));
         }
         (_, false) => {
             let d = parse_date("closed_on", &c.closed_on)?;
             not_future("closed_on", d, rules.today)?;
             if d < registered_on {
-                return Err(format!("closed_on ({d}): before registered_on ({registered_on})"));
+                return Err(format!(
+                    "closed_on ({d}): before registered_on ({registered_on})"
+                ));
             }
             Some(d)
         }
@@ -112,7 +122,9 @@ pub fn parse_case(c: &pb::Case, rules: &Rules) -> Result<(String, CaseRecord), S
     } else {
         let d = parse_date("deadline", &c.deadline)?;
         if d < registered_on {
-            return Err(format!("deadline ({d}): before registered_on ({registered_on})"));
+            return Err(format!(
+                "deadline ({d}): before registered_on ({registered_on})"
+            ));
         }
         d
     };
@@ -169,7 +181,11 @@ pub fn parse_task(t: &pb::Task) -> Result<(String, String, TaskRecord), String> 
             ));
         }
     };
-    Ok((t.id.clone(), title.to_owned(), TaskRecord { deadline, state }))
+    Ok((
+        t.id.clone(),
+        title.to_owned(),
+        TaskRecord { deadline, state },
+    ))
 }
 
 /// Checks that a task may move from `old` to `new`: completed stays completed.
@@ -197,7 +213,9 @@ pub fn parse_direct(d: &pb::DirectTally, rules: &Rules) -> Result<DirectEntry, S
     let month = Month::parse(&d.period).map_err(|e| e.to_string())?;
     let now = Month::of(rules.today).ok_or("today: outside the supported years")?;
     if month > now {
-        return Err(format!("period ({month}): in the future (current month {now})"));
+        return Err(format!(
+            "period ({month}): in the future (current month {now})"
+        ));
     }
     if d.cases.is_empty() && d.tasks.is_none() {
         return Err("cases, tasks: nothing to record".into());
@@ -254,8 +272,8 @@ mod tests {
 
     #[test]
     fn a_valid_case_gets_the_default_deadline() {
-        let (id, r) = parse_case(&case(pb::CaseState::Resolved, "2026-03-20"), &rules())
-            .expect("valid");
+        let (id, r) =
+            parse_case(&case(pb::CaseState::Resolved, "2026-03-20"), &rules()).expect("valid");
         assert_eq!(id, "C-1");
         assert_eq!(r.deadline.to_string(), "2026-04-01");
         assert!(r.resolved_on_time());
@@ -264,16 +282,28 @@ mod tests {
     #[test]
     fn each_case_rule_names_field_and_rule() {
         let mut c = case(pb::CaseState::Resolved, "2026-03-01");
-        assert_eq!(refused(c.clone()), "closed_on (2026-03-01): before registered_on (2026-03-02)");
+        assert_eq!(
+            refused(c.clone()),
+            "closed_on (2026-03-01): before registered_on (2026-03-02)"
+        );
         c.closed_on = String::new();
-        assert_eq!(refused(c.clone()), "closed_on: required when state is resolved");
+        assert_eq!(
+            refused(c.clone()),
+            "closed_on: required when state is resolved"
+        );
         c.closed_on = "2026-02-30".into();
-        assert_eq!(refused(c.clone()), "closed_on (2026-02-30): not a date (YYYY-MM-DD)");
+        assert_eq!(
+            refused(c.clone()),
+            "closed_on (2026-02-30): not a date (YYYY-MM-DD)"
+        );
         let mut c = case(pb::CaseState::InProgress, "2026-03-05");
         assert!(refused(c.clone()).starts_with("closed_on (2026-03-05): must be empty"));
         c.closed_on = String::new();
         c.registered_on = "2026-07-01".into();
-        assert_eq!(refused(c.clone()), "registered_on (2026-07-01): in the future (today is 2026-06-15)");
+        assert_eq!(
+            refused(c.clone()),
+            "registered_on (2026-07-01): in the future (today is 2026-06-15)"
+        );
         c.registered_on = "2026-03-02".into();
         c.category = 0;
         assert!(refused(c.clone()).starts_with("category (0): unknown category"));
@@ -290,8 +320,10 @@ mod tests {
     #[test]
     fn closed_cases_do_not_go_back() {
         let (_, open) = parse_case(&case(pb::CaseState::InProgress, ""), &rules()).expect("ok");
-        let (_, done) = parse_case(&case(pb::CaseState::Resolved, "2026-03-05"), &rules()).expect("ok");
-        let (_, up) = parse_case(&case(pb::CaseState::Escalated, "2026-03-05"), &rules()).expect("ok");
+        let (_, done) =
+            parse_case(&case(pb::CaseState::Resolved, "2026-03-05"), &rules()).expect("ok");
+        let (_, up) =
+            parse_case(&case(pb::CaseState::Escalated, "2026-03-05"), &rules()).expect("ok");
         check_case_change(&open, &done).expect("forward");
         assert_eq!(
             check_case_change(&done, &open).unwrap_err(),
@@ -310,17 +342,38 @@ mod tests {
             state: pb::TaskState::Completed as i32,
         };
         let (_, _, done) = parse_task(&t).expect("valid");
-        let open = TaskRecord { state: TaskState::InProgress, ..done };
+        let open = TaskRecord {
+            state: TaskState::InProgress,
+            ..done
+        };
         assert!(check_task_change(&done, &open).is_err());
-        assert!(parse_task(&pb::Task { title: " ".into(), ..t.clone() }).is_err());
+        assert!(
+            parse_task(&pb::Task {
+                title: " ".into(),
+                ..t.clone()
+            })
+            .is_err()
+        );
 
         let d = pb::DirectTally {
             period: "2026-07".into(),
             cases: vec![],
-            tasks: Some(pb::TaskCounts { assigned: 3, completed: 1, in_progress: 2, overdue: 0 }),
+            tasks: Some(pb::TaskCounts {
+                assigned: 3,
+                completed: 1,
+                in_progress: 2,
+                overdue: 0,
+            }),
         };
-        assert!(parse_direct(&d, &rules()).unwrap_err().contains("in the future"));
-        let mut d = pb::DirectTally { period: "2026-05".into(), ..d };
+        assert!(
+            parse_direct(&d, &rules())
+                .unwrap_err()
+                .contains("in the future")
+        );
+        let mut d = pb::DirectTally {
+            period: "2026-05".into(),
+            ..d
+        };
         parse_direct(&d, &rules()).expect("valid");
         d.cases.push(pb::CaseCounts {
             category: pb::Category::Land as i32,
@@ -331,6 +384,9 @@ mod tests {
             resolved_on_time: 5,
         });
         let msg = parse_direct(&d, &rules()).unwrap_err();
-        assert!(msg.contains("cases[0]: resolved (5) + escalated (1)"), "{msg}");
+        assert!(
+            msg.contains("cases[0]: resolved (5) + escalated (1)"),
+            "{msg}"
+        );
     }
 }

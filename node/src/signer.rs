@@ -62,7 +62,12 @@ pub struct Signed {
 
 impl Signer {
     /// A signer for `identity` over `ledger`.
-    pub fn new(ledger: Arc<Ledger>, identity: Arc<Identity>, clock: Clock, config: SignerConfig) -> Signer {
+    pub fn new(
+        ledger: Arc<Ledger>,
+        identity: Arc<Identity>,
+        clock: Clock,
+        config: SignerConfig,
+    ) -> Signer {
         Signer {
             ledger,
             identity,
@@ -157,7 +162,10 @@ impl Signer {
             children: Vec::new(),
             children_expected: 0,
         };
-        debug_assert!(SummaryView::from_pb(&view.to_pb()).is_ok(), "own summary well formed");
+        debug_assert!(
+            SummaryView::from_pb(&view.to_pb()).is_ok(),
+            "own summary well formed"
+        );
         view
     }
 
@@ -209,7 +217,9 @@ impl Signer {
         let this = self.clone();
         match tokio::task::spawn_blocking(move || this.sign_dirty()).await {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => error!(error = %e, "signing failed; the months stay marked and are retried"),
+            Ok(Err(e)) => {
+                error!(error = %e, "signing failed; the months stay marked and are retried")
+            }
             Err(e) => error!(error = %e, "signer task failed"),
         }
     }
@@ -220,7 +230,11 @@ mod tests {
     use tallytree_proto::pb;
 
     use super::*;
-    use crate::{config::IntakeConfig, intake::{Intake, Submission}, store::MemStore};
+    use crate::{
+        config::IntakeConfig,
+        intake::{Intake, Submission},
+        store::MemStore,
+    };
 
     fn setup() -> (Intake, Signer, Arc<Identity>) {
         let ledger = Arc::new(Ledger::new(Arc::new(MemStore::new())));
@@ -240,15 +254,22 @@ mod tests {
         Submission {
             cases: (0..n)
                 .map(|i| {
-                    let closed = if state == pb::CaseState::InProgress { "" } else { "2025-01-20" };
-                    (i as u64, pb::Case {
-                        id: format!("C-{i}"),
-                        category: pb::Category::Land as i32,
-                        registered_on: "2025-01-05".into(),
-                        state: state as i32,
-                        closed_on: closed.into(),
-                        deadline: String::new(),
-                    })
+                    let closed = if state == pb::CaseState::InProgress {
+                        ""
+                    } else {
+                        "2025-01-20"
+                    };
+                    (
+                        i as u64,
+                        pb::Case {
+                            id: format!("C-{i}"),
+                            category: pb::Category::Land as i32,
+                            registered_on: "2025-01-05".into(),
+                            state: state as i32,
+                            closed_on: closed.into(),
+                            deadline: String::new(),
+                        },
+                    )
                 })
                 .collect(),
             ..Default::default()
@@ -258,14 +279,18 @@ mod tests {
     #[test]
     fn a_bulk_change_yields_one_revision_and_revisions_increase() {
         let (intake, signer, identity) = setup();
-        intake.record(cases(500, pb::CaseState::InProgress)).expect("record");
+        intake
+            .record(cases(500, pb::CaseState::InProgress))
+            .expect("record");
         let signed = signer.sign_dirty().expect("sign");
         assert_eq!(signed.len(), 1);
         assert_eq!(signed[0].revision, 1);
         // Nothing changed: nothing signed.
         assert!(signer.sign_dirty().expect("sign").is_empty());
 
-        intake.record(cases(10, pb::CaseState::Resolved)).expect("record");
+        intake
+            .record(cases(10, pb::CaseState::Resolved))
+            .expect("record");
         let signed = signer.sign_dirty().expect("sign");
         assert_eq!(signed[0].revision, 2);
 
@@ -273,11 +298,17 @@ mod tests {
         let store = signer.ledger.store();
         let revisions = layout::summary_revisions(store, identity.region, month).expect("revs");
         assert_eq!(revisions.len(), 2);
-        let latest = revisions.last().and_then(|r| r.envelope.clone()).expect("env");
+        let latest = revisions
+            .last()
+            .and_then(|r| r.envelope.clone())
+            .expect("env");
         let summary: pb::Summary =
             statement::open(&latest, &identity.key.public_key()).expect("verifies");
         let view = SummaryView::from_pb(&summary).expect("valid");
         let land = view.total.category(tallytree_proto::Category::Land);
-        assert_eq!((land.registered, land.resolved, land.in_progress), (500, 10, 490));
+        assert_eq!(
+            (land.registered, land.resolved, land.in_progress),
+            (500, 10, 490)
+        );
     }
 }

@@ -90,7 +90,9 @@ impl Category {
                 "邻里纠纷" => Some(Category::Neighbour),
                 "物业纠纷" => Some(Category::Property),
                 "土地/耕地浇水" | "耕地浇水" | "土地纠纷" => Some(Category::Land),
-                "劳动争议" | "拖欠工资" | "欠薪" | "劳动争议/拖欠工资" => Some(Category::Labour),
+                "劳动争议" | "拖欠工资" | "欠薪" | "劳动争议/拖欠工资" => {
+                    Some(Category::Labour)
+                }
                 "债务" | "经济纠纷" => Some(Category::Debt),
                 "医疗纠纷" => Some(Category::Medical),
                 _ => None,

@@ -202,7 +202,10 @@ mod tests {
         );
         // Lengths are byte lengths in ASCII decimal, even for multi-byte text,
         // and an empty payload still has its separators.
-        assert_eq!(pae("t", "辽宁".as_bytes()), "DSSEv1 1 t 6 辽宁".as_bytes().to_vec());
+        assert_eq!(
+            pae("t", "辽宁".as_bytes()),
+            "DSSEv1 1 t 6 辽宁".as_bytes().to_vec()
+        );
         assert_eq!(pae("", b""), b"DSSEv1 0  0 ".to_vec());
     }
 
@@ -241,7 +244,10 @@ mod tests {
         assert_eq!(json["payload"], "aGVsbG8gd29ybGQ=");
         assert_eq!(json["payloadType"], "application/x-test");
         assert_eq!(json["signatures"][0]["keyid"], key.public_key().key_id());
-        let back = DsseJson::parse(&json.to_string()).expect("parse").to_envelope().expect("env");
+        let back = DsseJson::parse(&json.to_string())
+            .expect("parse")
+            .to_envelope()
+            .expect("env");
         assert_eq!(back, env);
         assert!(DsseJson::parse("{\"payload\":1}").is_err());
     }

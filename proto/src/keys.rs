@@ -56,7 +56,9 @@ impl PublicKey {
     /// From raw bytes as carried in enrolments.
     pub fn from_slice(bytes: &[u8]) -> Result<PublicKey, KeyError> {
         Ok(PublicKey(
-            bytes.try_into().map_err(|_| KeyError::PublicKeyLength(bytes.len()))?,
+            bytes
+                .try_into()
+                .map_err(|_| KeyError::PublicKeyLength(bytes.len()))?,
         ))
     }
 
@@ -89,7 +91,9 @@ impl PublicKey {
         if let Ok(raw) = hex::decode(text) {
             return PublicKey::from_slice(&raw).ok();
         }
-        B64.decode(text).ok().and_then(|raw| PublicKey::from_slice(&raw).ok())
+        B64.decode(text)
+            .ok()
+            .and_then(|raw| PublicKey::from_slice(&raw).ok())
     }
 
     /// Reads a public key file.
@@ -298,12 +302,18 @@ mod tests {
         }
         let loaded = SigningKey::load(&path).expect("load");
         assert_eq!(loaded.public_key(), key.public_key());
-        assert!(matches!(SigningKey::generate_to_file(&path), Err(KeyError::Exists(_))));
+        assert!(matches!(
+            SigningKey::generate_to_file(&path),
+            Err(KeyError::Exists(_))
+        ));
 
         let pem = key.public_key().to_pem();
         assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA"));
         assert_eq!(PublicKey::parse(&pem), Some(key.public_key()));
-        assert_eq!(PublicKey::parse(&key.public_key().to_base64()), Some(key.public_key()));
+        assert_eq!(
+            PublicKey::parse(&key.public_key().to_base64()),
+            Some(key.public_key())
+        );
         assert_eq!(key.public_key().key_id().len(), 64);
     }
 

@@ -150,7 +150,10 @@ impl PeriodRange {
         let range = if let Some((a, b)) = s.split_once("..") {
             let from = Self::parse_single(a.trim(), s)?;
             let to = Self::parse_single(b.trim(), s)?;
-            PeriodRange { from: from.from, to: to.to }
+            PeriodRange {
+                from: from.from,
+                to: to.to,
+            }
         } else {
             Self::parse_single(s, s)?
         };
@@ -228,7 +231,15 @@ mod tests {
         assert_eq!(m("2026-03").to_string(), "2026-03");
         assert_eq!(m("2026-12").next(), m("2027-01"));
         assert_eq!(Month::from_index(m("2026-07").index()), Some(m("2026-07")));
-        for bad in ["2026-13", "2026-00", "2026-3", "26-03", "2026/03", "1999-12", "２０２６-03"] {
+        for bad in [
+            "2026-13",
+            "2026-00",
+            "2026-3",
+            "26-03",
+            "2026/03",
+            "1999-12",
+            "２０２６-03",
+        ] {
             assert!(Month::parse(bad).is_err(), "{bad}");
         }
     }
@@ -242,7 +253,10 @@ mod tests {
         let r = PeriodRange::parse("2025-11..2026-Q1").expect("range");
         assert_eq!((r.from, r.to), (m("2025-11"), m("2026-03")));
         assert_eq!(r.months().count(), 5);
-        assert!(matches!(PeriodRange::parse("2026-05..2026-01"), Err(PeriodError::Backwards(_))));
+        assert!(matches!(
+            PeriodRange::parse("2026-05..2026-01"),
+            Err(PeriodError::Backwards(_))
+        ));
         assert!(PeriodRange::parse("2026-Q5").is_err());
         assert!(PeriodRange::parse("last month").is_err());
     }

@@ -240,11 +240,26 @@ mod tests {
 
     #[test]
     fn malformed_codes_are_refused_with_the_rule() {
-        for bad in ["21020000000", "2102000000000", "21020000000a", "", "２１０２００００００００"] {
-            assert!(matches!(RegionCode::parse(bad), Err(RegionError::Format(_))), "{bad}");
+        for bad in [
+            "21020000000",
+            "2102000000000",
+            "21020000000a",
+            "",
+            "２１０２００００００００",
+        ] {
+            assert!(
+                matches!(RegionCode::parse(bad), Err(RegionError::Format(_))),
+                "{bad}"
+            );
         }
-        assert!(matches!(RegionCode::parse("000200000000"), Err(RegionError::NoProvince(_))));
-        assert!(matches!(RegionCode::parse("210000001000"), Err(RegionError::Gap(_))));
+        assert!(matches!(
+            RegionCode::parse("000200000000"),
+            Err(RegionError::NoProvince(_))
+        ));
+        assert!(matches!(
+            RegionCode::parse("210000001000"),
+            Err(RegionError::Gap(_))
+        ));
         let msg = RegionCode::parse("21x").unwrap_err().to_string();
         assert!(msg.contains("12 digits"), "{msg}");
     }

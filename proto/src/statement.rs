@@ -39,7 +39,11 @@ impl Statement for pb::Receipt {
 
 /// Encodes and signs a statement.
 pub fn seal<S: Statement>(key: &SigningKey, statement: &S) -> SignedEnvelope {
-    SignedEnvelope::new(envelope::sign(key, S::PAYLOAD_TYPE, statement.encode_to_vec()))
+    SignedEnvelope::new(envelope::sign(
+        key,
+        S::PAYLOAD_TYPE,
+        statement.encode_to_vec(),
+    ))
 }
 
 /// Verifies the envelope against `key`, then decodes the payload.

@@ -33,9 +33,11 @@ impl AuditRpc for AuditService {
     ) -> Result<Response<pb::RevisionsResponse>, Status> {
         let req = request.into_inner();
         let region = optional_region(&req.region)?.unwrap_or(self.region);
-        let month = Month::parse(&req.period).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let month =
+            Month::parse(&req.period).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let query = self.query.clone();
-        let summaries = blocking(move || query.revisions(region, month).map_err(query_status)).await?;
+        let summaries =
+            blocking(move || query.revisions(region, month).map_err(query_status)).await?;
         Ok(Response::new(pb::RevisionsResponse { summaries }))
     }
 }

@@ -45,7 +45,9 @@ impl Interceptor for OperatorAuth {
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or_default();
         if !same(given.as_bytes(), self.token.as_bytes()) {
-            return Err(Status::unauthenticated("authorization: wrong operator token"));
+            return Err(Status::unauthenticated(
+                "authorization: wrong operator token",
+            ));
         }
         Ok(request)
     }
@@ -58,12 +60,24 @@ mod tests {
     #[test]
     fn only_the_right_bearer_token_passes() {
         let mut auth = OperatorAuth::new("s3cret-token");
-        assert_eq!(auth.call(Request::new(())).unwrap_err().code(), tonic::Code::Unauthenticated);
+        assert_eq!(
+            auth.call(Request::new(())).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
         let mut req = Request::new(());
-        req.metadata_mut().insert("authorization", "Bearer wrong".parse().expect("ascii"));
-        assert!(auth.call(req).unwrap_err().message().contains("wrong operator token"));
+        req.metadata_mut()
+            .insert("authorization", "Bearer wrong".parse().expect("ascii"));
+        assert!(
+            auth.call(req)
+                .unwrap_err()
+                .message()
+                .contains("wrong operator token")
+        );
         let mut req = Request::new(());
-        req.metadata_mut().insert("authorization", "Bearer s3cret-token".parse().expect("ascii"));
+        req.metadata_mut().insert(
+            "authorization",
+            "Bearer s3cret-token".parse().expect("ascii"),
+        );
         assert!(auth.call(req).is_ok());
     }
 }

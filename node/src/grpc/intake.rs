@@ -24,7 +24,11 @@ impl IntakeService {
     }
 
     /// Unary calls: a refused row refuses the call with INVALID_ARGUMENT.
-    async fn record_unary(&self, sub: Submission, what: &str) -> Result<Response<pb::RecordResponse>, Status> {
+    async fn record_unary(
+        &self,
+        sub: Submission,
+        what: &str,
+    ) -> Result<Response<pb::RecordResponse>, Status> {
         let intake = self.intake.clone();
         let rows = sub.len();
         let out = blocking(move || intake.record(sub).map_err(store_status)).await?;
@@ -37,7 +41,10 @@ impl IntakeService {
 
 /// "2 of 5 rows refused, nothing stored: cases[3] (id B): closed_on: ..."
 fn refusal_message(out: &Outcome, rows: usize, what: &str) -> String {
-    let mut msg = format!("{} of {rows} rows refused, nothing stored", out.refused.len());
+    let mut msg = format!(
+        "{} of {rows} rows refused, nothing stored",
+        out.refused.len()
+    );
     for (i, r) in out.refused.iter().take(QUOTED_REFUSALS).enumerate() {
         msg.push_str(if i == 0 { ": " } else { "; " });
         msg.push_str(&format!("{what}[{}]", r.line.saturating_sub(1)));
@@ -48,7 +55,10 @@ fn refusal_message(out: &Outcome, rows: usize, what: &str) -> String {
         msg.push_str(&r.reason);
     }
     if out.refused.len() > QUOTED_REFUSALS {
-        msg.push_str(&format!("; and {} more", out.refused.len() - QUOTED_REFUSALS));
+        msg.push_str(&format!(
+            "; and {} more",
+            out.refused.len() - QUOTED_REFUSALS
+        ));
     }
     msg
 }
@@ -92,7 +102,8 @@ impl IntakeRpc for IntakeService {
 
     /// Bulk import: the whole stream is checked and committed as one batch
     /// when it ends. The response reports every refused row; with refusals
-    /// and without skip_invalid, nothing is stored (accepted is 0).
+    /// and without skip_invalid, or with dry_run, nothing is stored
+    /// (accepted is 0).
     async fn import(
         &self,
         request: Request<Streaming<pb::ImportChunk>>,
@@ -105,12 +116,21 @@ impl IntakeRpc for IntakeService {
             let chunk = chunk?;
             if first {
                 sub.skip_invalid = chunk.skip_invalid;
+                sub.dry_run = chunk.dry_run;
                 first = false;
             }
-            sub.cases
-                .extend(chunk.cases.into_iter().map(|c| (c.line, c.case.unwrap_or_default())));
-            sub.tasks
-                .extend(chunk.tasks.into_iter().map(|t| (t.line, t.task.unwrap_or_default())));
+            sub.cases.extend(
+                chunk
+                    .cases
+                    .into_iter()
+                    .map(|c| (c.line, c.case.unwrap_or_default())),
+            );
+            sub.tasks.extend(
+                chunk
+                    .tasks
+                    .into_iter()
+                    .map(|t| (t.line, t.task.unwrap_or_default())),
+            );
             if sub.len() as u64 > max_rows {
                 return Err(Status::invalid_argument(format!(
                     "import: more than {max_rows} rows in one import (intake.max_import_rows); split the file"

@@ -41,7 +41,8 @@ impl QueryRpc for QueryService {
     ) -> Result<Response<pb::TallyResponse>, Status> {
         let req = request.into_inner();
         let region = optional_region(&req.region)?;
-        let range = PeriodRange::parse(&req.period).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let range =
+            PeriodRange::parse(&req.period).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let query = self.query.clone();
         let depth = req.depth;
         blocking(move || query.tally(region, range, depth).map_err(query_status))

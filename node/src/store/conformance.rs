@@ -25,7 +25,10 @@ fn suite(store: &dyn Store) {
     assert_eq!(store.get(Cf::Cases, b"k").expect("get"), None);
     put(store, Cf::Cases, b"k", b"1");
     put(store, Cf::Cases, b"k", b"2");
-    assert_eq!(store.get(Cf::Cases, b"k").expect("get"), Some(b"2".to_vec()));
+    assert_eq!(
+        store.get(Cf::Cases, b"k").expect("get"),
+        Some(b"2".to_vec())
+    );
     let mut b = Batch::default();
     b.delete(Cf::Cases, b"k");
     store.write(b).expect("delete");
@@ -69,8 +72,14 @@ fn suite(store: &dyn Store) {
     b.put(Cf::Direct, b"y", b"2");
     store.write(b).expect("batch");
     assert_eq!(store.get(Cf::Direct, b"x").expect("get"), None);
-    assert_eq!(store.get(Cf::Direct, b"y").expect("get"), Some(b"2".to_vec()));
-    assert_eq!(store.get(Cf::Dirty, b"x").expect("get"), Some(b"1".to_vec()));
+    assert_eq!(
+        store.get(Cf::Direct, b"y").expect("get"),
+        Some(b"2".to_vec())
+    );
+    assert_eq!(
+        store.get(Cf::Dirty, b"x").expect("get"),
+        Some(b"1".to_vec())
+    );
 }
 
 #[test]
@@ -86,6 +95,9 @@ fn rocks_store_conforms_and_keeps_writes_across_reopen() {
         suite(&store);
     }
     let store = RocksStore::open(dir.path()).expect("reopen");
-    assert_eq!(store.get(Cf::Direct, b"y").expect("get"), Some(b"2".to_vec()));
+    assert_eq!(
+        store.get(Cf::Direct, b"y").expect("get"),
+        Some(b"2".to_vec())
+    );
     assert_eq!(keys(&store, Cf::Summaries, b"a").len(), 3);
 }

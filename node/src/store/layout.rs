@@ -274,10 +274,12 @@ pub fn local_tally(store: &dyn Store, month: Month, today: NaiveDate) -> Result<
         return Err(e);
     }
     let direct = direct_tally(store, month)?;
-    tally.checked_add(&direct).ok_or_else(|| StoreError::Corrupt {
-        cf: "direct",
-        reason: format!("month {month}: counts overflow"),
-    })
+    tally
+        .checked_add(&direct)
+        .ok_or_else(|| StoreError::Corrupt {
+            cf: "direct",
+            reason: format!("month {month}: counts overflow"),
+        })
 }
 
 /// The directly entered figures of a month.
@@ -322,13 +324,17 @@ pub fn summary_revisions(
 ) -> Result<Vec<SummaryRow>, StoreError> {
     let mut rows = Vec::new();
     let mut failure = None;
-    store.scan(Cf::Summaries, &summary_prefix(region, month), &mut |_, v| {
-        match decode::<SummaryRow>(v, "summaries") {
-            Ok(r) => rows.push(r),
-            Err(e) => failure = Some(e),
-        }
-        failure.is_none()
-    })?;
+    store.scan(
+        Cf::Summaries,
+        &summary_prefix(region, month),
+        &mut |_, v| {
+            match decode::<SummaryRow>(v, "summaries") {
+                Ok(r) => rows.push(r),
+                Err(e) => failure = Some(e),
+            }
+            failure.is_none()
+        },
+    )?;
     failure.map_or(Ok(rows), Err)
 }
 

@@ -1,0 +1,20 @@
+//! The `tallytree` command line as a library, so the binary stays a thin
+//! argument parser and tests can drive each command.
+//!
+//! # Layout
+//!
+//! - [`conn`]: reaching a node (URL, token, or its config file).
+//! - [`init`], [`keys`]: a unit's key and config.
+//! - [`sheet`], [`import`], [`record`]: intake from spreadsheets and single entries.
+//! - [`query`], [`table`]: figures as aligned tables, JSON or CSV.
+//! - [`audit`]: signed revisions and their verification.
+
+pub mod audit;
+pub mod conn;
+pub mod import;
+pub mod init;
+pub mod keys;
+pub mod query;
+pub mod record;
+pub mod sheet;
+pub mod table;

@@ -1,0 +1,353 @@
+//! `tallytree query`: a region's figures for a period, as a table (Chinese
+//! names, counts, rates to 2 decimals, "—" when undefined), JSON or CSV.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use serde_json::{Value, json};
+use tallytree_aggregator::{CaseCounts, Tally};
+use tallytree_proto::{
+    Category, Level, RegionCode,
+    pb::{self, query_client::QueryClient},
+};
+
+use crate::{
+    conn::{Conn, explain},
+    table::{Align, Table, count, percent},
+};
+
+/// How to print.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned text tables.
+    Table,
+    /// JSON, one document.
+    Json,
+    /// CSV with a header row.
+    Csv,
+}
+
+/// What to ask.
+#[derive(Debug, Clone)]
+pub struct QueryArgs {
+    /// Region; the node's own when empty.
+    pub region: Option<RegionCode>,
+    /// Period text.
+    pub period: String,
+    /// Drill-down depth.
+    pub depth: u32,
+    /// One row per month.
+    pub by_month: bool,
+    /// Output.
+    pub format: Format,
+}
+
+/// Runs the query and prints it.
+pub async fn run(conn: &Conn, args: QueryArgs) -> Result<ExitCode> {
+    let mut client = QueryClient::new(conn.connect().await?).max_decoding_message_size(256 << 20);
+    let response = client
+        .tally(pb::TallyRequest {
+            region: args.region.map(|r| r.to_string()).unwrap_or_default(),
+            period: args.period.clone(),
+            depth: args.depth,
+        })
+        .await
+        .map_err(explain)?
+        .into_inner();
+    match args.format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&to_json(&response, &args.period))?
+        ),
+        Format::Csv => print!(
+            "{}",
+            tables(&response, &args)?
+                .iter()
+                .map(|t| t.1.to_csv())
+                .collect::<Result<Vec<_>>>()?
+                .join("\n")
+        ),
+        Format::Table => {
+            for (title, table) in tables(&response, &args)? {
+                if !title.is_empty() {
+                    println!("{title}");
+                }
+                println!("{}", table.render());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tally_of(t: &Option<pb::Tally>) -> Tally {
+    t.as_ref()
+        .and_then(|t| Tally::from_pb(t, "total").ok())
+        .unwrap_or_default()
+}
+
+fn level_label(level: &str) -> &'static str {
+    match level {
+        "province" => Level::Province.label(),
+        "city" => Level::City.label(),
+        "district" => Level::District.label(),
+        "street" => Level::Street.label(),
+        _ => Level::Village.label(),
+    }
+}
+
+const CASE_HEADERS: [(&str, Align); 8] = [
+    ("登记", Align::Right),
+    ("化解", Align::Right),
+    ("上交", Align::Right),
+    ("在办", Align::Right),
+    ("按期化解", Align::Right),
+    ("化解率", Align::Right),
+    ("按期率", Align::Right),
+    ("上交率", Align::Right),
+];
+
+fn case_cells(c: &CaseCounts) -> Vec<String> {
+    let mut t = Tally::default();
+    *t.category_mut(Category::Other) = *c;
+    let r = t.rates();
+    vec![
+        count(c.registered),
+        count(c.resolved),
+        count(c.escalated),
+        count(c.in_progress),
+        count(c.resolved_on_time),
+        percent(r.resolution),
+        percent(r.on_time),
+        percent(r.escalation),
+    ]
+}
+
+fn task_cells(t: &Tally) -> Vec<String> {
+    vec![
+        count(t.tasks.assigned),
+        count(t.tasks.completed),
+        count(t.tasks.overdue),
+        percent(t.rates().task_completion),
+    ]
+}
+
+const TASK_HEADERS: [(&str, Align); 4] = [
+    ("任务", Align::Right),
+    ("完成", Align::Right),
+    ("逾期", Align::Right),
+    ("完成率", Align::Right),
+];
+
+fn columns(
+    first: &[(&'static str, Align)],
+    tail: &[(&'static str, Align)],
+) -> Vec<(&'static str, Align)> {
+    let mut cols = first.to_vec();
+    cols.extend_from_slice(&CASE_HEADERS);
+    cols.extend_from_slice(&TASK_HEADERS);
+    cols.extend_from_slice(tail);
+    cols
+}
+
+fn title_of(row: &pb::RegionRow, period: &str) -> String {
+    let mut title = format!(
+        "{} ({}, {}) · {period}",
+        row.name,
+        row.region,
+        level_label(&row.level)
+    );
+    if !row.months_missing.is_empty() {
+        title.push_str(&format!(
+            " · no signed figures for {}",
+            row.months_missing.join(", ")
+        ));
+    }
+    if row.pending {
+        title.push_str(" · changes being signed");
+    }
+    title
+}
+
+/// The tables to print: categories of one region, months of each region, or
+/// the drill-down of regions.
+fn tables(r: &pb::TallyResponse, args: &QueryArgs) -> Result<Vec<(String, Table)>> {
+    let mut out = Vec::new();
+    if args.by_month {
+        for row in &r.rows {
+            let cols = columns(
+                &[("月份", Align::Left)],
+                &[
+                    ("修订", Align::Right),
+                    ("摘要", Align::Left),
+                    ("核验", Align::Left),
+                ],
+            );
+            let mut table = Table::new(&cols);
+            for m in &row.months {
+                let t = tally_of(&m.total);
+                let mut cells = vec![m.period.clone()];
+                cells.extend(case_cells(&t.case_totals()));
+                cells.extend(task_cells(&t));
+                cells.push(m.revision.to_string());
+                cells.push(m.digest.chars().take(12).collect());
+                cells.push(if m.verified { "✓" } else { "✗" }.into());
+                table.push(cells);
+            }
+            let t = tally_of(&row.total);
+            let mut cells = vec!["合计".to_owned()];
+            cells.extend(case_cells(&t.case_totals()));
+            cells.extend(task_cells(&t));
+            cells.extend(["".into(), "".into(), "".into()]);
+            table.push(cells);
+            out.push((title_of(row, &args.period), table));
+        }
+        return Ok(out);
+    }
+    if r.rows.len() == 1 && args.depth == 0 {
+        let row = &r.rows[0];
+        let t = tally_of(&row.total);
+        let mut cols = vec![("类别", Align::Left)];
+        cols.extend_from_slice(&CASE_HEADERS);
+        let mut table = Table::new(&cols);
+        for c in Category::ALL {
+            let mut cells = vec![c.label().to_owned()];
+            cells.extend(case_cells(t.category(c)));
+            table.push(cells);
+        }
+        let mut cells = vec!["合计".to_owned()];
+        cells.extend(case_cells(&t.case_totals()));
+        table.push(cells);
+        let mut title = title_of(row, &args.period);
+        let revisions: Vec<String> = row
+            .months
+            .iter()
+            .map(|m| {
+                format!(
+                    "{} r{} {}",
+                    m.period,
+                    m.revision,
+                    m.digest.chars().take(12).collect::<String>()
+                )
+            })
+            .collect();
+        if !revisions.is_empty() {
+            title.push_str(&format!("\nsigned revisions: {}", revisions.join(", ")));
+        }
+        out.push((title, table));
+        let mut tasks = Table::new(&TASK_HEADERS);
+        tasks.push(task_cells(&t));
+        out.push(("治理任务".to_owned(), tasks));
+        return Ok(out);
+    }
+    let cols = columns(
+        &[("单位", Align::Left), ("代码", Align::Left)],
+        &[("上报/应报", Align::Right), ("核验", Align::Left)],
+    );
+    let mut table = Table::new(&cols);
+    for row in &r.rows {
+        let t = tally_of(&row.total);
+        let mut cells = vec![
+            format!("{}{}", "  ".repeat(row.depth as usize), row.name),
+            row.region.clone(),
+        ];
+        cells.extend(case_cells(&t.case_totals()));
+        cells.extend(task_cells(&t));
+        cells.push(format!(
+            "{}/{}",
+            row.children_reported, row.children_expected
+        ));
+        cells.push(if row.verified { "✓" } else { "✗" }.into());
+        table.push(cells);
+    }
+    let title = r
+        .rows
+        .first()
+        .map(|row| title_of(row, &args.period))
+        .unwrap_or_default();
+    out.push((title, table));
+    Ok(out)
+}
+
+fn counts_json(c: &CaseCounts) -> Value {
+    json!({
+        "registered": c.registered,
+        "resolved": c.resolved,
+        "escalated": c.escalated,
+        "in_progress": c.in_progress,
+        "resolved_on_time": c.resolved_on_time,
+    })
+}
+
+fn tally_json(t: &Tally) -> Value {
+    let r = t.rates();
+    let cases: serde_json::Map<String, Value> = Category::ALL
+        .iter()
+        .map(|c| {
+            (
+                c.code().to_owned(),
+                json!({"label": c.label(), "counts": counts_json(t.category(*c))}),
+            )
+        })
+        .collect();
+    json!({
+        "cases": cases,
+        "case_totals": counts_json(&t.case_totals()),
+        "tasks": {
+            "assigned": t.tasks.assigned,
+            "completed": t.tasks.completed,
+            "in_progress": t.tasks.in_progress,
+            "overdue": t.tasks.overdue,
+        },
+        "rates": {
+            "resolution": r.resolution,
+            "on_time": r.on_time,
+            "escalation": r.escalation,
+            "task_completion": r.task_completion,
+        },
+    })
+}
+
+fn to_json(r: &pb::TallyResponse, period: &str) -> Value {
+    let rows: Vec<Value> = r
+        .rows
+        .iter()
+        .map(|row| {
+            let months: Vec<Value> = row
+                .months
+                .iter()
+                .map(|m| {
+                    json!({
+                        "period": m.period,
+                        "revision": m.revision,
+                        "digest": m.digest,
+                        "issued_at_ms": m.issued_at_ms,
+                        "received_at_ms": m.received_at_ms,
+                        "children_reported": m.children_reported,
+                        "children_expected": m.children_expected,
+                        "verified": m.verified,
+                        "total": tally_json(&tally_of(&m.total)),
+                        "local": tally_json(&tally_of(&m.local)),
+                    })
+                })
+                .collect();
+            json!({
+                "region": row.region,
+                "name": row.name,
+                "level": row.level,
+                "depth": row.depth,
+                "total": tally_json(&tally_of(&row.total)),
+                "months": months,
+                "months_missing": row.months_missing,
+                "children_reported": row.children_reported,
+                "children_expected": row.children_expected,
+                "verified": row.verified,
+                "pending": row.pending,
+            })
+        })
+        .collect();
+    json!({
+        "period": period,
+        "category_list_version": r.category_list_version,
+        "rows": rows,
+    })
+}
