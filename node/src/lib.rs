@@ -129,7 +129,7 @@ impl Node {
         }));
 
         let intake = Intake::new(self.ledger.clone(), self.clock, self.config.intake.clone());
-        let query = Query::new(self.ledger.clone(), self.identity.clone());
+        let query = Query::new(self.ledger.clone(), self.identity.clone(), self.clock);
         let max = self.config.intake.max_message_bytes;
         let auth = OperatorAuth::new(&self.config.operator_token);
 

@@ -11,6 +11,7 @@ use tallytree_aggregator::{SummaryView, Tally};
 use tallytree_proto::{Month, PeriodRange, RegionCode, pb};
 
 use crate::{
+    clock::Clock,
     ledger::Ledger,
     signer::Identity,
     store::{
@@ -48,6 +49,8 @@ pub struct Query {
     ledger: Arc<Ledger>,
     /// This node's unit.
     identity: Arc<Identity>,
+    /// For the current month: future months are never pending.
+    clock: Clock,
 }
 
 /// A month's figures as one region's row needs them.
@@ -59,8 +62,12 @@ struct MonthEntry {
 
 impl Query {
     /// Queries over `ledger` for the node `identity`.
-    pub fn new(ledger: Arc<Ledger>, identity: Arc<Identity>) -> Query {
-        Query { ledger, identity }
+    pub fn new(ledger: Arc<Ledger>, identity: Arc<Identity>, clock: Clock) -> Query {
+        Query {
+            ledger,
+            identity,
+            clock,
+        }
     }
 
     /// Rows for `region` (default: this node's) and its descendants to `depth`.
@@ -81,8 +88,10 @@ impl Query {
         if depth > MAX_DEPTH {
             return Err(QueryError::Depth(depth));
         }
+        let now = self.clock.month();
         let dirty: BTreeSet<Month> = layout::dirty_months(self.ledger.store())?
             .into_iter()
+            .filter(|m| *m <= now)
             .collect();
         let mut rows = Vec::new();
         // The requested region: its latest revision of each month.
