@@ -10,11 +10,18 @@
 //! - [`derive`]: the local tally of a month from case and task records.
 //! - [`summary`]: a decoded, checked [`SummaryView`] of a signed summary, the
 //!   roll-up arithmetic, and building the summary a node signs.
+//! - [`verify`]: [`Trust`] (which keys speak for which regions, from an anchor
+//!   down the enrolment chain) and [`verify_tree`], the recursive check of a
+//!   summary with every descendant it counts.
 
 pub mod derive;
 pub mod summary;
 pub mod tally;
+pub mod verify;
 
 pub use derive::{CaseRecord, CaseState, TaskRecord, TaskState};
 pub use summary::{ChildEntry, SummaryError, SummaryView};
 pub use tally::{CaseCounts, Rates, Tally, TallyError, TaskCounts};
+pub use verify::{
+    Candidate, EnrolmentView, Finding, RevocationView, SummarySource, Trust, Verified, verify_tree,
+};

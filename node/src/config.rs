@@ -37,6 +37,35 @@ pub struct Config {
     /// Summary signing settings.
     #[serde(default)]
     pub signer: SignerConfig,
+    /// Where and how to push summaries up.
+    #[serde(default)]
+    pub parent: ParentConfig,
+}
+
+/// The parent node, and how to reach it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ParentConfig {
+    /// The parent's gRPC URL, e.g. "http://10.0.0.2:7400"; none at the top.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Timeout of one submission (ms).
+    pub timeout_ms: u64,
+    /// First retry delay after a failed push (ms); doubles up to the maximum, with jitter.
+    pub backoff_min_ms: u64,
+    /// Longest retry delay (ms).
+    pub backoff_max_ms: u64,
+}
+
+impl Default for ParentConfig {
+    fn default() -> Self {
+        ParentConfig {
+            address: None,
+            timeout_ms: 5_000,
+            backoff_min_ms: 100,
+            backoff_max_ms: 30_000,
+        }
+    }
 }
 
 /// Intake settings.
@@ -123,6 +152,10 @@ impl Config {
             log: default_log(),
             intake: IntakeConfig::default(),
             signer: SignerConfig::default(),
+            parent: ParentConfig {
+                address: Some("http://127.0.0.1:7300".into()),
+                ..ParentConfig::default()
+            },
         }
     }
 
@@ -164,6 +197,14 @@ impl Config {
                 ))
             })?;
             table.insert("utc_offset_hours".into(), toml::Value::Integer(hours));
+        }
+        if let Some(address) = env("TALLYTREE_PARENT_ADDRESS") {
+            let parent = table
+                .entry("parent")
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let Some(t) = parent.as_table_mut() {
+                t.insert("address".into(), toml::Value::String(address));
+            }
         }
         let mut config: Config = table
             .try_into()

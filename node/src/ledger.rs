@@ -1,7 +1,7 @@
 //! The node's ledger: its store, the lock that makes check-then-write
 //! sequences atomic, and the signal that wakes the signer after a change.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio::sync::Notify;
 
@@ -11,9 +11,11 @@ use crate::store::{Batch, Store, StoreError};
 pub struct Ledger {
     /// Where everything is kept.
     store: Arc<dyn Store>,
-    /// Held by whoever reads state, checks it and writes based on it
-    /// (intake, signer), so that no two such sequences interleave.
-    writer: Mutex<()>,
+    /// Held exclusively by whoever reads state, checks it and writes based
+    /// on it (intake, signer), so that no two such sequences interleave; held
+    /// shared by parent-side submissions, which only add child summaries and
+    /// mark months, so that they run (and share syncs) concurrently.
+    writer: RwLock<()>,
     /// Wakes the signer after records changed.
     changed: Notify,
 }
@@ -29,7 +31,7 @@ impl Ledger {
     pub fn new(store: Arc<dyn Store>) -> Ledger {
         Ledger {
             store,
-            writer: Mutex::new(()),
+            writer: RwLock::new(()),
             changed: Notify::new(),
         }
     }
@@ -39,11 +41,16 @@ impl Ledger {
         self.store.as_ref()
     }
 
-    /// Takes the writer lock.
-    pub fn lock(&self) -> MutexGuard<'_, ()> {
+    /// Takes the writer lock exclusively.
+    pub fn lock(&self) -> RwLockWriteGuard<'_, ()> {
         // The guarded value is (), so a panic elsewhere cannot leave it
         // inconsistent; a poisoned lock is safe to take.
-        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+        self.writer.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes the writer lock shared.
+    pub fn shared(&self) -> RwLockReadGuard<'_, ()> {
+        self.writer.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Writes a batch that changes records, then wakes the signer.

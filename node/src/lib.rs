@@ -9,6 +9,9 @@
 //! - [`store`]: the [`store::Store`] trait, RocksDB and in-memory engines, and
 //!   the key layout ([`store::layout`]).
 //! - [`ledger`]: the store with its writer lock and change signal.
+//! - [`identity`]: the unit's code, name and (rotatable) signing key.
+//! - [`federation`]: enrolment, verified submissions from children, and the
+//!   pusher that sends this node's revisions to its parent.
 //! - [`records`]: the rules cases, tasks and direct tallies must meet.
 //! - [`intake`]: checking and storing records in synced batches.
 //! - [`signer`]: debounced signing of new summary revisions.
@@ -18,7 +21,9 @@
 
 pub mod clock;
 pub mod config;
+pub mod federation;
 pub mod grpc;
+pub mod identity;
 pub mod intake;
 pub mod ledger;
 pub mod query;
@@ -30,7 +35,11 @@ use std::{future::Future, sync::Arc};
 
 use tallytree_proto::{
     SigningKey,
-    pb::{audit_server::AuditServer, intake_server::IntakeServer, query_server::QueryServer},
+    pb::{
+        audit_server::AuditServer, enrolments_server::EnrolmentsServer,
+        federation_server::FederationServer, intake_server::IntakeServer,
+        query_server::QueryServer,
+    },
 };
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -40,11 +49,16 @@ use tracing::info;
 use crate::{
     clock::Clock,
     config::Config,
-    grpc::{AuditService, IntakeService, OperatorAuth, QueryService},
+    federation::{Federation, pusher::Pusher},
+    grpc::{
+        AuditService, EnrolmentsService, FederationService, IntakeService, OperatorAuth,
+        QueryService,
+    },
+    identity::Identity,
     intake::Intake,
     ledger::Ledger,
     query::Query,
-    signer::{Identity, Signer},
+    signer::Signer,
     store::{RocksStore, Store},
 };
 
@@ -72,42 +86,46 @@ pub enum NodeError {
 pub struct Node {
     /// The configuration it runs with.
     config: Config,
-    /// Store, writer lock and change signal.
-    ledger: Arc<Ledger>,
-    /// The unit and its key.
-    identity: Arc<Identity>,
-    /// The unit's clock.
-    clock: Clock,
+    /// Store, identity, clock and trust, shared by every part.
+    fed: Arc<Federation>,
 }
 
 impl Node {
     /// Opens the node's store and key.
     pub fn open(config: Config) -> Result<Node, NodeError> {
         let key = SigningKey::load(&config.key_file)?;
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| NodeError::Store {
-            path: config.data_dir.display().to_string(),
-            source: store::StoreError::Engine(e.to_string()),
-        })?;
-        let store = RocksStore::open(&config.data_dir).map_err(|source| NodeError::Store {
-            path: config.data_dir.display().to_string(),
+        let data_dir = config.data_dir.display().to_string();
+        let store_err = |source| NodeError::Store {
+            path: data_dir.clone(),
             source,
-        })?;
-        Ok(Node::with_store(config, key, Arc::new(store)))
+        };
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| store_err(store::StoreError::Engine(e.to_string())))?;
+        let store = RocksStore::open(&config.data_dir).map_err(store_err)?;
+        let key_file = Some(config.key_file.clone());
+        Node::with_store(config, key, key_file, Arc::new(store)).map_err(store_err)
     }
 
     /// A node over any store (tests use [`store::MemStore`]).
-    pub fn with_store(config: Config, key: SigningKey, store: Arc<dyn Store>) -> Node {
-        let identity = Arc::new(Identity {
-            region: config.region,
-            name: config.name.clone(),
+    pub fn with_store(
+        config: Config,
+        key: SigningKey,
+        key_file: Option<std::path::PathBuf>,
+        store: Arc<dyn Store>,
+    ) -> Result<Node, store::StoreError> {
+        let identity = Arc::new(Identity::new(
+            config.region,
+            config.name.clone(),
             key,
-        });
-        Node {
-            clock: Clock::new(config.utc_offset_hours),
-            ledger: Arc::new(Ledger::new(store)),
+            key_file,
+        ));
+        let clock = Clock::new(config.utc_offset_hours);
+        let fed = Arc::new(Federation::open(
+            Arc::new(Ledger::new(store)),
             identity,
-            config,
-        }
+            clock,
+        )?);
+        Ok(Node { config, fed })
     }
 
     /// Serves gRPC on `listener` until `shutdown` resolves, then stops
@@ -117,19 +135,19 @@ impl Node {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), NodeError> {
-        let signer = Signer::new(
-            self.ledger.clone(),
-            self.identity.clone(),
-            self.clock,
-            self.config.signer.clone(),
-        );
-        let (stop_signer, signer_stopped) = tokio::sync::oneshot::channel::<()>();
-        let signer_task = tokio::spawn(signer.run(async {
-            let _ = signer_stopped.await;
-        }));
+        let fed = self.fed.clone();
+        let region = fed.identity.region;
+        let signer = Signer::new(fed.clone(), self.config.signer.clone());
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let signer_task = tokio::spawn(signer.run(wait(stopped.clone())));
+        let pusher = Pusher::new(fed.clone(), self.config.parent.clone());
+        let pusher_task = tokio::spawn(pusher.run(wait(stopped)));
 
-        let intake = Intake::new(self.ledger.clone(), self.clock, self.config.intake.clone());
-        let query = Query::new(self.ledger.clone(), self.identity.clone(), self.clock);
+        let intake = Intake::new(fed.ledger.clone(), fed.clock, self.config.intake.clone());
+        let query = Query::new(fed.clone());
         let max = self.config.intake.max_message_bytes;
         let auth = OperatorAuth::new(&self.config.operator_token);
 
@@ -137,6 +155,12 @@ impl Node {
         health.set_serving::<IntakeServer<IntakeService>>().await;
         health.set_serving::<QueryServer<QueryService>>().await;
         health.set_serving::<AuditServer<AuditService>>().await;
+        health
+            .set_serving::<FederationServer<FederationService>>()
+            .await;
+        health
+            .set_serving::<EnrolmentsServer<EnrolmentsService>>()
+            .await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(tallytree_proto::pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -150,22 +174,30 @@ impl Node {
             IntakeServer::new(IntakeService::new(intake)).max_decoding_message_size(max);
         let query_server =
             QueryServer::new(QueryService::new(query.clone())).max_decoding_message_size(max);
-        let audit_server = AuditServer::new(AuditService::new(query, self.identity.region))
+        let audit_server =
+            AuditServer::new(AuditService::new(query, region)).max_decoding_message_size(max);
+        // Submissions carry descendant summaries: allow large ones.
+        let federation_server = FederationServer::new(FederationService::new(fed.clone()))
+            .max_decoding_message_size(max.max(256 << 20));
+        let enrolments_server = EnrolmentsServer::new(EnrolmentsService::new(fed.clone()))
             .max_decoding_message_size(max);
 
         let addr = listener.local_addr().ok();
-        info!(region = %self.identity.region, name = %self.identity.name, addr = ?addr, key = %&self.identity.key.public_key().key_id()[..16], "node serving");
+        info!(region = %region, name = %fed.identity.name, addr = ?addr, key = %&fed.identity.public_key().key_id()[..16], "node serving");
         let served = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(InterceptedService::new(intake_server, auth))
+            .add_service(InterceptedService::new(intake_server, auth.clone()))
+            .add_service(InterceptedService::new(enrolments_server, auth))
+            .add_service(federation_server)
             .add_service(query_server)
             .add_service(audit_server)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
             .await;
-        let _ = stop_signer.send(());
+        let _ = stop.send(true);
         let _ = signer_task.await;
-        info!(region = %self.identity.region, "node stopped");
+        let _ = pusher_task.await;
+        info!(region = %region, "node stopped");
         served.map_err(NodeError::from)
     }
 }

@@ -11,9 +11,7 @@ use tallytree_aggregator::{SummaryView, Tally};
 use tallytree_proto::{Month, PeriodRange, RegionCode, pb};
 
 use crate::{
-    clock::Clock,
-    ledger::Ledger,
-    signer::Identity,
+    federation::Federation,
     store::{
         StoreError,
         layout::{self, SummaryRow},
@@ -45,12 +43,8 @@ pub enum QueryError {
 /// The query side of a node.
 #[derive(Debug, Clone)]
 pub struct Query {
-    /// Where summaries are.
-    ledger: Arc<Ledger>,
-    /// This node's unit.
-    identity: Arc<Identity>,
-    /// For the current month: future months are never pending.
-    clock: Clock,
+    /// Store, identity, clock and the enrolments of the subtree.
+    fed: Arc<Federation>,
 }
 
 /// A month's figures as one region's row needs them.
@@ -62,12 +56,12 @@ struct MonthEntry {
 
 impl Query {
     /// Queries over `ledger` for the node `identity`.
-    pub fn new(ledger: Arc<Ledger>, identity: Arc<Identity>, clock: Clock) -> Query {
-        Query {
-            ledger,
-            identity,
-            clock,
-        }
+    pub fn new(fed: Arc<Federation>) -> Query {
+        Query { fed }
+    }
+
+    fn store(&self) -> &dyn crate::store::Store {
+        self.fed.ledger.store()
     }
 
     /// Rows for `region` (default: this node's) and its descendants to `depth`.
@@ -78,18 +72,18 @@ impl Query {
         range: PeriodRange,
         depth: u32,
     ) -> Result<pb::TallyResponse, QueryError> {
-        let region = region.unwrap_or(self.identity.region);
-        if !region.is_within(self.identity.region) {
+        let region = region.unwrap_or(self.fed.identity.region);
+        if !region.is_within(self.fed.identity.region) {
             return Err(QueryError::OutsideSubtree {
                 region,
-                node: self.identity.region,
+                node: self.fed.identity.region,
             });
         }
         if depth > MAX_DEPTH {
             return Err(QueryError::Depth(depth));
         }
-        let now = self.clock.month();
-        let dirty: BTreeSet<Month> = layout::dirty_months(self.ledger.store())?
+        let now = self.fed.clock.month();
+        let dirty: BTreeSet<Month> = layout::dirty_months(self.store())?
             .into_iter()
             .filter(|m| *m <= now)
             .collect();
@@ -97,10 +91,11 @@ impl Query {
         // The requested region: its latest revision of each month.
         let mut entries = Vec::new();
         for month in range.months() {
-            let latest = layout::latest_summary(self.ledger.store(), region, month)?;
+            let latest = layout::latest_summary(self.store(), region, month)?;
             entries.push((month, latest.map(entry).transpose()?));
         }
-        let pending = region == self.identity.region && range.months().any(|m| dirty.contains(&m));
+        let pending =
+            region == self.fed.identity.region && range.months().any(|m| dirty.contains(&m));
         self.walk(region, 0, depth, &entries, pending, &mut rows)?;
         Ok(pb::TallyResponse {
             rows,
@@ -121,13 +116,14 @@ impl Query {
         if level >= depth {
             return Ok(());
         }
-        // Children: every child any month's summary counted, each month at
-        // the exact revision counted.
-        let children: BTreeSet<RegionCode> = entries
+        // Children: every child enrolled or counted by any month's summary,
+        // each month at the exact revision counted (none where not counted).
+        let mut children: BTreeSet<RegionCode> = entries
             .iter()
             .filter_map(|(_, e)| e.as_ref())
             .flat_map(|e| e.view.children.iter().map(|c| c.region))
             .collect();
+        children.extend(self.fed.trust().enrolled_children(region, i64::MAX));
         for child in children {
             let mut child_entries = Vec::with_capacity(entries.len());
             for (month, e) in entries {
@@ -135,7 +131,7 @@ impl Query {
                     .as_ref()
                     .and_then(|e| e.view.children.iter().find(|c| c.region == child));
                 let found = match counted {
-                    Some(c) => layout::summary_at(self.ledger.store(), child, *month, c.revision)?
+                    Some(c) => layout::summary_at(self.store(), child, *month, c.revision)?
                         .map(entry)
                         .transpose()?,
                     None => None,
@@ -159,7 +155,11 @@ impl Query {
         let mut missing = Vec::new();
         let (mut reported, mut expected) = (0u32, 0u32);
         let mut verified = true;
-        let mut name = (region == self.identity.region).then(|| self.identity.name.clone());
+        let mut name = if region == self.fed.identity.region {
+            Some(self.fed.identity.name.clone())
+        } else {
+            self.fed.trust().name_of(region).map(str::to_owned)
+        };
         for (month, e) in entries {
             let Some(e) = e else {
                 missing.push(month.to_string());
@@ -214,18 +214,16 @@ impl Query {
         region: RegionCode,
         month: Month,
     ) -> Result<Vec<pb::Envelope>, QueryError> {
-        if !region.is_within(self.identity.region) {
+        if !region.is_within(self.fed.identity.region) {
             return Err(QueryError::OutsideSubtree {
                 region,
-                node: self.identity.region,
+                node: self.fed.identity.region,
             });
         }
-        Ok(
-            layout::summary_revisions(self.ledger.store(), region, month)?
-                .into_iter()
-                .filter_map(|r| r.envelope)
-                .collect(),
-        )
+        Ok(layout::summary_revisions(self.store(), region, month)?
+            .into_iter()
+            .filter_map(|r| r.envelope)
+            .collect())
     }
 }
 

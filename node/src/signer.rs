@@ -12,14 +12,14 @@
 use std::{sync::Arc, time::Duration};
 
 use prost::Message;
-use tallytree_aggregator::{SummaryView, Tally};
-use tallytree_proto::{Month, RegionCode, SigningKey, statement};
+use tallytree_aggregator::{ChildEntry, SummaryView};
+use tallytree_proto::{Month, statement};
 use tokio::time::Instant;
 use tracing::{debug, error, info};
 
 use crate::{
-    clock::Clock,
     config::SignerConfig,
+    federation::Federation,
     ledger::Ledger,
     store::{
         Batch, Cf, StoreError,
@@ -27,26 +27,11 @@ use crate::{
     },
 };
 
-/// Who signs: the unit's code, name and key.
-#[derive(Debug)]
-pub struct Identity {
-    /// The unit's code.
-    pub region: RegionCode,
-    /// The unit's Chinese name.
-    pub name: String,
-    /// The unit's signing key.
-    pub key: SigningKey,
-}
-
 /// The signer of one node.
 #[derive(Debug, Clone)]
 pub struct Signer {
-    /// Records in, summaries out.
-    ledger: Arc<Ledger>,
-    /// The unit.
-    identity: Arc<Identity>,
-    /// For timestamps and "today".
-    clock: Clock,
+    /// Store, identity, clock and the enrolled children.
+    fed: Arc<Federation>,
     /// Debounce settings.
     config: SignerConfig,
 }
@@ -61,25 +46,19 @@ pub struct Signed {
 }
 
 impl Signer {
-    /// A signer for `identity` over `ledger`.
-    pub fn new(
-        ledger: Arc<Ledger>,
-        identity: Arc<Identity>,
-        clock: Clock,
-        config: SignerConfig,
-    ) -> Signer {
-        Signer {
-            ledger,
-            identity,
-            clock,
-            config,
-        }
+    /// A signer over `fed`.
+    pub fn new(fed: Arc<Federation>, config: SignerConfig) -> Signer {
+        Signer { fed, config }
+    }
+
+    fn ledger(&self) -> &Ledger {
+        &self.fed.ledger
     }
 
     /// Marks every month with tasks dirty, so that tasks that became overdue
     /// while the node was down are counted. Blocking.
     pub fn mark_task_months(&self) -> Result<(), StoreError> {
-        let store = self.ledger.store();
+        let store = self.ledger().store();
         let mut months = std::collections::BTreeSet::new();
         let mut failure = None;
         store.scan(Cf::TaskIds, b"", &mut |_, v| {
@@ -94,79 +73,116 @@ impl Signer {
         if let Some(e) = failure {
             return Err(e);
         }
-        let _writer = self.ledger.lock();
+        let _writer = self.ledger().lock();
         let mut batch = Batch::default();
         for m in months {
             batch.put(Cf::Dirty, layout::month_key(m), Vec::new());
         }
         if !batch.is_empty() {
-            self.ledger.write_changes(batch)?;
+            self.ledger().write_changes(batch)?;
         }
         Ok(())
     }
 
-    /// Signs every dirty month up to the current one. Blocking.
+    /// Signs every dirty month up to the current one: local tally plus the
+    /// latest accepted revision of each enrolled child. Blocking.
     pub fn sign_dirty(&self) -> Result<Vec<Signed>, StoreError> {
-        let now = self.clock.month();
-        let today = self.clock.today();
+        let clock = self.fed.clock;
+        let region = self.fed.identity.region;
+        let now = clock.month();
+        let today = clock.today();
         let mut signed = Vec::new();
-        for month in layout::dirty_months(self.ledger.store())? {
+        for month in layout::dirty_months(self.ledger().store())? {
             if month > now {
                 continue;
             }
-            // Hold the writer lock per month: intake cannot change the month
-            // between deriving its tally and clearing its mark.
-            let _writer = self.ledger.lock();
-            let store = self.ledger.store();
+            // Exclusive: neither intake nor a submission can change the month
+            // between deriving it and clearing its mark.
+            let _writer = self.ledger().lock();
+            let store = self.ledger().store();
             let local = layout::local_tally(store, month, today)?;
-            let latest = layout::latest_summary(store, self.identity.region, month)?;
-            let previous = latest.as_ref().map(SummaryRow::view).transpose()?;
+            let issued_at_ms = clock.now_ms();
+            let enrolled = self.fed.trust().enrolled_children(region, issued_at_ms);
+            let mut children = Vec::new();
+            let mut total = Some(local);
+            for child in &enrolled {
+                if let Some(row) = layout::latest_summary(store, *child, month)? {
+                    let view = row.view()?;
+                    total = total.and_then(|t| t.checked_add(&view.total));
+                    children.push(ChildEntry {
+                        region: *child,
+                        revision: view.revision,
+                        digest: row.digest()?,
+                    });
+                }
+            }
+            let Some(total) = total else {
+                error!(period = %month, "roll-up overflows; month left unsigned");
+                continue;
+            };
+            let previous = layout::latest_summary(store, region, month)?
+                .as_ref()
+                .map(SummaryRow::view)
+                .transpose()?;
+            let expected = enrolled.len() as u32;
+            let unchanged = match &previous {
+                Some(p) => {
+                    p.local == local
+                        && p.total == total
+                        && p.children == children
+                        && p.children_expected == expected
+                }
+                None => local.is_zero() && children.is_empty(),
+            };
             let mut batch = Batch::default();
             batch.delete(Cf::Dirty, layout::month_key(month));
-            let unchanged = match &previous {
-                Some(p) => p.local == local && p.total == local && p.children.is_empty(),
-                None => local.is_zero(),
-            };
             if !unchanged {
                 let revision = previous.as_ref().map_or(1, |p| p.revision + 1);
-                let summary = self.summary(month, revision, local);
-                let sealed = statement::seal(&self.identity.key, &summary.to_pb());
+                let summary = SummaryView {
+                    region,
+                    name: self.fed.identity.name.clone(),
+                    parent: region.parent(),
+                    period: month,
+                    revision,
+                    issued_at_ms,
+                    local,
+                    total,
+                    children,
+                    children_expected: expected,
+                };
+                debug_assert!(
+                    SummaryView::from_pb(&summary.to_pb()).is_ok(),
+                    "own summary well formed"
+                );
+                let sealed = statement::seal(&self.fed.identity.key(), &summary.to_pb());
                 let row = SummaryRow {
                     envelope: Some(sealed.envelope),
-                    received_at_ms: summary.issued_at_ms,
+                    received_at_ms: issued_at_ms,
                     verified: true,
                 };
                 batch.put(
                     Cf::Summaries,
-                    layout::summary_key(self.identity.region, month, revision),
+                    layout::summary_key(region, month, revision),
                     row.encode_to_vec(),
                 );
-                info!(region = %self.identity.region, period = %month, revision, digest = %sealed.digest.short(), "signed summary");
+                if region.parent().is_some() {
+                    // Same batch as the revision: nothing signed is ever
+                    // left unpushed. A newer revision replaces a waiting one.
+                    batch.put(
+                        Cf::Outbox,
+                        layout::month_key(month),
+                        revision.to_be_bytes().to_vec(),
+                    );
+                }
+                info!(region = %region, period = %month, revision, digest = %sealed.digest.short(), "signed summary");
                 signed.push(Signed { month, revision });
             }
             store.write(batch)?;
         }
+        if !signed.is_empty() {
+            self.fed.wake_pusher();
+        }
         Ok(signed)
-    }
-
-    fn summary(&self, month: Month, revision: u64, local: Tally) -> SummaryView {
-        let view = SummaryView {
-            region: self.identity.region,
-            name: self.identity.name.clone(),
-            parent: self.identity.region.parent(),
-            period: month,
-            revision,
-            issued_at_ms: self.clock.now_ms(),
-            local,
-            total: local,
-            children: Vec::new(),
-            children_expected: 0,
-        };
-        debug_assert!(
-            SummaryView::from_pb(&view.to_pb()).is_ok(),
-            "own summary well formed"
-        );
-        view
     }
 
     /// Runs until `shutdown` resolves, signing after changes settle and
@@ -176,15 +192,15 @@ impl Signer {
         tokio::pin!(shutdown);
         let debounce = Duration::from_millis(self.config.debounce_ms);
         let max_delay = Duration::from_millis(self.config.max_delay_ms);
-        let mut today = self.clock.today();
+        let mut today = self.fed.clock.today();
         // Sign whatever a previous run left dirty.
         self.sign_in_background().await;
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
-                _ = self.ledger.changed() => {}
+                _ = self.fed.ledger.changed() => {}
                 _ = tokio::time::sleep(Duration::from_secs(60)) => {
-                    let now = self.clock.today();
+                    let now = self.fed.clock.today();
                     if now == today {
                         continue;
                     }
@@ -200,7 +216,7 @@ impl Signer {
             loop {
                 let quiet = tokio::time::sleep(debounce);
                 tokio::select! {
-                    _ = self.ledger.changed() => {
+                    _ = self.fed.ledger.changed() => {
                         if Instant::now() >= deadline { break; }
                     }
                     _ = quiet => break,
@@ -227,27 +243,30 @@ impl Signer {
 
 #[cfg(test)]
 mod tests {
-    use tallytree_proto::pb;
+    use tallytree_proto::{RegionCode, SigningKey, pb};
 
     use super::*;
     use crate::{
+        clock::Clock,
         config::IntakeConfig,
+        identity::Identity,
         intake::{Intake, Submission},
         store::MemStore,
     };
 
-    fn setup() -> (Intake, Signer, Arc<Identity>) {
+    fn setup() -> (Intake, Signer) {
         let ledger = Arc::new(Ledger::new(Arc::new(MemStore::new())));
         let (key, _) = SigningKey::generate().expect("key");
-        let identity = Arc::new(Identity {
-            region: RegionCode::parse("210214001001").expect("code"),
-            name: "玉皇庙社区".into(),
+        let identity = Arc::new(Identity::new(
+            RegionCode::parse("210214001001").expect("code"),
+            "玉皇庙社区".into(),
             key,
-        });
+            None,
+        ));
         let clock = Clock::new(8);
-        let intake = Intake::new(ledger.clone(), clock, IntakeConfig::default());
-        let signer = Signer::new(ledger, identity.clone(), clock, SignerConfig::default());
-        (intake, signer, identity)
+        let fed = Arc::new(Federation::open(ledger.clone(), identity, clock).expect("open"));
+        let intake = Intake::new(ledger, clock, IntakeConfig::default());
+        (intake, Signer::new(fed, SignerConfig::default()))
     }
 
     fn cases(n: usize, state: pb::CaseState) -> Submission {
@@ -278,7 +297,7 @@ mod tests {
 
     #[test]
     fn a_bulk_change_yields_one_revision_and_revisions_increase() {
-        let (intake, signer, identity) = setup();
+        let (intake, signer) = setup();
         intake
             .record(cases(500, pb::CaseState::InProgress))
             .expect("record");
@@ -295,7 +314,8 @@ mod tests {
         assert_eq!(signed[0].revision, 2);
 
         let month = Month::parse("2025-01").expect("month");
-        let store = signer.ledger.store();
+        let identity = &signer.fed.identity;
+        let store = signer.ledger().store();
         let revisions = layout::summary_revisions(store, identity.region, month).expect("revs");
         assert_eq!(revisions.len(), 2);
         let latest = revisions
@@ -303,12 +323,14 @@ mod tests {
             .and_then(|r| r.envelope.clone())
             .expect("env");
         let summary: pb::Summary =
-            statement::open(&latest, &identity.key.public_key()).expect("verifies");
+            statement::open(&latest, &identity.public_key()).expect("verifies");
         let view = SummaryView::from_pb(&summary).expect("valid");
         let land = view.total.category(tallytree_proto::Category::Land);
         assert_eq!(
             (land.registered, land.resolved, land.in_progress),
             (500, 10, 490)
         );
+        // Each revision waits in the outbox, the latest replacing the earlier.
+        assert_eq!(layout::outbox(store).expect("outbox"), vec![(month, 2)]);
     }
 }

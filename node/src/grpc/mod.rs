@@ -4,11 +4,13 @@
 
 mod audit;
 mod auth;
+mod federation;
 mod intake;
 mod query;
 
 pub use audit::AuditService;
 pub use auth::OperatorAuth;
+pub use federation::{EnrolmentsService, FederationService};
 pub use intake::IntakeService;
 pub use query::QueryService;
 use tonic::Status;

@@ -10,6 +10,14 @@
 //! | direct     | month u32 BE, slot u8 (category, 255 = tasks) | `CaseCounts` / `TaskCounts` |
 //! | summaries  | region u64 BE, month u32 BE, revision u64 BE | [`SummaryRow`] |
 //! | dirty      | month u32 BE                          | empty          |
+//! | enrolments | region u64 BE, serial u64 BE          | `Envelope`     |
+//! | revocations| region u64 BE, key id (32 bytes)      | `Envelope`     |
+//! | receipts   | month u32 BE, revision u64 BE         | `Envelope` (from the parent) |
+//! | issued     | child u64 BE, month u32 BE, revision u64 BE | `Envelope` (to a child) |
+//! | outbox     | month u32 BE                          | revision u64 BE |
+//! | forwarded  | payload digest (32 bytes)             | empty          |
+//! | evidence   | region u64 BE, month u32 BE, digest   | `Envelope`     |
+//! | meta       | name (see [`meta`])                   | varies         |
 //!
 //! Months are [`Month::index`]; big-endian integers make keys sort by month,
 //! region and revision.
@@ -390,4 +398,90 @@ pub fn summary_at(
         .get(Cf::Summaries, &summary_key(region, month, revision))?
         .map(|b| decode::<SummaryRow>(&b, "summaries"))
         .transpose()
+}
+
+/// Names of single values in the meta column family.
+pub mod meta {
+    /// Prefix of the enrolments of this node installed from its parent
+    /// (followed by the serial, u64 BE); value: `Envelope`.
+    pub const OWN_ENROLMENT: &[u8] = b"own_enrolment/";
+    /// The parent's raw 32-byte public key.
+    pub const PARENT_KEY: &[u8] = b"parent_key";
+}
+
+/// Encodes an envelope for storage.
+pub fn envelope_bytes(env: &pb::Envelope) -> Vec<u8> {
+    env.encode_to_vec()
+}
+
+/// Decodes a stored envelope.
+pub fn envelope_of(bytes: &[u8], cf: &'static str) -> Result<pb::Envelope, StoreError> {
+    decode(bytes, cf)
+}
+
+/// Every envelope stored in `cf` under `prefix`, in key order.
+pub fn envelopes(
+    store: &dyn Store,
+    cf: Cf,
+    prefix: &[u8],
+) -> Result<Vec<pb::Envelope>, StoreError> {
+    let mut out = Vec::new();
+    let mut failure = None;
+    store.scan(cf, prefix, &mut |_, v| {
+        match decode::<pb::Envelope>(v, cf.name()) {
+            Ok(e) => out.push(e),
+            Err(e) => failure = Some(e),
+        }
+        failure.is_none()
+    })?;
+    failure.map_or(Ok(out), Err)
+}
+
+/// Key of an enrolment.
+pub fn enrolment_key(region: RegionCode, serial: u64) -> Vec<u8> {
+    let mut k = region.as_u64().to_be_bytes().to_vec();
+    k.extend_from_slice(&serial.to_be_bytes());
+    k
+}
+
+/// Key of a revocation.
+pub fn revocation_key(region: RegionCode, key: &tallytree_proto::PublicKey) -> Vec<u8> {
+    let mut k = region.as_u64().to_be_bytes().to_vec();
+    k.extend_from_slice(Digest::of(&key.0).as_ref());
+    k
+}
+
+/// Key of a receipt from the parent.
+pub fn receipt_key(month: Month, revision: u64) -> Vec<u8> {
+    let mut k = month_key(month).to_vec();
+    k.extend_from_slice(&revision.to_be_bytes());
+    k
+}
+
+/// Key of an equivocation record.
+pub fn evidence_key(region: RegionCode, month: Month, digest: &Digest) -> Vec<u8> {
+    let mut k = summary_prefix(region, month);
+    k.extend_from_slice(digest.as_ref());
+    k
+}
+
+/// The outbox: months and the revision waiting to be pushed.
+pub fn outbox(store: &dyn Store) -> Result<Vec<(Month, u64)>, StoreError> {
+    let mut out = Vec::new();
+    let mut failure = None;
+    store.scan(Cf::Outbox, b"", &mut |k, v| {
+        let revision = v.try_into().map(u64::from_be_bytes);
+        match (month_of_key(k, "outbox"), revision) {
+            (Ok(m), Ok(r)) => out.push((m, r)),
+            (Err(e), _) => failure = Some(e),
+            (_, Err(_)) => {
+                failure = Some(StoreError::Corrupt {
+                    cf: "outbox",
+                    reason: "revision is not 8 bytes".into(),
+                })
+            }
+        }
+        failure.is_none()
+    })?;
+    failure.map_or(Ok(out), Err)
 }

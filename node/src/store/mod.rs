@@ -32,11 +32,27 @@ pub enum Cf {
     Summaries,
     /// Months whose tally changed and wait for a new signed revision.
     Dirty,
+    /// Enrolments this node signed or received from its subtree, by region and serial.
+    Enrolments,
+    /// Revocations this node signed or received from its subtree, by region and key id.
+    Revocations,
+    /// Receipts this node's parent signed for its summaries, by month and revision.
+    Receipts,
+    /// Receipts this node signed for its children, by child, month and revision.
+    Issued,
+    /// Revisions waiting to be pushed to the parent, by month (the latest only).
+    Outbox,
+    /// Payload digests of statements the parent acknowledged holding.
+    Forwarded,
+    /// Conflicting summaries kept as evidence of equivocation.
+    Evidence,
+    /// Single values: this node's installed enrolments, its parent's key.
+    Meta,
 }
 
 impl Cf {
     /// Every column family.
-    pub const ALL: [Cf; 7] = [
+    pub const ALL: [Cf; 15] = [
         Cf::Cases,
         Cf::CaseIds,
         Cf::Tasks,
@@ -44,6 +60,14 @@ impl Cf {
         Cf::Direct,
         Cf::Summaries,
         Cf::Dirty,
+        Cf::Enrolments,
+        Cf::Revocations,
+        Cf::Receipts,
+        Cf::Issued,
+        Cf::Outbox,
+        Cf::Forwarded,
+        Cf::Evidence,
+        Cf::Meta,
     ];
 
     /// The RocksDB column family name.
@@ -56,6 +80,14 @@ impl Cf {
             Cf::Direct => "direct",
             Cf::Summaries => "summaries",
             Cf::Dirty => "dirty",
+            Cf::Enrolments => "enrolments",
+            Cf::Revocations => "revocations",
+            Cf::Receipts => "receipts",
+            Cf::Issued => "issued",
+            Cf::Outbox => "outbox",
+            Cf::Forwarded => "forwarded",
+            Cf::Evidence => "evidence",
+            Cf::Meta => "meta",
         }
     }
 }

@@ -1,0 +1,510 @@
+//! Verification of signed statements: which keys speak for which regions
+//! ([`Trust`], built from the trust anchor or a node's own key and the
+//! enrolment chain below it), and the recursive check of a summary with
+//! every descendant summary it counts ([`verify_tree`]).
+//!
+//! Parents run this on every submission; auditors run it on every bundle.
+
+use std::collections::{BTreeSet, HashMap};
+
+use tallytree_proto::{
+    Digest, Month, PublicKey, RegionCode,
+    envelope::{self, EnvelopeError},
+    pb,
+    statement::{self, Statement},
+};
+
+use crate::{
+    summary::{ChildEntry, SummaryError, SummaryView},
+    tally::Tally,
+};
+
+/// A verified enrolment: `parent` bound `region` and `name` to `key`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EnrolmentView {
+    /// The enrolling parent.
+    pub parent: RegionCode,
+    /// The child enrolled.
+    pub region: RegionCode,
+    /// The child's Chinese name.
+    pub name: String,
+    /// The child's key.
+    pub key: PublicKey,
+    /// Higher serials supersede lower ones.
+    pub serial: u64,
+    /// Summaries by this key count from here (Unix ms).
+    pub valid_from_ms: i64,
+    /// SHA-256 of the enrolment payload.
+    pub digest: Digest,
+}
+
+/// A verified revocation of a child's key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RevocationView {
+    /// The revoking parent.
+    pub parent: RegionCode,
+    /// The child whose key is revoked.
+    pub region: RegionCode,
+    /// The revoked key.
+    pub key: PublicKey,
+    /// Summaries issued at or after this instant are refused (Unix ms).
+    pub revoked_at_ms: i64,
+    /// SHA-256 of the revocation payload.
+    pub digest: Digest,
+}
+
+/// What is wrong with a statement. Every message names the region and the rule.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Finding {
+    /// The envelope does not verify or decode.
+    #[error("{what} for {region}: {source}")]
+    Envelope {
+        /// Statement kind.
+        what: &'static str,
+        /// Region concerned, as far as known.
+        region: String,
+        /// Cause.
+        source: EnvelopeError,
+    },
+    /// Signed by a key no enrolment binds.
+    #[error("{what}: signed by key {key_id}, which is not enrolled")]
+    UnknownKey {
+        /// Statement kind.
+        what: &'static str,
+        /// The key id in the signature.
+        key_id: String,
+    },
+    /// Signed by a key enrolled for another region.
+    #[error(
+        "summary {region}: signed by the key enrolled for {key_region}; a unit speaks only for itself"
+    )]
+    WrongSigner {
+        /// The region the summary claims.
+        region: RegionCode,
+        /// The region the key belongs to.
+        key_region: RegionCode,
+    },
+    /// Signed by a revoked key after its revocation.
+    #[error(
+        "summary {region}: signed by key {key_id} revoked at {revoked_at_ms} (issued {issued_at_ms})"
+    )]
+    Revoked {
+        /// The region.
+        region: RegionCode,
+        /// The revoked key.
+        key_id: String,
+        /// When revoked.
+        revoked_at_ms: i64,
+        /// When the summary was issued.
+        issued_at_ms: i64,
+    },
+    /// Issued before the key's enrolment was valid.
+    #[error(
+        "summary {region}: issued at {issued_at_ms}, before its key's enrolment is valid ({valid_from_ms})"
+    )]
+    NotYetValid {
+        /// The region.
+        region: RegionCode,
+        /// Issue time.
+        issued_at_ms: i64,
+        /// Enrolment validity start.
+        valid_from_ms: i64,
+    },
+    /// An enrolment or revocation that does not fit the tree.
+    #[error("{what} {region}: {rule}")]
+    Tree {
+        /// Statement kind.
+        what: &'static str,
+        /// The region concerned.
+        region: String,
+        /// The rule broken.
+        rule: String,
+    },
+    /// A summary's own content or arithmetic is wrong.
+    #[error(transparent)]
+    Summary(#[from] SummaryError),
+    /// A referenced child summary is not available.
+    #[error(
+        "summary {region} {period}: child {child} revision {revision} is referenced but not provided"
+    )]
+    MissingChild {
+        /// The parent summary's region.
+        region: RegionCode,
+        /// Month.
+        period: Month,
+        /// Child region.
+        child: RegionCode,
+        /// Child revision.
+        revision: u64,
+    },
+    /// A referenced child summary is not the one referenced.
+    #[error("summary {region} {period}: child {child} does not match its reference ({rule})")]
+    ChildMismatch {
+        /// The parent summary's region.
+        region: RegionCode,
+        /// Month.
+        period: Month,
+        /// Child region.
+        child: RegionCode,
+        /// What differs.
+        rule: &'static str,
+    },
+    /// The expected number of children differs from the enrolments.
+    #[error(
+        "summary {region} {period}: children_expected is {stated} but {enrolled} children are enrolled"
+    )]
+    Completeness {
+        /// Region.
+        region: RegionCode,
+        /// Month.
+        period: Month,
+        /// children_expected.
+        stated: u32,
+        /// Enrolled children.
+        enrolled: usize,
+    },
+}
+
+impl Finding {
+    fn envelope(what: &'static str, region: impl ToString, source: EnvelopeError) -> Finding {
+        Finding::Envelope {
+            what,
+            region: region.to_string(),
+            source,
+        }
+    }
+}
+
+/// Which keys speak for which regions.
+#[derive(Clone, Debug, Default)]
+pub struct Trust {
+    /// Keys trusted without enrolment: the anchor, or a node's own keys
+    /// (current and earlier ones, which signed statements still held).
+    anchors: Vec<(RegionCode, PublicKey)>,
+    /// Verified enrolments by key id.
+    enrolments: HashMap<String, EnrolmentView>,
+    /// Verified revocations by key id.
+    revocations: HashMap<String, RevocationView>,
+}
+
+impl Trust {
+    /// Trust rooted at `region`'s `key` (the province anchor for an auditor,
+    /// the node's own key for a node).
+    pub fn with_anchor(region: RegionCode, key: PublicKey) -> Trust {
+        let mut t = Trust::default();
+        t.add_anchor(region, key);
+        t
+    }
+
+    /// Trusts another key of an anchor region (an earlier key of a node).
+    pub fn add_anchor(&mut self, region: RegionCode, key: PublicKey) {
+        if !self.anchors.contains(&(region, key)) {
+            self.anchors.push((region, key));
+        }
+    }
+
+    /// The anchor keys.
+    pub fn anchors(&self) -> &[(RegionCode, PublicKey)] {
+        &self.anchors
+    }
+
+    /// Every verified enrolment.
+    pub fn enrolments(&self) -> impl Iterator<Item = &EnrolmentView> {
+        self.enrolments.values()
+    }
+
+    /// The enrolment of a key, if any.
+    pub fn enrolment(&self, key_id: &str) -> Option<&EnrolmentView> {
+        self.enrolments.get(key_id)
+    }
+
+    /// The revocation of a key, if any.
+    pub fn revocation(&self, key_id: &str) -> Option<&RevocationView> {
+        self.revocations.get(key_id)
+    }
+
+    fn open_by_parent<S: Statement>(
+        &self,
+        env: &pb::Envelope,
+        what: &'static str,
+    ) -> Result<(S, RegionCode), Finding> {
+        // The parent is named inside the payload, which is not trusted until
+        // verified: find the signer by key id, verify, then compare.
+        let key_id = env
+            .signatures
+            .first()
+            .map(|s| s.keyid.clone())
+            .unwrap_or_default();
+        let signer = self
+            .anchors
+            .iter()
+            .find(|(_, k)| k.key_id() == key_id)
+            .copied()
+            .or_else(|| self.enrolments.get(&key_id).map(|e| (e.region, e.key)))
+            .ok_or_else(|| Finding::UnknownKey {
+                what,
+                key_id: key_id.clone(),
+            })?;
+        let statement: S =
+            statement::open(env, &signer.1).map_err(|e| Finding::envelope(what, signer.0, e))?;
+        Ok((statement, signer.0))
+    }
+
+    /// Verifies an enrolment against the keys already trusted for its
+    /// parent, and trusts the enrolled key from now on.
+    pub fn admit_enrolment(&mut self, env: &pb::Envelope) -> Result<EnrolmentView, Finding> {
+        let (e, signer): (pb::Enrolment, RegionCode) = self.open_by_parent(env, "enrolment")?;
+        let tree = |rule: String| Finding::Tree {
+            what: "enrolment",
+            region: e.region.clone(),
+            rule,
+        };
+        let region = RegionCode::parse(&e.region).map_err(|err| tree(err.to_string()))?;
+        if e.parent != signer.to_string() {
+            return Err(tree(format!(
+                "names parent {} but is signed by {signer}",
+                e.parent
+            )));
+        }
+        if !region.is_direct_child_of(signer) {
+            return Err(tree(format!(
+                "is not a direct child of its signer {signer}"
+            )));
+        }
+        if e.serial == 0 {
+            return Err(tree("serial must be at least 1".into()));
+        }
+        let key = PublicKey::from_slice(&e.public_key).map_err(|err| tree(err.to_string()))?;
+        let view = EnrolmentView {
+            parent: signer,
+            region,
+            name: e.name,
+            key,
+            serial: e.serial,
+            valid_from_ms: e.valid_from_ms,
+            digest: Digest::of(&env.payload),
+        };
+        self.enrolments.insert(key.key_id(), view.clone());
+        Ok(view)
+    }
+
+    /// Verifies a revocation against the keys trusted for its parent.
+    pub fn admit_revocation(&mut self, env: &pb::Envelope) -> Result<RevocationView, Finding> {
+        let (r, signer): (pb::Revocation, RegionCode) = self.open_by_parent(env, "revocation")?;
+        let tree = |rule: String| Finding::Tree {
+            what: "revocation",
+            region: r.region.clone(),
+            rule,
+        };
+        let region = RegionCode::parse(&r.region).map_err(|err| tree(err.to_string()))?;
+        if r.parent != signer.to_string() || !region.is_direct_child_of(signer) {
+            return Err(tree(format!(
+                "must be signed by the parent of the region, not {signer}"
+            )));
+        }
+        let key = PublicKey::from_slice(&r.public_key).map_err(|err| tree(err.to_string()))?;
+        let view = RevocationView {
+            parent: signer,
+            region,
+            key,
+            revoked_at_ms: r.revoked_at_ms,
+            digest: Digest::of(&env.payload),
+        };
+        self.revocations.insert(key.key_id(), view.clone());
+        Ok(view)
+    }
+
+    /// Admits enrolments and revocations given in any order, parents first;
+    /// returns the ones that cannot be verified with their findings.
+    pub fn admit_all(
+        &mut self,
+        enrolments: &[pb::Envelope],
+        revocations: &[pb::Envelope],
+    ) -> Vec<Finding> {
+        let mut pending: Vec<&pb::Envelope> = enrolments.iter().collect();
+        // Each round admits at least one level; the tree has five.
+        loop {
+            let before = pending.len();
+            let mut failed = Vec::new();
+            let mut findings = Vec::new();
+            for env in pending {
+                if let Err(f) = self.admit_enrolment(env) {
+                    failed.push(env);
+                    findings.push(f);
+                }
+            }
+            if failed.is_empty() || failed.len() == before {
+                let mut findings = findings;
+                for env in revocations {
+                    if let Err(f) = self.admit_revocation(env) {
+                        findings.push(f);
+                    }
+                }
+                return findings;
+            }
+            pending = failed;
+        }
+    }
+
+    /// Children of `region` enrolled at `at_ms`. A revoked key does not
+    /// un-enrol its unit: the unit is still expected to report (with a new
+    /// key), and what it reported before the revocation still counts.
+    pub fn enrolled_children(&self, region: RegionCode, at_ms: i64) -> BTreeSet<RegionCode> {
+        self.enrolments
+            .values()
+            .filter(|e| e.parent == region && e.valid_from_ms <= at_ms)
+            .map(|e| e.region)
+            .collect()
+    }
+
+    /// The latest enrolled name of a region.
+    pub fn name_of(&self, region: RegionCode) -> Option<&str> {
+        self.enrolments
+            .values()
+            .filter(|e| e.region == region)
+            .max_by_key(|e| e.serial)
+            .map(|e| e.name.as_str())
+    }
+
+    /// Verifies a summary's signature with the key enrolled for the region it
+    /// names, then checks its content ([`SummaryView::from_pb`]).
+    pub fn open_summary(&self, env: &pb::Envelope) -> Result<(SummaryView, Digest), Finding> {
+        let key_id = env
+            .signatures
+            .first()
+            .map(|s| s.keyid.clone())
+            .unwrap_or_default();
+        let (key, key_region, valid_from, revoked_at) =
+            if let Some((r, k)) = self.anchors.iter().find(|(_, k)| k.key_id() == key_id) {
+                (*k, *r, i64::MIN, None)
+            } else if let Some(e) = self.enrolments.get(&key_id) {
+                let revoked = self.revocations.get(&key_id).map(|r| r.revoked_at_ms);
+                (e.key, e.region, e.valid_from_ms, revoked)
+            } else {
+                return Err(Finding::UnknownKey {
+                    what: "summary",
+                    key_id,
+                });
+            };
+        envelope::verify(env, pb::Summary::PAYLOAD_TYPE, &key)
+            .map_err(|e| Finding::envelope("summary", key_region, e))?;
+        let summary: pb::Summary = statement::decode_verified(env)
+            .map_err(|e| Finding::envelope("summary", key_region, e))?;
+        let view = SummaryView::from_pb(&summary)?;
+        if view.region != key_region {
+            return Err(Finding::WrongSigner {
+                region: view.region,
+                key_region,
+            });
+        }
+        if let Some(revoked_at_ms) = revoked_at.filter(|t| *t <= view.issued_at_ms) {
+            return Err(Finding::Revoked {
+                region: view.region,
+                key_id,
+                revoked_at_ms,
+                issued_at_ms: view.issued_at_ms,
+            });
+        }
+        if view.issued_at_ms < valid_from {
+            return Err(Finding::NotYetValid {
+                region: view.region,
+                issued_at_ms: view.issued_at_ms,
+                valid_from_ms: valid_from,
+            });
+        }
+        Ok((view, Digest::of(&env.payload)))
+    }
+}
+
+/// Where the child summaries a summary references come from.
+pub trait SummarySource {
+    /// The summary `child` references for `period`: already verified (held
+    /// by a node that checked it when storing it) or to be verified.
+    fn find(&self, child: &ChildEntry, period: Month) -> Option<Candidate>;
+}
+
+/// A child summary found for a reference.
+#[derive(Debug, Clone)]
+pub enum Candidate {
+    /// Checked before; its decoded view and digest.
+    Trusted(Box<SummaryView>, Digest),
+    /// To be verified now.
+    Unverified(pb::Envelope),
+}
+
+/// A summary verified with every descendant it counts.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The summary.
+    pub view: SummaryView,
+    /// Its digest.
+    pub digest: Digest,
+    /// The descendant summaries verified on the way (not the trusted ones),
+    /// with their envelopes, so the caller can store them.
+    pub descendants: Vec<(SummaryView, Digest, pb::Envelope)>,
+}
+
+/// Verifies `env` and, recursively, every child summary it references:
+/// signatures and enrolments, content, same period, digests and revisions
+/// as referenced, `total == local + sum of child totals`, and
+/// `children_expected` equal to the children enrolled when it was issued.
+pub fn verify_tree(
+    trust: &Trust,
+    source: &dyn SummarySource,
+    env: &pb::Envelope,
+) -> Result<Verified, Finding> {
+    let (view, digest) = trust.open_summary(env)?;
+    let mut descendants = Vec::new();
+    let mut child_totals: Vec<Tally> = Vec::with_capacity(view.children.len());
+    for child in &view.children {
+        let missing = || Finding::MissingChild {
+            region: view.region,
+            period: view.period,
+            child: child.region,
+            revision: child.revision,
+        };
+        let mismatch = |rule| Finding::ChildMismatch {
+            region: view.region,
+            period: view.period,
+            child: child.region,
+            rule,
+        };
+        let (child_view, child_digest) =
+            match source.find(child, view.period).ok_or_else(missing)? {
+                Candidate::Trusted(v, d) => (*v, d),
+                Candidate::Unverified(child_env) => {
+                    let verified = verify_tree(trust, source, &child_env)?;
+                    descendants.extend(verified.descendants);
+                    descendants.push((verified.view.clone(), verified.digest, child_env));
+                    (verified.view, verified.digest)
+                }
+            };
+        if child_digest != child.digest {
+            return Err(mismatch("digest differs"));
+        }
+        if child_view.region != child.region || child_view.revision != child.revision {
+            return Err(mismatch("region or revision differs"));
+        }
+        if child_view.period != view.period {
+            return Err(mismatch("summary of another period"));
+        }
+        child_totals.push(child_view.total);
+    }
+    view.check_total(&child_totals)?;
+    let enrolled = trust
+        .enrolled_children(view.region, view.issued_at_ms)
+        .len();
+    if view.children_expected as usize != enrolled {
+        return Err(Finding::Completeness {
+            region: view.region,
+            period: view.period,
+            stated: view.children_expected,
+            enrolled,
+        });
+    }
+    Ok(Verified {
+        view,
+        digest,
+        descendants,
+    })
+}

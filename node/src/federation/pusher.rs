@@ -1,0 +1,256 @@
+//! The pusher: sends each revision waiting in the outbox to the parent with
+//! the descendant summaries and enrolments the parent does not hold yet,
+//! checks the parent's signed receipt, and stores it. Calls go through a
+//! tower timeout; failed rounds back off exponentially with jitter. The
+//! outbox keeps only the latest revision of a month, so superseded revisions
+//! still waiting are never sent.
+
+use std::{sync::Arc, time::Duration};
+
+use tallytree_aggregator::SummaryView;
+use tallytree_proto::{
+    Digest, Month, PublicKey,
+    pb::{self, federation_client::FederationClient},
+    statement,
+};
+use tonic::transport::Endpoint;
+use tower::{
+    Service, ServiceBuilder, ServiceExt,
+    retry::backoff::{Backoff, ExponentialBackoffMaker, MakeBackoff},
+    util::rng::HasherRng,
+};
+use tracing::{debug, info, warn};
+
+use super::Federation;
+use crate::{
+    config::ParentConfig,
+    store::{Batch, Cf, StoreError, layout},
+};
+
+/// A request ready to send, with what it forwards for the first time.
+struct Prepared {
+    month: Month,
+    revision: u64,
+    digest: Digest,
+    request: pb::SubmitRequest,
+    forwarded: Vec<Digest>,
+}
+
+/// Pushes this node's revisions to its parent.
+#[derive(Debug, Clone)]
+pub struct Pusher {
+    /// Shared federation state.
+    fed: Arc<Federation>,
+    /// Parent address, timeout and backoff.
+    config: ParentConfig,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl Pusher {
+    /// A pusher for `fed` with `config`.
+    pub fn new(fed: Arc<Federation>, config: ParentConfig) -> Pusher {
+        Pusher { fed, config }
+    }
+
+    /// Runs until `shutdown` resolves. Without a parent address it only waits.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let Some(address) = self.config.address.clone() else {
+            shutdown.await;
+            return;
+        };
+        let timeout = Duration::from_millis(self.config.timeout_ms);
+        let channel = match Endpoint::from_shared(address.clone()) {
+            Ok(e) => e.connect_timeout(timeout).connect_lazy(),
+            Err(e) => {
+                warn!(%address, error = %e, "parent.address is not a valid URL; not pushing");
+                shutdown.await;
+                return;
+            }
+        };
+        let client = FederationClient::new(channel)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(256 << 20);
+        let mut submit =
+            ServiceBuilder::new()
+                .timeout(timeout)
+                .service_fn(move |req: pb::SubmitRequest| {
+                    let mut client = client.clone();
+                    async move { client.submit(req).await.map(|r| r.into_inner()) }
+                });
+        let maker = ExponentialBackoffMaker::new(
+            Duration::from_millis(self.config.backoff_min_ms),
+            Duration::from_millis(self.config.backoff_max_ms),
+            0.5,
+            HasherRng::default(),
+        );
+        let Ok(mut maker) = maker else {
+            warn!(
+                "parent backoff settings invalid (backoff_min_ms must be <= backoff_max_ms); not pushing"
+            );
+            shutdown.await;
+            return;
+        };
+        let mut backoff = maker.make_backoff();
+        loop {
+            match self.round(&mut submit).await {
+                Ok(true) => {
+                    backoff = maker.make_backoff();
+                    continue;
+                }
+                Ok(false) => {
+                    tokio::select! {
+                        _ = &mut shutdown => return,
+                        _ = self.fed.pusher_woken() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+                    }
+                }
+                Err(e) => {
+                    warn!(parent = %address, error = %e, "push failed; backing off");
+                    tokio::select! {
+                        _ = &mut shutdown => return,
+                        _ = backoff.next_backoff() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Pushes everything in the outbox once. Ok(false) when there was
+    /// nothing to push (or no enrolment installed yet).
+    async fn round<S>(&self, submit: &mut S) -> Result<bool, BoxError>
+    where
+        S: Service<pb::SubmitRequest, Response = pb::SubmitResponse, Error = BoxError>,
+    {
+        let fed = self.fed.clone();
+        let work = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+            let Some(parent_key) = fed.parent_key()? else {
+                return Ok(None);
+            };
+            let mut prepared = Vec::new();
+            for (month, revision) in layout::outbox(fed.ledger.store())? {
+                if let Some(p) = prepare(&fed, month, revision)? {
+                    prepared.push(p);
+                }
+            }
+            Ok(Some((parent_key, prepared)))
+        })
+        .await??;
+        let Some((parent_key, prepared)) = work else {
+            return Ok(false);
+        };
+        if prepared.is_empty() {
+            return Ok(false);
+        }
+        for p in prepared {
+            let response = submit.ready().await?.call(p.request.clone()).await?;
+            let receipt = response
+                .receipt
+                .ok_or("parent answered without a receipt")?;
+            let fed = self.fed.clone();
+            tokio::task::spawn_blocking(move || record_receipt(&fed, &parent_key, p, receipt))
+                .await??;
+        }
+        Ok(true)
+    }
+}
+
+/// Builds the request for one outbox entry. Blocking.
+fn prepare(fed: &Federation, month: Month, revision: u64) -> Result<Option<Prepared>, StoreError> {
+    let store = fed.ledger.store();
+    let Some(row) = layout::summary_at(store, fed.identity.region, month, revision)? else {
+        return Ok(None);
+    };
+    let digest = row.digest()?;
+    let forwarded = |d: &Digest| store.get(Cf::Forwarded, d.as_ref()).map(|v| v.is_some());
+    let mut descendants = Vec::new();
+    let mut new = Vec::new();
+    let mut stack: Vec<SummaryView> = vec![row.view()?];
+    while let Some(view) = stack.pop() {
+        for child in &view.children {
+            if forwarded(&child.digest)? {
+                continue;
+            }
+            let Some(child_row) = layout::summary_at(store, child.region, month, child.revision)?
+            else {
+                continue;
+            };
+            descendants.push(child_row.envelope()?.clone());
+            new.push(child.digest);
+            stack.push(child_row.view()?);
+        }
+    }
+    let mut enrolments = Vec::new();
+    for env in layout::envelopes(store, Cf::Enrolments, b"")? {
+        let d = Digest::of(&env.payload);
+        if !forwarded(&d)? {
+            new.push(d);
+            enrolments.push(env);
+        }
+    }
+    let mut revocations = Vec::new();
+    for env in layout::envelopes(store, Cf::Revocations, b"")? {
+        let d = Digest::of(&env.payload);
+        if !forwarded(&d)? {
+            new.push(d);
+            revocations.push(env);
+        }
+    }
+    Ok(Some(Prepared {
+        month,
+        revision,
+        digest,
+        request: pb::SubmitRequest {
+            summary: Some(row.envelope()?.clone()),
+            descendants,
+            enrolments,
+            revocations,
+        },
+        forwarded: new,
+    }))
+}
+
+/// Checks the parent's receipt and stores it; marks what was forwarded and
+/// clears the outbox entry unless a newer revision replaced it. Blocking.
+fn record_receipt(
+    fed: &Federation,
+    parent_key: &PublicKey,
+    p: Prepared,
+    receipt_env: pb::Envelope,
+) -> Result<(), BoxError> {
+    let receipt: pb::Receipt = statement::open(&receipt_env, parent_key)
+        .map_err(|e| format!("receipt from parent does not verify: {e}"))?;
+    let matches = receipt.region == fed.identity.region.to_string()
+        && receipt.period == p.month.to_string()
+        && receipt.revision == p.revision
+        && receipt.digest == p.digest.0;
+    if !matches {
+        return Err(format!(
+            "receipt from parent is for {} {} revision {}, not for the summary sent",
+            receipt.region, receipt.period, receipt.revision
+        )
+        .into());
+    }
+    let _writer = fed.ledger.lock();
+    let store = fed.ledger.store();
+    let mut batch = Batch::default();
+    batch.put(
+        Cf::Receipts,
+        layout::receipt_key(p.month, p.revision),
+        layout::envelope_bytes(&receipt_env),
+    );
+    for d in &p.forwarded {
+        batch.put(Cf::Forwarded, d.as_ref().to_vec(), Vec::new());
+    }
+    let still = layout::outbox(store)?
+        .into_iter()
+        .any(|(m, r)| m == p.month && r == p.revision);
+    if still {
+        batch.delete(Cf::Outbox, layout::month_key(p.month));
+    }
+    store.write(batch)?;
+    debug!(period = %p.month, revision = p.revision, "receipt stored");
+    info!(period = %p.month, revision = p.revision, digest = %p.digest.short(), "pushed to parent");
+    Ok(())
+}

@@ -1,0 +1,267 @@
+//! Federation.Submit at the parent: verify a child's summary and every
+//! descendant it counts (the aggregator's checks), apply the revision rules,
+//! store it durably with the receipt, and only then answer.
+
+use std::collections::HashMap;
+
+use prost::Message;
+use tallytree_aggregator::{
+    Candidate, ChildEntry, Finding, SummarySource, SummaryView, summary::check_not_future,
+    verify_tree,
+};
+use tallytree_proto::{Digest, Month, RegionCode, pb, statement};
+use tracing::{info, warn};
+
+use super::Federation;
+use crate::store::{
+    Batch, Cf, Store, StoreError,
+    layout::{self, SummaryRow},
+};
+
+/// Why a submission is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// A field is missing or malformed.
+    #[error("{0}")]
+    Invalid(String),
+    /// A statement does not verify or does not add up.
+    #[error(transparent)]
+    Finding(#[from] Finding),
+    /// The submitter is not a direct child.
+    #[error("summary {region}: not a direct child of this node ({node})")]
+    NotChild {
+        /// The submitter.
+        region: RegionCode,
+        /// This node.
+        node: RegionCode,
+    },
+    /// A revision at or below one already accepted, with another digest.
+    #[error(
+        "summary {region} {period}: revision {revision} with digest {digest} conflicts with accepted revision {held} ({held_digest}); both kept as equivocation evidence"
+    )]
+    Equivocation {
+        /// Child.
+        region: RegionCode,
+        /// Month.
+        period: Month,
+        /// Revision submitted.
+        revision: u64,
+        /// Its digest (short).
+        digest: String,
+        /// Revision held.
+        held: u64,
+        /// Its digest (short).
+        held_digest: String,
+    },
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Child summaries from the store (verified when stored) or from the request.
+struct Source<'a> {
+    /// The parent's store.
+    store: &'a dyn Store,
+    /// Descendants sent with the submission, by digest.
+    included: HashMap<Digest, &'a pb::Envelope>,
+}
+
+impl SummarySource for Source<'_> {
+    fn find(&self, child: &ChildEntry, period: Month) -> Option<Candidate> {
+        if let Ok(Some(row)) = layout::summary_at(self.store, child.region, period, child.revision)
+            && let (Ok(view), Ok(digest)) = (row.view(), row.digest())
+        {
+            return Some(Candidate::Trusted(Box::new(view), digest));
+        }
+        self.included
+            .get(&child.digest)
+            .map(|env| Candidate::Unverified((*env).clone()))
+    }
+}
+
+impl Federation {
+    /// Handles one submission; returns the signed receipt. Blocking.
+    pub fn submit(&self, req: &pb::SubmitRequest) -> Result<pb::Envelope, SubmitError> {
+        let env = req
+            .summary
+            .as_ref()
+            .ok_or_else(|| SubmitError::Invalid("summary: required".into()))?;
+        if !req.enrolments.is_empty() || !req.revocations.is_empty() {
+            self.admit_statements(&req.enrolments, &req.revocations)?;
+        }
+        let trust = self.trust();
+        let (view, digest) = trust.open_summary(env)?;
+        if !view.region.is_direct_child_of(self.identity.region) {
+            return Err(SubmitError::NotChild {
+                region: view.region,
+                node: self.identity.region,
+            });
+        }
+        check_not_future(view.period, self.clock.month()).map_err(Finding::from)?;
+
+        let _stripe = self.stripe(view.region, view.period);
+        let store = self.ledger.store();
+        if let Some(receipt) = self.check_revision(&view, digest, env)? {
+            return Ok(receipt);
+        }
+        let source = Source {
+            store,
+            included: req
+                .descendants
+                .iter()
+                .map(|e| (Digest::of(&e.payload), e))
+                .collect(),
+        };
+        let verified = verify_tree(&trust, &source, env)?;
+        drop(trust);
+
+        let now = self.clock.now_ms();
+        let mut batch = Batch::default();
+        let row = |env: &pb::Envelope| {
+            SummaryRow {
+                envelope: Some(env.clone()),
+                received_at_ms: now,
+                verified: true,
+            }
+            .encode_to_vec()
+        };
+        for (d, _, denv) in &verified.descendants {
+            batch.put(
+                Cf::Summaries,
+                layout::summary_key(d.region, d.period, d.revision),
+                row(denv),
+            );
+        }
+        batch.put(
+            Cf::Summaries,
+            layout::summary_key(view.region, view.period, view.revision),
+            row(env),
+        );
+        let receipt = pb::Receipt {
+            parent: self.identity.region.to_string(),
+            region: view.region.to_string(),
+            period: view.period.to_string(),
+            revision: view.revision,
+            digest: digest.0.to_vec(),
+            received_at_ms: now,
+        };
+        let sealed = statement::seal(&self.identity.key(), &receipt);
+        batch.put(
+            Cf::Issued,
+            layout::summary_key(view.region, view.period, view.revision),
+            layout::envelope_bytes(&sealed.envelope),
+        );
+        batch.put(Cf::Dirty, layout::month_key(view.period), Vec::new());
+        {
+            // Shared: submissions write concurrently and share syncs; the
+            // signer's derive-and-clear of a month is exclusive.
+            let _writer = self.ledger.shared();
+            self.ledger.write_changes(batch)?;
+        }
+        info!(child = %view.region, period = %view.period, revision = view.revision, descendants = verified.descendants.len(), digest = %digest.short(), "accepted summary");
+        Ok(sealed.envelope)
+    }
+
+    /// Admits enrolments and revocations sent from the subtree, storing the
+    /// ones that verify.
+    fn admit_statements(
+        &self,
+        enrolments: &[pb::Envelope],
+        revocations: &[pb::Envelope],
+    ) -> Result<(), SubmitError> {
+        let mut trust = self.trust_mut();
+        let findings = trust.admit_all(enrolments, revocations);
+        if let Some(f) = findings.into_iter().next() {
+            return Err(f.into());
+        }
+        drop(trust);
+        let mut batch = Batch::default();
+        for env in enrolments {
+            let e: pb::Enrolment =
+                statement::decode_verified(env).map_err(|e| SubmitError::Invalid(e.to_string()))?;
+            let region =
+                RegionCode::parse(&e.region).map_err(|e| SubmitError::Invalid(e.to_string()))?;
+            batch.put(
+                Cf::Enrolments,
+                layout::enrolment_key(region, e.serial),
+                layout::envelope_bytes(env),
+            );
+        }
+        for env in revocations {
+            let r: pb::Revocation =
+                statement::decode_verified(env).map_err(|e| SubmitError::Invalid(e.to_string()))?;
+            let region =
+                RegionCode::parse(&r.region).map_err(|e| SubmitError::Invalid(e.to_string()))?;
+            let key = tallytree_proto::PublicKey::from_slice(&r.public_key)
+                .map_err(|e| SubmitError::Invalid(e.to_string()))?;
+            batch.put(
+                Cf::Revocations,
+                layout::revocation_key(region, &key),
+                layout::envelope_bytes(env),
+            );
+        }
+        self.ledger.store().write(batch)?;
+        Ok(())
+    }
+
+    /// The revision rules: the same digest again gets the same receipt; a
+    /// revision at or below one accepted, with another digest, is refused
+    /// and both are kept as evidence.
+    fn check_revision(
+        &self,
+        view: &SummaryView,
+        digest: Digest,
+        env: &pb::Envelope,
+    ) -> Result<Option<pb::Envelope>, SubmitError> {
+        let store = self.ledger.store();
+        let key = layout::summary_key(view.region, view.period, view.revision);
+        if let Some(held) = layout::summary_at(store, view.region, view.period, view.revision)? {
+            if held.digest()? == digest {
+                if let Some(receipt) = store.get(Cf::Issued, &key)? {
+                    return Ok(Some(layout::envelope_of(&receipt, "issued")?));
+                }
+                return Ok(None);
+            }
+            return Err(self.equivocation(view, digest, env, &held)?);
+        }
+        if let Some(latest) = layout::latest_summary(store, view.region, view.period)? {
+            let held = latest.view()?;
+            if held.revision > view.revision {
+                return Err(self.equivocation(view, digest, env, &latest)?);
+            }
+        }
+        Ok(None)
+    }
+
+    fn equivocation(
+        &self,
+        view: &SummaryView,
+        digest: Digest,
+        env: &pb::Envelope,
+        held: &SummaryRow,
+    ) -> Result<SubmitError, StoreError> {
+        let held_view = held.view()?;
+        let held_digest = held.digest()?;
+        let mut batch = Batch::default();
+        batch.put(
+            Cf::Evidence,
+            layout::evidence_key(view.region, view.period, &digest),
+            layout::envelope_bytes(env),
+        );
+        batch.put(
+            Cf::Evidence,
+            layout::evidence_key(view.region, view.period, &held_digest),
+            layout::envelope_bytes(held.envelope()?),
+        );
+        self.ledger.store().write(batch)?;
+        warn!(child = %view.region, period = %view.period, revision = view.revision, held = held_view.revision, "equivocation refused");
+        Ok(SubmitError::Equivocation {
+            region: view.region,
+            period: view.period,
+            revision: view.revision,
+            digest: digest.short(),
+            held: held_view.revision,
+            held_digest: held_digest.short(),
+        })
+    }
+}
