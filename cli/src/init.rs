@@ -20,6 +20,8 @@ pub struct InitArgs {
     pub listen: SocketAddr,
     /// Operator token; generated when absent.
     pub token: Option<String>,
+    /// The parent node's URL; none at the top.
+    pub parent: Option<String>,
 }
 
 /// Writes `0600` files: configs hold the operator token.
@@ -76,6 +78,10 @@ pub fn init(args: &InitArgs) -> Result<std::path::PathBuf> {
         key_file: "node.key".into(),
         listen: args.listen,
         operator_token: token,
+        parent: tallytree_node::config::ParentConfig {
+            address: args.parent.clone(),
+            ..Default::default()
+        },
         ..Config::example()
     };
     write_private(&config_path, &config.to_toml())?;
@@ -95,6 +101,7 @@ mod tests {
             dir: dir.path().join("dawa"),
             listen: "127.0.0.1:7401".parse().expect("addr"),
             token: None,
+            parent: None,
         };
         let path = init(&args).expect("init");
         let config = Config::load(&path).expect("loads");

@@ -5,12 +5,16 @@
 //!
 //! - [`conn`]: reaching a node (URL, token, or its config file).
 //! - [`init`], [`keys`]: a unit's key and config.
+//! - [`enrol`]: enrolment, key rotation, revocation, the trust anchor.
 //! - [`sheet`], [`import`], [`record`]: intake from spreadsheets and single entries.
 //! - [`query`], [`table`]: figures as aligned tables, JSON or CSV.
 //! - [`audit`]: signed revisions and their verification.
+//! - [`demo`]: a five-level federation of real node processes on loopback.
 
 pub mod audit;
 pub mod conn;
+pub mod demo;
+pub mod enrol;
 pub mod import;
 pub mod init;
 pub mod keys;

@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 use tallytree_proto::RegionCode;
 
 use tallytree_cli::{
-    audit, conn::Conn, import, init, keys, query, query::Format, record, sheet::Kind,
+    audit, conn::Conn, demo, enrol, import, init, keys, query, query::Format, record, sheet::Kind,
 };
 
 /// Signed, federated dispute-resolution statistics.
@@ -38,6 +38,9 @@ enum Command {
         /// Operator token (default: a random one, written to node.toml).
         #[arg(long)]
         operator_token: Option<String>,
+        /// The parent node's gRPC URL (none for the top unit).
+        #[arg(long)]
+        parent: Option<String>,
     },
     /// Import a CSV file of cases or tasks (all rows or none, unless --skip-invalid).
     Import {
@@ -78,6 +81,56 @@ enum Command {
         #[arg(long)]
         csv: bool,
     },
+    /// At a parent: enrol a child's public key (again with a new key: rotation).
+    Enrol {
+        /// The child's 12-digit code.
+        #[arg(long)]
+        code: RegionCode,
+        /// The child's Chinese name.
+        #[arg(long)]
+        name: String,
+        /// The child's public key file (its node.pub, or node.key.next.pub after rotate-key).
+        #[arg(long)]
+        key: PathBuf,
+        /// Where to write the enrolment file for the child.
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+    /// At a child: install the enrolment file the parent wrote.
+    InstallEnrolment {
+        /// The enrolment file.
+        file: PathBuf,
+    },
+    /// At a child: create the next key (node.key.next); have the parent enrol
+    /// node.key.next.pub, then install that enrolment to switch keys.
+    RotateKey,
+    /// At a parent: revoke a child's key; its later summaries are refused.
+    Revoke {
+        /// The child's 12-digit code.
+        #[arg(long)]
+        code: RegionCode,
+        /// The child's public key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// Why.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Run a whole five-level federation (47 node processes) on loopback.
+    Demo {
+        /// Directory holding tallytree-node (default: beside this binary).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+        /// Keep the federation running after the walk-through, until Ctrl-C.
+        #[arg(long)]
+        keep_running: bool,
+        /// Keep data and logs in this directory instead of a temporary one.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Seed of the generated figures.
+        #[arg(long, default_value_t = 2026)]
+        seed: u64,
+    },
     /// Keys of a unit.
     Keys {
         #[command(subcommand)]
@@ -97,6 +150,12 @@ enum KeysCommand {
         /// A private key file (PKCS#8 PEM).
         #[arg(long)]
         key: Option<PathBuf>,
+    },
+    /// Write the trust anchor file (the top unit's public key) for auditors.
+    ExportAnchor {
+        /// Output file, e.g. anchor.pub.
+        #[arg(long, short)]
+        output: PathBuf,
     },
 }
 
@@ -149,6 +208,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             dir,
             listen,
             operator_token,
+            parent,
         } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from(code.to_string()));
             let path = init::init(&init::InitArgs {
@@ -157,6 +217,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 dir,
                 listen,
                 token: operator_token,
+                parent,
             })?;
             println!(
                 "initialised {code}: key, public key and config in {}",
@@ -216,6 +277,75 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
             )
             .await
+        }
+        Command::Demo {
+            bin_dir,
+            keep_running,
+            dir,
+            seed,
+        } => {
+            demo::run(demo::DemoArgs {
+                bin_dir,
+                keep_running,
+                dir,
+                seed,
+            })
+            .await
+        }
+        Command::Enrol {
+            code,
+            name,
+            key,
+            output,
+        } => {
+            let key = tallytree_proto::PublicKey::load(&key)?;
+            let file = enrol::enrol(&conn, code, &name, &key).await?;
+            enrol::write_file(&output, &file)?;
+            println!(
+                "enrolled {name} ({code}), key {}; give {} to the child",
+                &key.key_id()[..16],
+                output.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::InstallEnrolment { file } => {
+            enrol::install(&conn, &enrol::EnrolmentFile::load(&file)?).await?;
+            println!("enrolment installed; the node now pushes its summaries to its parent");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::RotateKey => {
+            let config = conn
+                .config
+                .as_deref()
+                .ok_or_else(|| anyhow::anyhow!("rotate-key needs --config NODE.toml"))?;
+            let public = enrol::rotate_key(config)?;
+            println!(
+                "next key written beside the current one; key id {}",
+                public.key_id()
+            );
+            println!(
+                "have the parent enrol it (tallytree enrol --key <key file>.next.pub), then install that enrolment here"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Revoke { code, key, reason } => {
+            let key = tallytree_proto::PublicKey::load(&key)?;
+            enrol::revoke(&conn, code, &key, &reason).await?;
+            println!(
+                "revoked key {} of {code}; its summaries issued from now on are refused",
+                &key.key_id()[..16]
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys {
+            command: KeysCommand::ExportAnchor { output },
+        } => {
+            let config = conn.config.as_deref().ok_or_else(|| {
+                anyhow::anyhow!("export-anchor needs --config NODE.toml of the top unit")
+            })?;
+            enrol::export_anchor(config, &output)?;
+            println!("trust anchor written to {}", output.display());
+            Ok(ExitCode::SUCCESS)
         }
         Command::Keys {
             command: KeysCommand::Show { key },

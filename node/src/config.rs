@@ -103,8 +103,8 @@ pub struct SignerConfig {
 impl Default for SignerConfig {
     fn default() -> Self {
         SignerConfig {
-            debounce_ms: 200,
-            max_delay_ms: 1000,
+            debounce_ms: 50,
+            max_delay_ms: 500,
         }
     }
 }

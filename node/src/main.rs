@@ -34,6 +34,7 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_writer(std::io::stderr)
         .init();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
