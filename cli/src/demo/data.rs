@@ -100,7 +100,11 @@ pub fn generate(code: RegionCode, today: NaiveDate, seed: u64) -> UnitData {
         for i in 1..=40 {
             let m = ms[rng.random_range(0..ms.len())];
             let due = day_in(&mut rng, m);
-            let done = rng.random_bool(if due.month() % 3 == 0 { 0.8 } else { 0.93 });
+            let done = rng.random_bool(if due.month().is_multiple_of(3) {
+                0.8
+            } else {
+                0.93
+            });
             data.tasks.push(pb::Task {
                 id: format!("{code}-T{i:03}"),
                 title: format!("基层社会治理工作任务第{i}项"),

@@ -12,7 +12,11 @@ pub struct Unit {
     pub name: String,
 }
 
-const DISTRICTS: [(&str, &str, [(&str, [&str; 4]); 2]); 4] = [
+/// A street's name and its four villages' names.
+type Street = (&'static str, [&'static str; 4]);
+
+/// Each district's code, name and two streets.
+const DISTRICTS: [(&str, &str, [Street; 2]); 4] = [
     (
         "210214000000",
         "普兰店区",
