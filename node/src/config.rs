@@ -40,6 +40,26 @@ pub struct Config {
     /// Where and how to push summaries up.
     #[serde(default)]
     pub parent: ParentConfig,
+    /// Limits on what children submit.
+    #[serde(default)]
+    pub federation: FederationConfig,
+}
+
+/// Limits on submissions from children.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FederationConfig {
+    /// Largest submission accepted, in bytes (a first push carries the
+    /// child's whole subtree of summaries and enrolments).
+    pub max_submission_bytes: usize,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        FederationConfig {
+            max_submission_bytes: 64 << 20,
+        }
+    }
 }
 
 /// The parent node, and how to reach it.
@@ -156,6 +176,7 @@ impl Config {
                 address: Some("http://127.0.0.1:7300".into()),
                 ..ParentConfig::default()
             },
+            federation: FederationConfig::default(),
         }
     }
 

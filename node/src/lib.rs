@@ -178,7 +178,7 @@ impl Node {
             AuditServer::new(AuditService::new(query, region)).max_decoding_message_size(max);
         // Submissions carry descendant summaries: allow large ones.
         let federation_server = FederationServer::new(FederationService::new(fed.clone()))
-            .max_decoding_message_size(max.max(256 << 20));
+            .max_decoding_message_size(self.config.federation.max_submission_bytes);
         let enrolments_server = EnrolmentsServer::new(EnrolmentsService::new(fed.clone()))
             .max_decoding_message_size(max);
 
