@@ -137,20 +137,6 @@ impl Federation {
             layout::summary_key(view.region, view.period, view.revision),
             row(env),
         );
-        let receipt = pb::Receipt {
-            parent: self.identity.region.to_string(),
-            region: view.region.to_string(),
-            period: view.period.to_string(),
-            revision: view.revision,
-            digest: digest.0.to_vec(),
-            received_at_ms: now,
-        };
-        let sealed = statement::seal(&self.identity.key(), &receipt);
-        batch.put(
-            Cf::Issued,
-            layout::summary_key(view.region, view.period, view.revision),
-            layout::envelope_bytes(&sealed.envelope),
-        );
         batch.put(Cf::Dirty, layout::month_key(view.period), Vec::new());
         {
             // Shared: submissions write concurrently and share syncs; the
@@ -158,7 +144,35 @@ impl Federation {
             let _writer = self.ledger.shared();
             self.ledger.write_changes(batch)?;
         }
+        // Durable now: only from here on may a receipt exist.
+        let receipt = self.issue_receipt(&view, digest, now)?;
         info!(child = %view.region, period = %view.period, revision = view.revision, descendants = verified.descendants.len(), digest = %digest.short(), "accepted summary");
+        Ok(receipt)
+    }
+
+    /// Signs the receipt of a stored summary and keeps a copy. Ed25519 is
+    /// deterministic, so the receipt can be signed again byte for byte from
+    /// the stored row: the copy needs no sync of its own.
+    fn issue_receipt(
+        &self,
+        view: &SummaryView,
+        digest: Digest,
+        received_at_ms: i64,
+    ) -> Result<pb::Envelope, StoreError> {
+        let receipt = pb::Receipt {
+            parent: self.identity.region.to_string(),
+            region: view.region.to_string(),
+            period: view.period.to_string(),
+            revision: view.revision,
+            digest: digest.0.to_vec(),
+            received_at_ms,
+        };
+        let sealed = statement::seal(&self.identity.key(), &receipt);
+        self.ledger.store().put_unsynced(
+            Cf::Issued,
+            &layout::summary_key(view.region, view.period, view.revision),
+            &layout::envelope_bytes(&sealed.envelope),
+        )?;
         Ok(sealed.envelope)
     }
 
@@ -220,7 +234,11 @@ impl Federation {
                 if let Some(receipt) = store.get(Cf::Issued, &key)? {
                     return Ok(Some(layout::envelope_of(&receipt, "issued")?));
                 }
-                return Ok(None);
+                return Ok(Some(self.issue_receipt(
+                    view,
+                    digest,
+                    held.received_at_ms,
+                )?));
             }
             return Err(self.equivocation(view, digest, env, &held)?);
         }

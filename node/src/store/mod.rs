@@ -165,4 +165,8 @@ pub trait Store: Send + Sync + 'static {
     /// Applies `batch` atomically; when it returns, the batch survives a crash
     /// (the write-ahead log is synced). Concurrent callers share syncs.
     fn write(&self, batch: Batch) -> Result<(), StoreError>;
+
+    /// Sets one value without waiting for a sync: for data that can be
+    /// recomputed from what is durable (a crash may lose it).
+    fn put_unsynced(&self, cf: Cf, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
 }
