@@ -117,33 +117,30 @@ impl Pusher {
         }
     }
 
-    /// Pushes everything in the outbox once. Ok(false) when there was
-    /// nothing to push (or no enrolment installed yet).
+    /// Pushes everything in the outbox once, one entry at a time (each
+    /// request built just before it is sent, so nothing acknowledged by the
+    /// previous one is sent again). Ok(false) when there was nothing to push
+    /// or no enrolment is installed yet.
     async fn round<S>(&self, submit: &mut S) -> Result<bool, BoxError>
     where
         S: Service<pb::SubmitRequest, Response = pb::SubmitResponse, Error = BoxError>,
     {
         let fed = self.fed.clone();
-        let work = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
-            let Some(parent_key) = fed.parent_key()? else {
-                return Ok(None);
-            };
-            let mut prepared = Vec::new();
-            for (month, revision) in layout::outbox(fed.ledger.store())? {
-                if let Some(p) = prepare(&fed, month, revision)? {
-                    prepared.push(p);
-                }
-            }
-            Ok(Some((parent_key, prepared)))
+        let (parent_key, outbox) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+            Ok((fed.parent_key()?, layout::outbox(fed.ledger.store())?))
         })
         .await??;
-        let Some((parent_key, prepared)) = work else {
+        let Some(parent_key) = parent_key else {
             return Ok(false);
         };
-        if prepared.is_empty() {
+        if outbox.is_empty() {
             return Ok(false);
         }
-        for p in prepared {
+        for (month, revision) in outbox {
+            let fed = self.fed.clone();
+            let prepared =
+                tokio::task::spawn_blocking(move || prepare(&fed, month, revision)).await??;
+            let Some(p) = prepared else { continue };
             let response = submit.ready().await?.call(p.request.clone()).await?;
             let receipt = response
                 .receipt
