@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/tallytree/v1/federation.proto",
         "proto/tallytree/v1/enrolment.proto",
         "proto/tallytree/v1/query.proto",
+        "proto/tallytree/v1/evidence.proto",
         "proto/tallytree/v1/audit.proto",
     ];
     for file in &files {

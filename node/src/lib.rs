@@ -16,11 +16,13 @@
 //! - [`intake`]: checking and storing records in synced batches.
 //! - [`signer`]: debounced signing of new summary revisions.
 //! - [`query`]: figures of the subtree from signed summaries.
+//! - [`evidence`]: evidence bundles and inclusion proofs for auditors.
 //! - [`grpc`]: thin tonic adapters and the operator credential.
 //! - [`Node`]: wiring it all together; [`Node::run`] serves until shutdown.
 
 pub mod clock;
 pub mod config;
+pub mod evidence;
 pub mod federation;
 pub mod grpc;
 pub mod identity;
@@ -175,7 +177,7 @@ impl Node {
         let query_server =
             QueryServer::new(QueryService::new(query.clone())).max_decoding_message_size(max);
         let audit_server =
-            AuditServer::new(AuditService::new(query, region)).max_decoding_message_size(max);
+            AuditServer::new(AuditService::new(query, fed.clone())).max_decoding_message_size(max);
         // Submissions carry descendant summaries: allow large ones.
         let federation_server = FederationServer::new(FederationService::new(fed.clone()))
             .max_decoding_message_size(self.config.federation.max_submission_bytes);

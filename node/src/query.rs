@@ -32,6 +32,9 @@ pub enum QueryError {
         /// This node's region.
         node: RegionCode,
     },
+    /// The unit's figures are not counted in this node's summary.
+    #[error("region: {0}")]
+    NotCounted(String),
     /// Depth beyond the tree.
     #[error("depth ({0}): at most {MAX_DEPTH}")]
     Depth(u32),

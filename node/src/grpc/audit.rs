@@ -1,28 +1,53 @@
-//! `tallytree.v1.Audit`: the signed revisions a node holds.
+//! `tallytree.v1.Audit`: signed revisions, evidence bundles and inclusion
+//! proofs, streamed.
+
+use std::{pin::Pin, sync::Arc};
 
 use tallytree_proto::{
-    Month,
+    Month, PeriodRange,
     pb::{self, audit_server::Audit as AuditRpc},
 };
+use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 
 use super::{blocking, query::optional_region, query_status};
-use crate::query::Query;
+use crate::{federation::Federation, query::Query};
+
+/// Items in flight between the exporting thread and the gRPC stream.
+const STREAM_BUFFER: usize = 256;
 
 /// The Audit gRPC service.
 #[derive(Debug, Clone)]
 pub struct AuditService {
     /// Reads the stored summaries.
     query: Query,
-    /// This node's region, the default.
-    region: tallytree_proto::RegionCode,
+    /// Exports bundles and proofs.
+    fed: Arc<Federation>,
 }
 
 impl AuditService {
-    /// Serves the summaries `query` reads, defaulting to `region`.
-    pub fn new(query: Query, region: tallytree_proto::RegionCode) -> AuditService {
-        AuditService { query, region }
+    /// Serves `query` and `fed`.
+    pub fn new(query: Query, fed: Arc<Federation>) -> AuditService {
+        AuditService { query, fed }
     }
+}
+
+type ItemStream = Pin<Box<dyn Stream<Item = Result<pb::EvidenceItem, Status>> + Send>>;
+
+/// Runs `produce` on a blocking thread, streaming what it emits.
+fn stream_from(
+    produce: impl FnOnce(&mut dyn FnMut(pb::EvidenceItem) -> bool) -> Result<(), Status>
+    + Send
+    + 'static,
+) -> ItemStream {
+    let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
+    tokio::task::spawn_blocking(move || {
+        let mut sink = |item| tx.blocking_send(Ok(item)).is_ok();
+        if let Err(status) = produce(&mut sink) {
+            let _ = tx.blocking_send(Err(status));
+        }
+    });
+    Box::pin(ReceiverStream::new(rx))
 }
 
 #[tonic::async_trait]
@@ -32,12 +57,46 @@ impl AuditRpc for AuditService {
         request: Request<pb::RevisionsRequest>,
     ) -> Result<Response<pb::RevisionsResponse>, Status> {
         let req = request.into_inner();
-        let region = optional_region(&req.region)?.unwrap_or(self.region);
+        let region = optional_region(&req.region)?.unwrap_or(self.fed.identity.region);
         let month =
             Month::parse(&req.period).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let query = self.query.clone();
         let summaries =
             blocking(move || query.revisions(region, month).map_err(query_status)).await?;
         Ok(Response::new(pb::RevisionsResponse { summaries }))
+    }
+
+    type ExportEvidenceStream = ItemStream;
+
+    async fn export_evidence(
+        &self,
+        request: Request<pb::ExportEvidenceRequest>,
+    ) -> Result<Response<Self::ExportEvidenceStream>, Status> {
+        let req = request.into_inner();
+        let region = optional_region(&req.region)?.unwrap_or(self.fed.identity.region);
+        let range =
+            PeriodRange::parse(&req.period).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let fed = self.fed.clone();
+        Ok(Response::new(stream_from(move |sink| {
+            fed.export_evidence(region, range, sink)
+                .map_err(query_status)
+        })))
+    }
+
+    type ProveStream = ItemStream;
+
+    async fn prove(
+        &self,
+        request: Request<pb::ProveRequest>,
+    ) -> Result<Response<Self::ProveStream>, Status> {
+        let req = request.into_inner();
+        let region = optional_region(&req.region)?
+            .ok_or_else(|| Status::invalid_argument("region: required (the unit to prove)"))?;
+        let month =
+            Month::parse(&req.period).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let fed = self.fed.clone();
+        Ok(Response::new(stream_from(move |sink| {
+            fed.prove(region, month, sink).map_err(query_status)
+        })))
     }
 }

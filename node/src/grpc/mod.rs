@@ -26,7 +26,9 @@ pub(crate) fn store_status(e: StoreError) -> Status {
 
 pub(crate) fn query_status(e: QueryError) -> Status {
     match e {
-        QueryError::OutsideSubtree { .. } => Status::not_found(e.to_string()),
+        QueryError::OutsideSubtree { .. } | QueryError::NotCounted(_) => {
+            Status::not_found(e.to_string())
+        }
         QueryError::Depth(_) => Status::invalid_argument(e.to_string()),
         QueryError::Store(e) => store_status(e),
     }

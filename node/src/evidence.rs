@@ -1,0 +1,294 @@
+//! Evidence export: the bundle an auditor verifies offline, and the compact
+//! inclusion proof of one unit's figures. Items are produced in bundle order
+//! (see evidence.proto) and handed to a sink one by one, so a large bundle
+//! is streamed, never assembled in memory.
+
+use std::collections::HashSet;
+
+use prost::Message;
+use tallytree_aggregator::SummaryView;
+use tallytree_proto::{Digest, Month, PeriodRange, RegionCode, pb, statement};
+
+use crate::{
+    federation::Federation,
+    query::QueryError,
+    store::{
+        Cf, StoreError,
+        layout::{self, SummaryRow, meta},
+    },
+};
+
+/// The format named in every bundle header.
+pub const FORMAT: &str = "tallytree-evidence-v1";
+
+/// Wraps a sink with the running count and digest the trailer states.
+struct Writer<'a> {
+    sink: &'a mut dyn FnMut(pb::EvidenceItem) -> bool,
+    hasher: ring::digest::Context,
+    items: u64,
+    open: bool,
+}
+
+impl Writer<'_> {
+    fn emit(&mut self, item: pb::evidence_item::Item) {
+        if !self.open {
+            return;
+        }
+        let item = pb::EvidenceItem { item: Some(item) };
+        self.hasher.update(&item.encode_length_delimited_to_vec());
+        self.items += 1;
+        self.open = (self.sink)(item);
+    }
+
+    fn finish(self) {
+        if !self.open {
+            return;
+        }
+        let digest = self.hasher.finish();
+        (self.sink)(pb::EvidenceItem {
+            item: Some(pb::evidence_item::Item::Trailer(pb::EvidenceTrailer {
+                items: self.items,
+                digest: digest.as_ref().to_vec(),
+            })),
+        });
+    }
+}
+
+impl Federation {
+    fn check_region(&self, region: RegionCode) -> Result<(), QueryError> {
+        if !region.is_within(self.identity.region) {
+            return Err(QueryError::OutsideSubtree {
+                region,
+                node: self.identity.region,
+            });
+        }
+        Ok(())
+    }
+
+    fn header(&self, region: RegionCode, period: String) -> pb::evidence_item::Item {
+        pb::evidence_item::Item::Header(pb::EvidenceHeader {
+            format: FORMAT.into(),
+            region: region.to_string(),
+            period,
+            exported_by: self.identity.region.to_string(),
+            exported_at_ms: self.clock.now_ms(),
+        })
+    }
+
+    /// Enrolments binding the keys of `regions`, and this node's own
+    /// enrolments when the chain passes through it, parents first.
+    fn enrolments_for(
+        &self,
+        regions: &HashSet<RegionCode>,
+    ) -> Result<Vec<pb::Envelope>, StoreError> {
+        let store = self.ledger.store();
+        let mut out: Vec<(u8, RegionCode, u64, pb::Envelope)> = Vec::new();
+        if regions.contains(&self.identity.region) {
+            for env in layout::envelopes(store, Cf::Meta, meta::OWN_ENROLMENT)? {
+                if let Ok(e) = statement::decode_verified::<pb::Enrolment>(&env) {
+                    out.push((
+                        self.identity.region.level() as u8,
+                        self.identity.region,
+                        e.serial,
+                        env,
+                    ));
+                }
+            }
+        }
+        for env in layout::envelopes(store, Cf::Enrolments, b"")? {
+            let Ok(e) = statement::decode_verified::<pb::Enrolment>(&env) else {
+                continue;
+            };
+            let Ok(region) = RegionCode::parse(&e.region) else {
+                continue;
+            };
+            if regions.contains(&region) {
+                out.push((region.level() as u8, region, e.serial, env));
+            }
+        }
+        out.sort_by_key(|(level, region, serial, _)| (*level, *region, *serial));
+        Ok(out.into_iter().map(|(_, _, _, env)| env).collect())
+    }
+
+    /// Streams the evidence bundle of `region` for `range`: header,
+    /// enrolments, revocations, summaries (children first), receipts,
+    /// trailer. `sink` returns false to stop early. Blocking.
+    pub fn export_evidence(
+        &self,
+        region: RegionCode,
+        range: PeriodRange,
+        sink: &mut dyn FnMut(pb::EvidenceItem) -> bool,
+    ) -> Result<(), QueryError> {
+        self.check_region(region)?;
+        let store = self.ledger.store();
+        // Collect the summaries (post-order) and the regions they involve.
+        let mut summaries: Vec<(SummaryView, pb::Envelope)> = Vec::new();
+        let mut seen: HashSet<Digest> = HashSet::new();
+        for month in range.months() {
+            if let Some(row) = layout::latest_summary(store, region, month)? {
+                self.post_order(row, month, &mut seen, &mut summaries)?;
+            }
+        }
+        let mut regions: HashSet<RegionCode> = summaries.iter().map(|(v, _)| v.region).collect();
+        regions.extend(
+            self.trust()
+                .enrolments()
+                .filter(|e| e.region.is_within(region))
+                .map(|e| e.region),
+        );
+        // The path from this node down to the region.
+        regions.extend(
+            region
+                .ancestry()
+                .take_while(|r| r.is_within(self.identity.region)),
+        );
+
+        let mut w = Writer {
+            sink,
+            hasher: ring::digest::Context::new(&ring::digest::SHA256),
+            items: 0,
+            open: true,
+        };
+        w.emit(self.header(region, range.to_string()));
+        for env in self.enrolments_for(&regions)? {
+            w.emit(pb::evidence_item::Item::Enrolment(env));
+        }
+        for env in layout::envelopes(store, Cf::Revocations, b"")? {
+            let Ok(r) = statement::decode_verified::<pb::Revocation>(&env) else {
+                continue;
+            };
+            if RegionCode::parse(&r.region).is_ok_and(|c| regions.contains(&c)) {
+                w.emit(pb::evidence_item::Item::Revocation(env));
+            }
+        }
+        let mut receipts = Vec::new();
+        for (view, env) in summaries {
+            let key = layout::summary_key(view.region, view.period, view.revision);
+            if let Some(r) = store.get(Cf::Issued, &key)? {
+                receipts.push(layout::envelope_of(&r, "issued")?);
+            }
+            if view.region == self.identity.region
+                && let Some(r) = store.get(
+                    Cf::Receipts,
+                    &layout::receipt_key(view.period, view.revision),
+                )?
+            {
+                receipts.push(layout::envelope_of(&r, "receipts")?);
+            }
+            w.emit(pb::evidence_item::Item::Summary(env));
+        }
+        // Receipts this node holds from its parent for the region's months.
+        if region == self.identity.region {
+            for month in range.months() {
+                for env in layout::envelopes(store, Cf::Receipts, &layout::month_key(month))? {
+                    if !receipts.contains(&env) {
+                        receipts.push(env);
+                    }
+                }
+            }
+        }
+        for env in receipts {
+            w.emit(pb::evidence_item::Item::Receipt(env));
+        }
+        w.finish();
+        Ok(())
+    }
+
+    fn post_order(
+        &self,
+        row: SummaryRow,
+        month: Month,
+        seen: &mut HashSet<Digest>,
+        out: &mut Vec<(SummaryView, pb::Envelope)>,
+    ) -> Result<(), StoreError> {
+        let digest = row.digest()?;
+        if !seen.insert(digest) {
+            return Ok(());
+        }
+        let view = row.view()?;
+        for child in &view.children {
+            if let Some(child_row) =
+                layout::summary_at(self.ledger.store(), child.region, month, child.revision)?
+            {
+                self.post_order(child_row, month, seen, out)?;
+            }
+        }
+        let env = row.envelope()?.clone();
+        out.push((view, env));
+        Ok(())
+    }
+
+    /// Streams the inclusion proof of `unit`'s figures for `month` in this
+    /// node's latest summary: the unit's summary and each ancestor summary
+    /// referencing the one below, with the enrolments of their keys.
+    /// Blocking.
+    pub fn prove(
+        &self,
+        unit: RegionCode,
+        month: Month,
+        sink: &mut dyn FnMut(pb::EvidenceItem) -> bool,
+    ) -> Result<(), QueryError> {
+        self.check_region(unit)?;
+        let store = self.ledger.store();
+        let not_found = |what: String| QueryError::NotCounted(what);
+        let mut row =
+            layout::latest_summary(store, self.identity.region, month)?.ok_or_else(|| {
+                not_found(format!(
+                    "{} has no summary for {month}",
+                    self.identity.region
+                ))
+            })?;
+        let mut chain = vec![row.clone()];
+        loop {
+            let view = row.view()?;
+            if view.region == unit {
+                break;
+            }
+            let next = view
+                .children
+                .iter()
+                .find(|c| unit.is_within(c.region))
+                .ok_or_else(|| {
+                    not_found(format!(
+                        "{unit} is not counted in {} {month} revision {}",
+                        view.region, view.revision
+                    ))
+                })?;
+            row =
+                layout::summary_at(store, next.region, month, next.revision)?.ok_or_else(|| {
+                    not_found(format!(
+                        "{} revision {} is not held here",
+                        next.region, next.revision
+                    ))
+                })?;
+            chain.push(row.clone());
+        }
+        let regions: HashSet<RegionCode> = unit
+            .ancestry()
+            .take_while(|r| r.is_within(self.identity.region))
+            .collect();
+        let mut w = Writer {
+            sink,
+            hasher: ring::digest::Context::new(&ring::digest::SHA256),
+            items: 0,
+            open: true,
+        };
+        w.emit(self.header(unit, month.to_string()));
+        for env in self.enrolments_for(&regions)? {
+            w.emit(pb::evidence_item::Item::Enrolment(env));
+        }
+        for env in layout::envelopes(store, Cf::Revocations, b"")? {
+            let Ok(r) = statement::decode_verified::<pb::Revocation>(&env) else {
+                continue;
+            };
+            if RegionCode::parse(&r.region).is_ok_and(|c| regions.contains(&c)) {
+                w.emit(pb::evidence_item::Item::Revocation(env));
+            }
+        }
+        for row in chain.iter().rev() {
+            w.emit(pb::evidence_item::Item::Summary(row.envelope()?.clone()));
+        }
+        w.finish();
+        Ok(())
+    }
+}
