@@ -5,6 +5,8 @@
 //!
 //! # Layout
 //!
+//! - [`audit`]: offline verification of evidence bundles and inclusion proofs.
+//! - [`bundle`]: reading and writing evidence bundle files.
 //! - [`tally`]: [`Tally`] (case and task counts per category), its invariants,
 //!   addition and derived [`Rates`].
 //! - [`derive`]: the local tally of a month from case and task records.
@@ -14,6 +16,8 @@
 //!   down the enrolment chain) and [`verify_tree`], the recursive check of a
 //!   summary with every descendant it counts.
 
+pub mod audit;
+pub mod bundle;
 pub mod derive;
 pub mod summary;
 pub mod tally;

@@ -253,6 +253,19 @@ impl Trust {
     /// Verifies an enrolment against the keys already trusted for its
     /// parent, and trusts the enrolled key from now on.
     pub fn admit_enrolment(&mut self, env: &pb::Envelope) -> Result<EnrolmentView, Finding> {
+        let view = self.check_enrolment(env)?;
+        self.insert_enrolment(view.clone());
+        Ok(view)
+    }
+
+    /// Trusts an enrolment checked with [`Trust::check_enrolment`].
+    pub fn insert_enrolment(&mut self, view: EnrolmentView) {
+        self.enrolments.insert(view.key.key_id(), view);
+    }
+
+    /// Verifies an enrolment against the keys already trusted for its
+    /// parent, without trusting it yet (so many can be checked in parallel).
+    pub fn check_enrolment(&self, env: &pb::Envelope) -> Result<EnrolmentView, Finding> {
         let (e, signer): (pb::Enrolment, RegionCode) = self.open_by_parent(env, "enrolment")?;
         let tree = |rule: String| Finding::Tree {
             what: "enrolment",
@@ -275,7 +288,7 @@ impl Trust {
             return Err(tree("serial must be at least 1".into()));
         }
         let key = PublicKey::from_slice(&e.public_key).map_err(|err| tree(err.to_string()))?;
-        let view = EnrolmentView {
+        Ok(EnrolmentView {
             parent: signer,
             region,
             name: e.name,
@@ -283,9 +296,7 @@ impl Trust {
             serial: e.serial,
             valid_from_ms: e.valid_from_ms,
             digest: Digest::of(&env.payload),
-        };
-        self.enrolments.insert(key.key_id(), view.clone());
-        Ok(view)
+        })
     }
 
     /// Verifies a revocation against the keys trusted for its parent.
@@ -344,6 +355,59 @@ impl Trust {
             }
             pending = failed;
         }
+    }
+
+    /// Admits enrolments level by level (cities, then districts, ...), each
+    /// level's signatures checked on `threads` threads; then revocations.
+    /// Returns the findings of those that do not verify.
+    pub fn admit_all_parallel(
+        &mut self,
+        enrolments: &[pb::Envelope],
+        revocations: &[pb::Envelope],
+        threads: usize,
+    ) -> Vec<Finding> {
+        let level_of = |env: &pb::Envelope| {
+            statement::decode_verified::<pb::Enrolment>(env)
+                .ok()
+                .and_then(|e| RegionCode::parse(&e.region).ok())
+                .map_or(u8::MAX, |r| r.level() as u8)
+        };
+        let mut by_level: std::collections::BTreeMap<u8, Vec<&pb::Envelope>> = Default::default();
+        for env in enrolments {
+            by_level.entry(level_of(env)).or_default().push(env);
+        }
+        let mut findings = Vec::new();
+        for (_, level) in by_level {
+            let chunk = level.len().div_ceil(threads.max(1)).max(1);
+            let results: Vec<Result<EnrolmentView, Finding>> = std::thread::scope(|s| {
+                let handles: Vec<_> = level
+                    .chunks(chunk)
+                    .map(|part| {
+                        s.spawn(|| {
+                            part.iter()
+                                .map(|e| self.check_enrolment(e))
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().unwrap_or_default())
+                    .collect()
+            });
+            for r in results {
+                match r {
+                    Ok(v) => self.insert_enrolment(v),
+                    Err(f) => findings.push(f),
+                }
+            }
+        }
+        for env in revocations {
+            if let Err(f) = self.admit_revocation(env) {
+                findings.push(f);
+            }
+        }
+        findings
     }
 
     /// Children of `region` enrolled at `at_ms`. A revoked key does not

@@ -1,0 +1,565 @@
+//! Offline verification of evidence bundles and inclusion proofs, from the
+//! trust anchor down. The checks are [`Trust`]'s and [`SummaryView`]'s, the
+//! very ones parents run on submissions; this module streams them over a
+//! bundle: signatures checked on several threads in batches, arithmetic in
+//! bundle order, keeping only the child totals no parent has consumed yet.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use tallytree_proto::{Digest, Month, PublicKey, RegionCode, pb, statement};
+
+use crate::{
+    summary::SummaryView,
+    tally::Tally,
+    verify::{Finding, Trust},
+};
+
+/// Summaries whose signatures are checked together.
+const BATCH: usize = 4096;
+
+/// One problem, attached to the region it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The region, when known.
+    pub region: Option<RegionCode>,
+    /// The finding, naming the rule.
+    pub message: String,
+}
+
+/// The verdict on one region.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegionVerdict {
+    /// Chinese name, from its enrolment or summary.
+    pub name: String,
+    /// Summaries of the region verified.
+    pub summaries: u32,
+    /// Children counted / expected, over its summaries.
+    pub reported: u32,
+    /// Children expected.
+    pub expected: u32,
+    /// Problems found.
+    pub problems: Vec<String>,
+}
+
+/// The outcome of verifying a bundle.
+#[derive(Debug, Clone, Default)]
+pub struct AuditReport {
+    /// The bundle's header.
+    pub header: Option<pb::EvidenceHeader>,
+    /// Per region, in code order.
+    pub regions: BTreeMap<RegionCode, RegionVerdict>,
+    /// Problems not tied to one region.
+    pub general: Vec<String>,
+    /// Summaries read.
+    pub summaries: u64,
+    /// Enrolments read.
+    pub enrolments: u64,
+    /// Receipts read.
+    pub receipts: u64,
+    /// The verified totals of the bundle's region, per month.
+    pub totals: BTreeMap<Month, Tally>,
+}
+
+impl AuditReport {
+    /// True when nothing is wrong.
+    pub fn verified(&self) -> bool {
+        self.general.is_empty() && self.regions.values().all(|r| r.problems.is_empty())
+    }
+
+    /// Number of problems.
+    pub fn problem_count(&self) -> usize {
+        self.general.len()
+            + self
+                .regions
+                .values()
+                .map(|r| r.problems.len())
+                .sum::<usize>()
+    }
+
+    /// "辽宁省 › 大连市 › 普兰店区": the names from the top of the bundle down.
+    pub fn path(&self, region: RegionCode) -> String {
+        let mut names: Vec<String> = region
+            .ancestry()
+            .filter_map(|r| {
+                self.regions.get(&r).map(|v| {
+                    if v.name.is_empty() {
+                        r.to_string()
+                    } else {
+                        v.name.clone()
+                    }
+                })
+            })
+            .collect();
+        names.reverse();
+        if names.is_empty() {
+            region.to_string()
+        } else {
+            names.join(" › ")
+        }
+    }
+}
+
+/// A verified summary whose parent has not consumed it yet.
+#[derive(Debug, Clone)]
+struct Pending {
+    region: RegionCode,
+    revision: u64,
+    period: Month,
+    total: Tally,
+}
+
+/// Streams a bundle's items through the checks.
+#[derive(Debug)]
+pub struct Auditor {
+    trust: Trust,
+    threads: usize,
+    report: AuditReport,
+    enrolments: Vec<pb::Envelope>,
+    revocations: Vec<pb::Envelope>,
+    admitted: bool,
+    batch: Vec<pb::Envelope>,
+    receipts: Vec<pb::Envelope>,
+    pending: HashMap<Digest, Pending>,
+    failed: HashSet<Digest>,
+    /// (child, month) → (revision, digest, parent) as counted by a parent.
+    counted: HashMap<(RegionCode, Month), (u64, Digest)>,
+    /// (region, month) of every verified summary.
+    seen: HashSet<(RegionCode, Month)>,
+}
+
+fn claimed_region(env: &pb::Envelope) -> Option<RegionCode> {
+    statement::decode_verified::<pb::Summary>(env)
+        .ok()
+        .and_then(|s| RegionCode::parse(&s.region).ok())
+}
+
+impl Auditor {
+    /// An auditor trusting `anchors` (the province keys), checking
+    /// signatures on `threads` threads.
+    pub fn new(anchors: &[(RegionCode, PublicKey)], threads: usize) -> Auditor {
+        let mut trust = Trust::default();
+        for (r, k) in anchors {
+            trust.add_anchor(*r, *k);
+        }
+        Auditor {
+            trust,
+            threads: threads.max(1),
+            report: AuditReport::default(),
+            enrolments: Vec::new(),
+            revocations: Vec::new(),
+            admitted: false,
+            batch: Vec::new(),
+            receipts: Vec::new(),
+            pending: HashMap::new(),
+            failed: HashSet::new(),
+            counted: HashMap::new(),
+            seen: HashSet::new(),
+        }
+    }
+
+    fn problem(&mut self, region: Option<RegionCode>, message: String) {
+        match region {
+            Some(r) => self
+                .report
+                .regions
+                .entry(r)
+                .or_default()
+                .problems
+                .push(message),
+            None => self.report.general.push(message),
+        }
+    }
+
+    fn finding(&mut self, f: &Finding, fallback: Option<RegionCode>) {
+        let region = finding_region(f).or(fallback);
+        self.problem(region, f.to_string());
+    }
+
+    /// Takes the next item of the bundle.
+    pub fn feed(&mut self, item: pb::EvidenceItem) {
+        use pb::evidence_item::Item;
+        match item.item {
+            Some(Item::Header(h)) => self.report.header = Some(h),
+            Some(Item::Enrolment(e)) => {
+                self.report.enrolments += 1;
+                self.enrolments.push(e);
+            }
+            Some(Item::Revocation(r)) => self.revocations.push(r),
+            Some(Item::Summary(s)) => {
+                self.admit();
+                self.report.summaries += 1;
+                self.batch.push(s);
+                if self.batch.len() >= BATCH {
+                    self.flush();
+                }
+            }
+            Some(Item::Receipt(r)) => {
+                self.report.receipts += 1;
+                self.receipts.push(r);
+            }
+            Some(Item::Trailer(_)) | None => {}
+        }
+    }
+
+    fn admit(&mut self) {
+        if self.admitted {
+            return;
+        }
+        self.admitted = true;
+        let enrolments = std::mem::take(&mut self.enrolments);
+        let revocations = std::mem::take(&mut self.revocations);
+        let findings = self
+            .trust
+            .admit_all_parallel(&enrolments, &revocations, self.threads);
+        for f in findings {
+            self.finding(&f, None);
+        }
+        for e in self.trust.enrolments() {
+            self.report.regions.entry(e.region).or_default().name = e.name.clone();
+        }
+    }
+
+    /// Checks the summaries read so far: signatures in parallel, then the
+    /// arithmetic in order.
+    fn flush(&mut self) {
+        let batch = std::mem::take(&mut self.batch);
+        if batch.is_empty() {
+            return;
+        }
+        let chunk = batch.len().div_ceil(self.threads).max(1);
+        let trust = &self.trust;
+        let opened: Vec<Result<(SummaryView, Digest), Finding>> = std::thread::scope(|s| {
+            let handles: Vec<_> = batch
+                .chunks(chunk)
+                .map(|part| {
+                    s.spawn(move || {
+                        part.iter()
+                            .map(|e| trust.open_summary(e))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        for (env, result) in batch.iter().zip(opened) {
+            match result {
+                Ok((view, digest)) => self.check(view, digest),
+                Err(f) => {
+                    self.failed.insert(Digest::of(&env.payload));
+                    self.finding(&f, claimed_region(env));
+                }
+            }
+        }
+    }
+
+    fn check(&mut self, view: SummaryView, digest: Digest) {
+        let region = view.region;
+        let mut totals = Vec::with_capacity(view.children.len());
+        let mut complete = true;
+        for c in &view.children {
+            match self.pending.remove(&c.digest) {
+                Some(p) if p.period != view.period => {
+                    complete = false;
+                    self.problem(
+                        Some(region),
+                        format!(
+                            "summary {region} {}: child {} is a summary of another period ({})",
+                            view.period, c.region, p.period
+                        ),
+                    );
+                }
+                Some(p) if p.region != c.region || p.revision != c.revision => {
+                    complete = false;
+                    self.problem(Some(region), format!(
+                        "summary {region} {}: child {} revision {} does not match the summary with its digest",
+                        view.period, c.region, c.revision
+                    ));
+                }
+                Some(p) => {
+                    totals.push(p.total);
+                    self.counted
+                        .insert((c.region, view.period), (c.revision, c.digest));
+                }
+                None => {
+                    complete = false;
+                    let why = if self.failed.contains(&c.digest) {
+                        "did not verify"
+                    } else {
+                        "is not in the bundle"
+                    };
+                    self.problem(
+                        Some(region),
+                        format!(
+                            "summary {region} {}: child {} revision {} {why}",
+                            view.period, c.region, c.revision
+                        ),
+                    );
+                }
+            }
+        }
+        if complete && let Err(e) = view.check_total(&totals) {
+            self.problem(Some(region), e.to_string());
+        }
+        let enrolled = self
+            .trust
+            .enrolled_children(region, view.issued_at_ms)
+            .len();
+        if view.children_expected as usize != enrolled {
+            self.finding(
+                &Finding::Completeness {
+                    region,
+                    period: view.period,
+                    stated: view.children_expected,
+                    enrolled,
+                },
+                Some(region),
+            );
+        }
+        let verdict = self.report.regions.entry(region).or_default();
+        verdict.summaries += 1;
+        verdict.reported += view.children.len() as u32;
+        verdict.expected += view.children_expected;
+        if verdict.name.is_empty() {
+            verdict.name = view.name.clone();
+        }
+        if self
+            .report
+            .header
+            .as_ref()
+            .is_some_and(|h| h.region == region.to_string())
+        {
+            self.report.totals.insert(view.period, view.total);
+        }
+        self.seen.insert((region, view.period));
+        self.pending.insert(
+            digest,
+            Pending {
+                region,
+                revision: view.revision,
+                period: view.period,
+                total: view.total,
+            },
+        );
+    }
+
+    fn check_receipt(&mut self, env: &pb::Envelope) {
+        let Ok(claimed) = statement::decode_verified::<pb::Receipt>(env) else {
+            self.problem(None, "receipt: payload is not a receipt".into());
+            return;
+        };
+        let Ok(parent) = RegionCode::parse(&claimed.parent) else {
+            self.problem(
+                None,
+                format!("receipt: parent {:?} is not a region code", claimed.parent),
+            );
+            return;
+        };
+        let key_id = env
+            .signatures
+            .first()
+            .map(|s| s.keyid.clone())
+            .unwrap_or_default();
+        let key = self
+            .trust
+            .anchors()
+            .iter()
+            .find(|(r, k)| *r == parent && k.key_id() == key_id)
+            .map(|(_, k)| *k)
+            .or_else(|| {
+                self.trust
+                    .enrolment(&key_id)
+                    .filter(|e| e.region == parent)
+                    .map(|e| e.key)
+            });
+        let Some(key) = key else {
+            self.problem(
+                Some(parent),
+                format!("receipt from {parent}: signed by a key not enrolled for {parent}"),
+            );
+            return;
+        };
+        let receipt: pb::Receipt = match statement::open(env, &key) {
+            Ok(r) => r,
+            Err(e) => {
+                self.problem(Some(parent), format!("receipt from {parent}: {e}"));
+                return;
+            }
+        };
+        let (Ok(child), Ok(period)) = (
+            RegionCode::parse(&receipt.region),
+            Month::parse(&receipt.period),
+        ) else {
+            self.problem(
+                Some(parent),
+                format!("receipt from {parent}: malformed region or period"),
+            );
+            return;
+        };
+        let Some(digest) = Digest::from_slice(&receipt.digest) else {
+            self.problem(
+                Some(parent),
+                format!("receipt from {parent}: digest must be 32 bytes"),
+            );
+            return;
+        };
+        match self.counted.get(&(child, period)).copied() {
+            Some((rev, d)) if rev == receipt.revision && d == digest => {}
+            Some((rev, _)) if rev == receipt.revision => self.problem(Some(parent), format!(
+                "summary {parent} {period}: counts {child} revision {rev} with another digest than the one {parent} gave a receipt for (equivocation)"
+            )),
+            Some((rev, _)) if rev < receipt.revision => self.problem(Some(parent), format!(
+                "summary {parent} {period}: counts {child} revision {rev}, but {parent} gave a receipt for revision {} (an older revision passed off as the latest)",
+                receipt.revision
+            )),
+            Some(_) => {}
+            None if self.seen.contains(&(parent, period)) => self.problem(Some(parent), format!(
+                "summary {parent} {period}: leaves out {child}, though {parent} gave a receipt for its revision {} (suppression)",
+                receipt.revision
+            )),
+            None => {}
+        }
+    }
+
+    /// Finishes the bundle and returns the report.
+    pub fn finish(mut self) -> AuditReport {
+        self.admit();
+        self.flush();
+        for env in std::mem::take(&mut self.receipts) {
+            self.check_receipt(&env);
+        }
+        let top = self
+            .report
+            .header
+            .as_ref()
+            .and_then(|h| RegionCode::parse(&h.region).ok());
+        let leftovers: Vec<Pending> = self
+            .pending
+            .values()
+            .filter(|p| Some(p.region) != top)
+            .cloned()
+            .collect();
+        for p in leftovers {
+            self.problem(Some(p.region), format!(
+                "summary {} {} revision {}: in the bundle but counted by no summary above it (mixed in)",
+                p.region, p.period, p.revision
+            ));
+        }
+        if top.is_some() && self.report.totals.is_empty() {
+            self.problem(top, "no verified summary of the bundle's region".into());
+        }
+        self.report
+    }
+}
+
+/// The region a finding concerns, when it names one.
+fn finding_region(f: &Finding) -> Option<RegionCode> {
+    use crate::summary::SummaryError as S;
+    match f {
+        Finding::WrongSigner { region, .. }
+        | Finding::Revoked { region, .. }
+        | Finding::NotYetValid { region, .. }
+        | Finding::MissingChild { region, .. }
+        | Finding::ChildMismatch { region, .. }
+        | Finding::Completeness { region, .. } => Some(*region),
+        Finding::Envelope { region, .. } | Finding::Tree { region, .. } => {
+            RegionCode::parse(region).ok()
+        }
+        Finding::Summary(s) => match s {
+            S::Parent { region, .. }
+            | S::RevisionZero { region }
+            | S::CategoryList { region, .. }
+            | S::Tally { region, .. }
+            | S::Child { region, .. }
+            | S::Completeness { region, .. }
+            | S::Total { region, .. } => Some(*region),
+            S::Malformed { .. } | S::FuturePeriod { .. } => None,
+        },
+        Finding::UnknownKey { .. } => None,
+    }
+}
+
+/// A verified inclusion proof.
+#[derive(Debug, Clone)]
+pub struct ProofReport {
+    /// The unit proven, its summary.
+    pub unit: SummaryView,
+    /// The chain from the unit's parent up to the top.
+    pub chain: Vec<SummaryView>,
+}
+
+/// Verifies an inclusion proof: each summary signed by its enrolled key
+/// (chained to the anchors), each one counted by the next by digest and
+/// revision, all of one period, the last signed by an anchor's region.
+pub fn verify_proof(
+    items: impl IntoIterator<Item = pb::EvidenceItem>,
+    anchors: &[(RegionCode, PublicKey)],
+) -> Result<ProofReport, String> {
+    use pb::evidence_item::Item;
+    let mut trust = Trust::default();
+    for (r, k) in anchors {
+        trust.add_anchor(*r, *k);
+    }
+    let mut enrolments = Vec::new();
+    let mut revocations = Vec::new();
+    let mut summaries = Vec::new();
+    for item in items {
+        match item.item {
+            Some(Item::Enrolment(e)) => enrolments.push(e),
+            Some(Item::Revocation(r)) => revocations.push(r),
+            Some(Item::Summary(s)) => summaries.push(s),
+            _ => {}
+        }
+    }
+    if let Some(f) = trust
+        .admit_all(&enrolments, &revocations)
+        .into_iter()
+        .next()
+    {
+        return Err(f.to_string());
+    }
+    let mut views = Vec::new();
+    for env in &summaries {
+        views.push(trust.open_summary(env).map_err(|f| f.to_string())?);
+    }
+    let Some((unit, _)) = views.first() else {
+        return Err("proof: no summaries".into());
+    };
+    for pair in views.windows(2) {
+        let ((below, below_digest), (view, _)) = (&pair[0], &pair[1]);
+        let counted = view
+            .children
+            .iter()
+            .find(|c| c.region == below.region)
+            .ok_or_else(|| {
+                format!(
+                    "summary {} {}: does not count {}",
+                    view.region, view.period, below.region
+                )
+            })?;
+        if counted.digest != *below_digest || counted.revision != below.revision {
+            return Err(format!(
+                "summary {} {}: counts {} revision {}, not the proven revision {}",
+                view.region, view.period, counted.region, counted.revision, below.revision
+            ));
+        }
+        if view.period != below.period {
+            return Err(format!(
+                "summary {}: period {} differs from {}",
+                view.region, view.period, below.period
+            ));
+        }
+    }
+    let top = views.last().map(|(v, _)| v.region).unwrap_or(unit.region);
+    if !anchors.iter().any(|(r, _)| *r == top) {
+        return Err(format!(
+            "proof: the chain ends at {top}, which is not a trust anchor's region"
+        ));
+    }
+    Ok(ProofReport {
+        unit: unit.clone(),
+        chain: views[1..].iter().map(|(v, _)| v.clone()).collect(),
+    })
+}
