@@ -9,12 +9,14 @@
 //! - [`sheet`], [`import`], [`record`]: intake from spreadsheets and single entries.
 //! - [`query`], [`table`]: figures as aligned tables, JSON or CSV.
 //! - [`audit`]: signed revisions and their verification.
+//! - [`evidence`]: evidence bundles and inclusion proofs: export, offline verification.
 //! - [`demo`]: a five-level federation of real node processes on loopback.
 
 pub mod audit;
 pub mod conn;
 pub mod demo;
 pub mod enrol;
+pub mod evidence;
 pub mod import;
 pub mod init;
 pub mod keys;

@@ -6,7 +6,8 @@ use clap::{Parser, Subcommand};
 use tallytree_proto::RegionCode;
 
 use tallytree_cli::{
-    audit, conn::Conn, demo, enrol, import, init, keys, query, query::Format, record, sheet::Kind,
+    audit, conn::Conn, demo, enrol, evidence, import, init, keys, query, query::Format, record,
+    sheet::Kind,
 };
 
 /// Signed, federated dispute-resolution statistics.
@@ -175,6 +176,57 @@ enum AuditCommand {
         /// Print each revision as a standard DSSE JSON envelope, one per line.
         #[arg(long)]
         dsse_json: bool,
+    },
+    /// Export the evidence bundle of a region and period from a node.
+    Export {
+        /// Region code (default: the node's own unit).
+        #[arg(long)]
+        region: Option<RegionCode>,
+        /// A month, quarter, year or range.
+        #[arg(long)]
+        period: String,
+        /// Output file.
+        #[arg(long, short)]
+        output: PathBuf,
+        /// bundle (for `audit verify`) or dsse-json (for any DSSE verifier).
+        #[arg(long, value_enum, default_value = "bundle")]
+        format: evidence::ExportFormat,
+    },
+    /// Verify evidence bundles offline with the trust anchor only.
+    /// Exit code 0 = verified, 1 = integrity problems, 2 = unreadable.
+    Verify {
+        /// Bundle files (a village's own export adds its receipts).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The trust anchor file (tallytree keys export-anchor).
+        #[arg(long)]
+        trust: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// List every region, not only those with problems.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Fetch the proof that a unit's signed figures are counted at this node.
+    Prove {
+        /// The unit (e.g. a village) to prove.
+        #[arg(long)]
+        region: RegionCode,
+        /// The month, YYYY-MM.
+        #[arg(long)]
+        period: String,
+        /// Output file.
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+    /// Verify an inclusion proof offline with the trust anchor only.
+    VerifyProof {
+        /// The proof file.
+        file: PathBuf,
+        /// The trust anchor file.
+        #[arg(long)]
+        trust: PathBuf,
     },
 }
 
@@ -353,14 +405,38 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             keys::show(key.as_deref(), conn.config.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Audit {
-            command:
-                AuditCommand::Revisions {
-                    region,
-                    period,
-                    key,
-                    dsse_json,
-                },
-        } => audit::revisions(&conn, region, &period, key.as_deref(), dsse_json).await,
+        Command::Audit { command } => match command {
+            AuditCommand::Revisions {
+                region,
+                period,
+                key,
+                dsse_json,
+            } => audit::revisions(&conn, region, &period, key.as_deref(), dsse_json).await,
+            AuditCommand::Export {
+                region,
+                period,
+                output,
+                format,
+            } => evidence::export(&conn, region, &period, &output, format).await,
+            AuditCommand::Verify {
+                files,
+                trust,
+                json,
+                all,
+            } => {
+                let out = if json {
+                    evidence::VerifyOutput::Json
+                } else {
+                    evidence::VerifyOutput::Table
+                };
+                evidence::verify(&files, &trust, out, all)
+            }
+            AuditCommand::Prove {
+                region,
+                period,
+                output,
+            } => evidence::prove(&conn, region, &period, &output).await,
+            AuditCommand::VerifyProof { file, trust } => evidence::verify_proof_file(&file, &trust),
+        },
     }
 }

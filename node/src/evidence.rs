@@ -72,6 +72,7 @@ impl Federation {
             period,
             exported_by: self.identity.region.to_string(),
             exported_at_ms: self.clock.now_ms(),
+            exported_by_key: self.identity.public_key().0.to_vec(),
         })
     }
 
