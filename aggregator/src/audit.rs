@@ -26,11 +26,9 @@ pub struct Problem {
     pub message: String,
 }
 
-/// The verdict on one region.
+/// The verdict on one region (kept small: a national bundle has 640,000).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RegionVerdict {
-    /// Chinese name, from its enrolment or summary.
-    pub name: String,
     /// Summaries of the region verified.
     pub summaries: u32,
     /// Children counted / expected, over its summaries.
@@ -58,6 +56,8 @@ pub struct AuditReport {
     pub receipts: u64,
     /// The verified totals of the bundle's region, per month.
     pub totals: BTreeMap<Month, Tally>,
+    /// Chinese names of the regions, from enrolments and summaries.
+    pub names: HashMap<RegionCode, String>,
 }
 
 impl AuditReport {
@@ -76,19 +76,20 @@ impl AuditReport {
                 .sum::<usize>()
     }
 
+    /// The Chinese name of a region, or its code.
+    pub fn name(&self, region: RegionCode) -> String {
+        self.names
+            .get(&region)
+            .cloned()
+            .unwrap_or_else(|| region.to_string())
+    }
+
     /// "辽宁省 › 大连市 › 普兰店区": the names from the top of the bundle down.
     pub fn path(&self, region: RegionCode) -> String {
         let mut names: Vec<String> = region
             .ancestry()
-            .filter_map(|r| {
-                self.regions.get(&r).map(|v| {
-                    if v.name.is_empty() {
-                        r.to_string()
-                    } else {
-                        v.name.clone()
-                    }
-                })
-            })
+            .filter(|r| self.regions.contains_key(r) || self.names.contains_key(r))
+            .map(|r| self.name(r))
             .collect();
         names.reverse();
         if names.is_empty() {
@@ -215,7 +216,7 @@ impl Auditor {
             self.finding(&f, None);
         }
         for e in self.trust.enrolments() {
-            self.report.regions.entry(e.region).or_default().name = e.name.clone();
+            self.report.names.insert(e.region, e.name.clone());
         }
     }
 
@@ -322,9 +323,10 @@ impl Auditor {
         verdict.summaries += 1;
         verdict.reported += view.children.len() as u32;
         verdict.expected += view.children_expected;
-        if verdict.name.is_empty() {
-            verdict.name = view.name.clone();
-        }
+        self.report
+            .names
+            .entry(region)
+            .or_insert_with(|| view.name.clone());
         if self
             .report
             .header

@@ -175,6 +175,20 @@ impl Finding {
     }
 }
 
+/// A key id in binary (SHA-256 of the raw key): half the memory of hex.
+type KeyId = [u8; 32];
+
+/// The binary form of a hex key id; `None` if it is not one.
+fn key_id_bytes(hex_id: &str) -> Option<KeyId> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex_id, &mut out).ok()?;
+    Some(out)
+}
+
+fn id_of(key: &PublicKey) -> KeyId {
+    Digest::of(&key.0).0
+}
+
 /// Which keys speak for which regions.
 #[derive(Clone, Debug, Default)]
 pub struct Trust {
@@ -182,9 +196,9 @@ pub struct Trust {
     /// (current and earlier ones, which signed statements still held).
     anchors: Vec<(RegionCode, PublicKey)>,
     /// Verified enrolments by key id.
-    enrolments: HashMap<String, EnrolmentView>,
+    enrolments: HashMap<KeyId, EnrolmentView>,
     /// Verified revocations by key id.
-    revocations: HashMap<String, RevocationView>,
+    revocations: HashMap<KeyId, RevocationView>,
 }
 
 impl Trust {
@@ -215,12 +229,12 @@ impl Trust {
 
     /// The enrolment of a key, if any.
     pub fn enrolment(&self, key_id: &str) -> Option<&EnrolmentView> {
-        self.enrolments.get(key_id)
+        self.enrolments.get(&key_id_bytes(key_id)?)
     }
 
     /// The revocation of a key, if any.
     pub fn revocation(&self, key_id: &str) -> Option<&RevocationView> {
-        self.revocations.get(key_id)
+        self.revocations.get(&key_id_bytes(key_id)?)
     }
 
     fn open_by_parent<S: Statement>(
@@ -240,7 +254,11 @@ impl Trust {
             .iter()
             .find(|(_, k)| k.key_id() == key_id)
             .copied()
-            .or_else(|| self.enrolments.get(&key_id).map(|e| (e.region, e.key)))
+            .or_else(|| {
+                key_id_bytes(&key_id)
+                    .and_then(|id| self.enrolments.get(&id))
+                    .map(|e| (e.region, e.key))
+            })
             .ok_or_else(|| Finding::UnknownKey {
                 what,
                 key_id: key_id.clone(),
@@ -260,7 +278,7 @@ impl Trust {
 
     /// Trusts an enrolment checked with [`Trust::check_enrolment`].
     pub fn insert_enrolment(&mut self, view: EnrolmentView) {
-        self.enrolments.insert(view.key.key_id(), view);
+        self.enrolments.insert(id_of(&view.key), view);
     }
 
     /// Verifies an enrolment against the keys already trusted for its
@@ -321,7 +339,7 @@ impl Trust {
             revoked_at_ms: r.revoked_at_ms,
             digest: Digest::of(&env.payload),
         };
-        self.revocations.insert(key.key_id(), view.clone());
+        self.revocations.insert(id_of(&key), view.clone());
         Ok(view)
     }
 
@@ -441,8 +459,8 @@ impl Trust {
         let (key, key_region, valid_from, revoked_at) =
             if let Some((r, k)) = self.anchors.iter().find(|(_, k)| k.key_id() == key_id) {
                 (*k, *r, i64::MIN, None)
-            } else if let Some(e) = self.enrolments.get(&key_id) {
-                let revoked = self.revocations.get(&key_id).map(|r| r.revoked_at_ms);
+            } else if let Some(e) = key_id_bytes(&key_id).and_then(|id| self.enrolments.get(&id)) {
+                let revoked = self.revocation(&key_id).map(|r| r.revoked_at_ms);
                 (e.key, e.region, e.valid_from_ms, revoked)
             } else {
                 return Err(Finding::UnknownKey {

@@ -319,7 +319,7 @@ fn report_json(r: &AuditReport, all: bool) -> serde_json::Value {
         .map(|(code, v)| {
             json!({
                 "region": code.to_string(),
-                "name": v.name,
+                "name": r.name(*code),
                 "path": r.path(*code),
                 "summaries": v.summaries,
                 "children_reported": v.reported,
