@@ -214,7 +214,12 @@ impl Intake {
         }
         out.refused.sort_by_key(|r| r.line);
         if sub.dry_run {
-            return Ok(Outcome { accepted: 0, ..out });
+            // Nothing is stored, so no month changes.
+            return Ok(Outcome {
+                accepted: 0,
+                refused: out.refused,
+                months_changed: BTreeSet::new(),
+            });
         }
         self.commit(batch, &out.months_changed)?;
         Ok(out)

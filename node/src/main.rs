@@ -35,6 +35,7 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_target(false)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

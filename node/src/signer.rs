@@ -193,33 +193,35 @@ impl Signer {
         let debounce = Duration::from_millis(self.config.debounce_ms);
         let max_delay = Duration::from_millis(self.config.max_delay_ms);
         let mut today = self.fed.clock.today();
-        // Sign whatever a previous run left dirty.
+        // Tasks may have fallen overdue while the node was down, and a
+        // previous run may have left months marked: re-derive, then sign.
+        self.mark_task_months_in_background().await;
         self.sign_in_background().await;
-        loop {
+        let mut date_check = tokio::time::interval(Duration::from_secs(60));
+        date_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        'run: loop {
             tokio::select! {
-                _ = &mut shutdown => break,
+                _ = &mut shutdown => break 'run,
                 _ = self.fed.ledger.changed() => {}
-                _ = tokio::time::sleep(Duration::from_secs(60)) => {
+                _ = date_check.tick() => {
                     let now = self.fed.clock.today();
                     if now == today {
                         continue;
                     }
                     today = now;
-                    let this = self.clone();
-                    if let Err(e) = tokio::task::spawn_blocking(move || this.mark_task_months()).await {
-                        error!(error = %e, "re-deriving task months failed");
-                    }
+                    self.mark_task_months_in_background().await;
                 }
             }
-            // Debounce: wait for a quiet spell, but no longer than max_delay.
+            // Debounce: wait for a quiet spell, but no longer than max_delay;
+            // a stop ends the wait at once (pending months are signed below).
             let deadline = Instant::now() + max_delay;
             loop {
-                let quiet = tokio::time::sleep(debounce);
                 tokio::select! {
+                    _ = &mut shutdown => break 'run,
                     _ = self.fed.ledger.changed() => {
                         if Instant::now() >= deadline { break; }
                     }
-                    _ = quiet => break,
+                    _ = tokio::time::sleep(debounce) => break,
                     _ = tokio::time::sleep_until(deadline) => break,
                 }
             }
@@ -227,6 +229,15 @@ impl Signer {
         }
         self.sign_in_background().await;
         debug!("signer stopped");
+    }
+
+    async fn mark_task_months_in_background(&self) {
+        let this = self.clone();
+        match tokio::task::spawn_blocking(move || this.mark_task_months()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => error!(error = %e, "re-deriving task months failed"),
+            Err(e) => error!(error = %e, "re-deriving task months failed"),
+        }
     }
 
     async fn sign_in_background(&self) {

@@ -39,7 +39,8 @@ impl IntakeService {
     }
 }
 
-/// "2 of 5 rows refused, nothing stored: cases[3] (id B): closed_on: ..."
+/// "2 of 5 rows refused, nothing stored: cases line 3 (id B): closed_on: ...",
+/// lines being 1-based positions in the request.
 fn refusal_message(out: &Outcome, rows: usize, what: &str) -> String {
     let mut msg = format!(
         "{} of {rows} rows refused, nothing stored",
@@ -47,7 +48,7 @@ fn refusal_message(out: &Outcome, rows: usize, what: &str) -> String {
     );
     for (i, r) in out.refused.iter().take(QUOTED_REFUSALS).enumerate() {
         msg.push_str(if i == 0 { ": " } else { "; " });
-        msg.push_str(&format!("{what}[{}]", r.line.saturating_sub(1)));
+        msg.push_str(&format!("{what} line {}", r.line));
         if !r.id.is_empty() {
             msg.push_str(&format!(" (id {})", r.id));
         }
