@@ -121,17 +121,31 @@ pub struct Auditor {
     batch: Vec<pb::Envelope>,
     receipts: Vec<pb::Envelope>,
     pending: HashMap<Digest, Pending>,
+    /// Summaries that did not verify: by digest, and by the region, month
+    /// and revision they claim (an altered payload has another digest than
+    /// the one its parent references).
     failed: HashSet<Digest>,
+    failed_claims: HashSet<(RegionCode, Month, u64)>,
+    /// Regions with a summary that did not verify (when its claim cannot
+    /// even be decoded, the region of the key that should have signed it).
+    failed_regions: HashSet<RegionCode>,
     /// (child, month) → (revision, digest, parent) as counted by a parent.
     counted: HashMap<(RegionCode, Month), (u64, Digest)>,
     /// (region, month) of every verified summary.
     seen: HashSet<(RegionCode, Month)>,
 }
 
-fn claimed_region(env: &pb::Envelope) -> Option<RegionCode> {
-    statement::decode_verified::<pb::Summary>(env)
-        .ok()
-        .and_then(|s| RegionCode::parse(&s.region).ok())
+/// What an unverified summary claims to be, for reporting only.
+fn claimed(env: &pb::Envelope) -> Option<(RegionCode, Option<Month>, u64)> {
+    let s = statement::decode_verified::<pb::Summary>(env).ok()?;
+    let region = RegionCode::parse(&s.region).ok()?;
+    Some((region, Month::parse(&s.period).ok(), s.revision))
+}
+
+/// The region an unverified enrolment claims, for reporting only.
+fn claimed_enrolment(env: &pb::Envelope) -> Option<RegionCode> {
+    let e = statement::decode_verified::<pb::Enrolment>(env).ok()?;
+    RegionCode::parse(&e.region).ok()
 }
 
 impl Auditor {
@@ -153,6 +167,8 @@ impl Auditor {
             receipts: Vec::new(),
             pending: HashMap::new(),
             failed: HashSet::new(),
+            failed_claims: HashSet::new(),
+            failed_regions: HashSet::new(),
             counted: HashMap::new(),
             seen: HashSet::new(),
         }
@@ -250,7 +266,14 @@ impl Auditor {
                 Ok((view, digest)) => self.check(view, digest),
                 Err(f) => {
                     self.failed.insert(Digest::of(&env.payload));
-                    self.finding(&f, claimed_region(env));
+                    let claim = claimed(env);
+                    if let Some((region, Some(period), revision)) = claim {
+                        self.failed_claims.insert((region, period, revision));
+                    }
+                    if let Some(region) = finding_region(&f).or(claim.map(|c| c.0)) {
+                        self.failed_regions.insert(region);
+                    }
+                    self.finding(&f, claim.map(|c| c.0));
                 }
             }
         }
@@ -261,6 +284,10 @@ impl Auditor {
         let mut totals = Vec::with_capacity(view.children.len());
         let mut complete = true;
         for c in &view.children {
+            // What the parent counts, whatever becomes of the child: receipts
+            // are compared with this.
+            self.counted
+                .insert((c.region, view.period), (c.revision, c.digest));
             match self.pending.remove(&c.digest) {
                 Some(p) if p.period != view.period => {
                     complete = false;
@@ -279,14 +306,15 @@ impl Auditor {
                         view.period, c.region, c.revision
                     ));
                 }
-                Some(p) => {
-                    totals.push(p.total);
-                    self.counted
-                        .insert((c.region, view.period), (c.revision, c.digest));
-                }
+                Some(p) => totals.push(p.total),
                 None => {
                     complete = false;
-                    let why = if self.failed.contains(&c.digest) {
+                    let why = if self.failed.contains(&c.digest)
+                        || self
+                            .failed_claims
+                            .contains(&(c.region, view.period, c.revision))
+                        || self.failed_regions.contains(&c.region)
+                    {
                         "did not verify"
                     } else {
                         "is not in the bundle"
