@@ -142,12 +142,6 @@ fn claimed(env: &pb::Envelope) -> Option<(RegionCode, Option<Month>, u64)> {
     Some((region, Month::parse(&s.period).ok(), s.revision))
 }
 
-/// The region an unverified enrolment claims, for reporting only.
-fn claimed_enrolment(env: &pb::Envelope) -> Option<RegionCode> {
-    let e = statement::decode_verified::<pb::Enrolment>(env).ok()?;
-    RegionCode::parse(&e.region).ok()
-}
-
 impl Auditor {
     /// An auditor trusting `anchors` (the province keys), checking
     /// signatures on `threads` threads.
