@@ -498,8 +498,10 @@ fn finding_region(f: &Finding) -> Option<RegionCode> {
             | S::Tally { region, .. }
             | S::Child { region, .. }
             | S::Completeness { region, .. }
-            | S::Total { region, .. } => Some(*region),
-            S::Malformed { .. } | S::FuturePeriod { .. } => None,
+            | S::Total { region, .. }
+            | S::Period { region, .. }
+            | S::FuturePeriod { region, .. } => Some(*region),
+            S::Malformed { .. } => None,
         },
         Finding::UnknownKey { .. } => None,
     }

@@ -46,6 +46,14 @@ pub struct SummaryView {
 /// A rule a summary breaks. Every message names the region, the field and the rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SummaryError {
+    /// A malformed period in the summary of a known region.
+    #[error("summary {region}: {reason}")]
+    Period {
+        /// Reporting unit.
+        region: RegionCode,
+        /// What is wrong with the period.
+        reason: String,
+    },
     /// A malformed code in a field.
     #[error("{field}: {reason}")]
     Malformed {
@@ -127,8 +135,10 @@ pub enum SummaryError {
         detail: String,
     },
     /// A month after the current one.
-    #[error("period: {period} is in the future (current month {now})")]
+    #[error("summary {region}: period {period} is in the future (current month {now})")]
     FuturePeriod {
+        /// Reporting unit.
+        region: RegionCode,
         /// Month given.
         period: Month,
         /// Current month.
@@ -157,8 +167,8 @@ impl SummaryView {
                 want: want_parent.map(|p| p.to_string()).unwrap_or_default(),
             });
         }
-        let period = Month::parse(&s.period).map_err(|e| SummaryError::Malformed {
-            field: "period",
+        let period = Month::parse(&s.period).map_err(|e| SummaryError::Period {
+            region,
             reason: e.to_string(),
         })?;
         if s.revision == 0 {
@@ -287,10 +297,14 @@ impl SummaryView {
     }
 }
 
-/// Refuses a month after `now`'s month.
-pub fn check_not_future(period: Month, now: Month) -> Result<(), SummaryError> {
+/// Refuses a month of `region` after `now`'s month.
+pub fn check_not_future(region: RegionCode, period: Month, now: Month) -> Result<(), SummaryError> {
     if period > now {
-        return Err(SummaryError::FuturePeriod { period, now });
+        return Err(SummaryError::FuturePeriod {
+            region,
+            period,
+            now,
+        });
     }
     Ok(())
 }
@@ -451,6 +465,6 @@ mod tests {
         assert!(msg.contains("local: resolved (3)"), "{msg}");
 
         let now = Month::parse("2026-02").expect("month");
-        assert!(check_not_future(street_view().period, now).is_err());
+        assert!(check_not_future(street_view().region, street_view().period, now).is_err());
     }
 }

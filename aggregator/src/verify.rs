@@ -67,10 +67,12 @@ pub enum Finding {
         source: EnvelopeError,
     },
     /// Signed by a key no enrolment binds.
-    #[error("{what}: signed by key {key_id}, which is not enrolled")]
+    #[error("{what}{claims}: signed by key {key_id}, which is not enrolled")]
     UnknownKey {
         /// Statement kind.
         what: &'static str,
+        /// " for REGION" as the unverified statement claims, when decodable.
+        claims: String,
         /// The key id in the signature.
         key_id: String,
     },
@@ -189,6 +191,21 @@ fn id_of(key: &PublicKey) -> KeyId {
     Digest::of(&key.0).0
 }
 
+/// " for REGION" as an unverified statement claims it, for messages only.
+fn claims_of<S: Statement>(env: &pb::Envelope) -> String {
+    let Ok(s) = statement::decode_verified::<S>(env) else {
+        return String::new();
+    };
+    // Every statement names its region in field 2 (enrolment, revocation,
+    // receipt) or field 1 (summary); decoding as the statement type finds it.
+    let region = S::region_of(&s);
+    if region.is_empty() {
+        String::new()
+    } else {
+        format!(" for {region}")
+    }
+}
+
 /// Which keys speak for which regions.
 #[derive(Clone, Debug, Default)]
 pub struct Trust {
@@ -261,6 +278,7 @@ impl Trust {
             })
             .ok_or_else(|| Finding::UnknownKey {
                 what,
+                claims: claims_of::<S>(env),
                 key_id: key_id.clone(),
             })?;
         let statement: S =
@@ -465,6 +483,7 @@ impl Trust {
             } else {
                 return Err(Finding::UnknownKey {
                     what: "summary",
+                    claims: claims_of::<pb::Summary>(env),
                     key_id,
                 });
             };

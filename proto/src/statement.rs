@@ -15,26 +15,46 @@ pub trait Statement: Message + Default {
     const PAYLOAD_TYPE: &'static str;
     /// A short name for messages.
     const NAME: &'static str;
+
+    /// The region the statement is about (the reporting, enrolled, revoked
+    /// or acknowledged unit).
+    fn region_of(&self) -> &str;
 }
 
 impl Statement for pb::Summary {
     const PAYLOAD_TYPE: &'static str = "application/vnd.tallytree.summary.v1+protobuf";
     const NAME: &'static str = "summary";
+
+    fn region_of(&self) -> &str {
+        &self.region
+    }
 }
 
 impl Statement for pb::Enrolment {
     const PAYLOAD_TYPE: &'static str = "application/vnd.tallytree.enrolment.v1+protobuf";
     const NAME: &'static str = "enrolment";
+
+    fn region_of(&self) -> &str {
+        &self.region
+    }
 }
 
 impl Statement for pb::Revocation {
     const PAYLOAD_TYPE: &'static str = "application/vnd.tallytree.revocation.v1+protobuf";
     const NAME: &'static str = "revocation";
+
+    fn region_of(&self) -> &str {
+        &self.region
+    }
 }
 
 impl Statement for pb::Receipt {
     const PAYLOAD_TYPE: &'static str = "application/vnd.tallytree.receipt.v1+protobuf";
     const NAME: &'static str = "receipt";
+
+    fn region_of(&self) -> &str {
+        &self.region
+    }
 }
 
 /// Encodes and signs a statement.

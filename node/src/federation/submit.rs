@@ -97,7 +97,7 @@ impl Federation {
                 node: self.identity.region,
             });
         }
-        check_not_future(view.period, self.clock.month()).map_err(Finding::from)?;
+        check_not_future(view.region, view.period, self.clock.month()).map_err(Finding::from)?;
 
         let _stripe = self.stripe(view.region, view.period);
         let store = self.ledger.store();

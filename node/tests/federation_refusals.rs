@@ -1,0 +1,740 @@
+//! Every refusal class of Federation.Submit, provoked with summaries built
+//! and signed by hand, is answered with its gRPC status and a message naming
+//! the rule and the region; after every refusal a valid submission still
+//! succeeds. The parent is a district (普兰店区) at the top of the test tree;
+//! the test holds the keys of its streets and of a village below one street.
+
+mod fed;
+
+use fed::{
+    DISTRICT, Running, STREET, STREET_2, Unit, VILLAGE_1, VILLAGE_3, authed, bind_any, channel,
+    enrol, open_store, past_month, revisions, rows, serve, total, wait_until,
+};
+use prost::Message;
+use tallytree_aggregator::{ChildEntry, SummaryView, Tally};
+use tallytree_node::{
+    config::Config,
+    store::{Cf, Store, layout},
+};
+use tallytree_proto::{
+    Category, Digest, Month, RegionCode, SigningKey,
+    pb::{self, enrolments_client::EnrolmentsClient, federation_client::FederationClient},
+    statement,
+};
+use tonic::{Code, Status, transport::Channel};
+
+/// A unit whose key the test holds and signs with.
+struct Child {
+    /// Its code.
+    region: RegionCode,
+    /// Its name.
+    name: &'static str,
+    /// Its signing key.
+    key: SigningKey,
+}
+
+impl Child {
+    fn new((code, name): (&str, &'static str)) -> Child {
+        Child {
+            region: RegionCode::parse(code).expect("code"),
+            name,
+            key: SigningKey::generate().expect("key").0,
+        }
+    }
+
+    /// A summary of this unit for `period`, issued now.
+    fn view(
+        &self,
+        period: Month,
+        revision: u64,
+        local: Tally,
+        children: &[(ChildEntry, Tally)],
+        children_expected: u32,
+    ) -> SummaryView {
+        let total = children.iter().fold(local, |acc, (_, t)| {
+            acc.checked_add(t).expect("no overflow")
+        });
+        SummaryView {
+            region: self.region,
+            name: self.name.into(),
+            parent: self.region.parent(),
+            period,
+            revision,
+            issued_at_ms: chrono::Utc::now().timestamp_millis(),
+            local,
+            total,
+            children: children.iter().map(|(c, _)| *c).collect(),
+            children_expected,
+        }
+    }
+
+    /// `summary` signed with this unit's key.
+    fn seal(&self, summary: &pb::Summary) -> pb::Envelope {
+        statement::seal(&self.key, summary).envelope
+    }
+
+    /// An enrolment of `child` signed by this unit, as this unit would
+    /// forward it with its submissions.
+    fn enrolment_of(&self, child: &Child) -> pb::Envelope {
+        let now = chrono::Utc::now().timestamp_millis();
+        let e = pb::Enrolment {
+            parent: self.region.to_string(),
+            region: child.region.to_string(),
+            name: child.name.into(),
+            public_key: child.key.public_key().0.to_vec(),
+            serial: 1,
+            valid_from_ms: now,
+            issued_at_ms: now,
+        };
+        statement::seal(&self.key, &e).envelope
+    }
+}
+
+/// `n` registered neighbour cases, `resolved` of them resolved (on time).
+fn cases(n: u64, resolved: u64) -> Tally {
+    let mut t = Tally::default();
+    let c = t.category_mut(Category::Neighbour);
+    c.registered = n;
+    c.resolved = resolved;
+    c.resolved_on_time = resolved;
+    c.in_progress = n - resolved;
+    t
+}
+
+/// A submission of `summary` alone.
+fn request(summary: pb::Envelope) -> pb::SubmitRequest {
+    pb::SubmitRequest {
+        summary: Some(summary),
+        ..Default::default()
+    }
+}
+
+/// The district node with two enrolled streets and a village enrolled under
+/// the first street (its enrolment forwarded with the street's first
+/// summary).
+struct Setup {
+    /// The district's unit (config, key, data).
+    unit: Unit,
+    /// The district's node.
+    node: Running,
+    /// Federation client of the district.
+    client: FederationClient<Channel>,
+    /// The month submitted.
+    period: Month,
+    /// 铁西街道: its valid summaries prove the node keeps serving.
+    street: Child,
+    /// The street's latest revision accepted.
+    revision: u64,
+    /// 玉皇庙社区, enrolled by the street.
+    village: Child,
+}
+
+impl Setup {
+    async fn start() -> Setup {
+        Setup::start_with(|_| {}).await
+    }
+
+    /// Like [`Setup::start`], with the district's config changed by `adjust`.
+    async fn start_with(adjust: impl FnOnce(&mut Config)) -> Setup {
+        fed::init_log();
+        let mut unit = Unit::new(DISTRICT);
+        adjust(&mut unit.config);
+        let node = serve(&unit.config, bind_any().await).await;
+        let client = FederationClient::new(channel(node.addr));
+        let street = Child::new(STREET);
+        enrol(
+            node.addr,
+            street.region,
+            street.name,
+            street.key.public_key(),
+        )
+        .await;
+        let village = Child::new(VILLAGE_1);
+        let mut setup = Setup {
+            unit,
+            node,
+            client,
+            period: past_month(),
+            street,
+            revision: 0,
+            village,
+        };
+        // Enrolled first: the summary counting it must be issued after the
+        // enrolment's validity starts.
+        let enrolment = setup.street.enrolment_of(&setup.village);
+        let mut first = setup.valid();
+        first.enrolments = vec![enrolment];
+        setup.accept(first).await;
+        setup
+    }
+
+    /// The next valid summary of the street: one enrolled child (the
+    /// village), none counted yet, a few cases of its own.
+    fn valid(&self) -> pb::SubmitRequest {
+        let revision = self.revision + 1;
+        let view = self
+            .street
+            .view(self.period, revision, cases(revision + 2, 1), &[], 1);
+        request(self.street.seal(&view.to_pb()))
+    }
+
+    /// Submits, expecting a receipt for the summary; returns the receipt.
+    async fn accept(&mut self, req: pb::SubmitRequest) -> pb::Envelope {
+        let env = req.summary.clone().expect("summary");
+        let s: pb::Summary = statement::decode_verified(&env).expect("summary");
+        let receipt = self
+            .client
+            .submit(req)
+            .await
+            .unwrap_or_else(|st| panic!("valid summary refused: {st:?}"))
+            .into_inner()
+            .receipt
+            .expect("a receipt");
+        let r: pb::Receipt = statement::open(&receipt, &self.unit.public_key)
+            .expect("the receipt is signed by the district");
+        assert_eq!(
+            (r.region.as_str(), r.period.as_str(), r.revision),
+            (s.region.as_str(), s.period.as_str(), s.revision)
+        );
+        assert_eq!(r.digest, Digest::of(&env.payload).0.to_vec());
+        if s.region == self.street.region.to_string() {
+            self.revision = self.revision.max(s.revision);
+        }
+        receipt
+    }
+
+    /// Submits, expecting a refusal.
+    async fn refuse(&mut self, req: pb::SubmitRequest) -> Status {
+        match self.client.submit(req).await {
+            Ok(r) => panic!("accepted: {:?}", r.into_inner()),
+            Err(status) => status,
+        }
+    }
+
+    /// A valid submission still succeeds.
+    async fn still_serving(&mut self) {
+        let req = self.valid();
+        self.accept(req).await;
+    }
+}
+
+/// Checks the status code and that the message names each of `parts`.
+fn assert_refused(status: &Status, code: Code, parts: &[&str]) {
+    assert_eq!(status.code(), code, "{status:?}");
+    for part in parts {
+        assert!(
+            status.message().contains(part),
+            "{:?} does not name {part:?}",
+            status.message()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_signatures_and_keys_that_may_not_speak_are_permission_denied() {
+    let mut t = Setup::start().await;
+    let street = t.street.region.to_string();
+
+    // A payload byte changed after signing.
+    let mut req = t.valid();
+    if let Some(env) = req.summary.as_mut() {
+        let last = env.payload.len() - 1;
+        env.payload[last] ^= 0x01;
+    }
+    let st = t.refuse(req).await;
+    assert_refused(&st, Code::PermissionDenied, &["does not verify", &street]);
+    t.still_serving().await;
+
+    // A key no enrolment binds.
+    let stranger = Child {
+        key: SigningKey::generate().expect("key").0,
+        ..Child::new(STREET)
+    };
+    let view = stranger.view(t.period, t.revision + 1, cases(1, 0), &[], 1);
+    let st = t.refuse(request(stranger.seal(&view.to_pb()))).await;
+    let key_id = stranger.key.public_key().key_id();
+    assert_refused(&st, Code::PermissionDenied, &["not enrolled", &key_id]);
+    t.still_serving().await;
+
+    // The street's key speaking for another street.
+    let other = Child::new(STREET_2);
+    let mut view = other.view(t.period, 1, cases(1, 0), &[], 0);
+    view.name = "大谭街道".into();
+    let st = t.refuse(request(t.street.seal(&view.to_pb()))).await;
+    assert_refused(
+        &st,
+        Code::PermissionDenied,
+        &["speaks only for itself", STREET_2.0],
+    );
+    t.still_serving().await;
+
+    // A grandchild (the village, enrolled by the street) submitting
+    // straight to the district.
+    let view = t.village.view(t.period, 1, cases(2, 2), &[], 0);
+    let st = t.refuse(request(t.village.seal(&view.to_pb()))).await;
+    assert_refused(
+        &st,
+        Code::PermissionDenied,
+        &["not a direct child", VILLAGE_1.0, DISTRICT.0],
+    );
+    t.still_serving().await;
+
+    // An enrolment the street signed for a village of another street,
+    // forwarded as if it were of its subtree.
+    let foreign = Child::new(VILLAGE_3);
+    let mut req = t.valid();
+    req.enrolments = vec![t.street.enrolment_of(&foreign)];
+    let st = t.refuse(req).await;
+    assert_refused(
+        &st,
+        Code::InvalidArgument,
+        &["not a direct child of its signer", VILLAGE_3.0, &street],
+    );
+    t.still_serving().await;
+
+    // A revoked key: what it signed before stays counted; what it signs
+    // after is refused; the unit reports again with a newly enrolled key.
+    let street_2 = Child::new(STREET_2);
+    enrol(
+        t.node.addr,
+        street_2.region,
+        street_2.name,
+        street_2.key.public_key(),
+    )
+    .await;
+    let before = street_2.view(t.period, 1, cases(3, 1), &[], 0);
+    t.accept(request(street_2.seal(&before.to_pb()))).await;
+    EnrolmentsClient::new(channel(t.node.addr))
+        .revoke(authed(pb::RevokeRequest {
+            region: STREET_2.0.into(),
+            public_key: street_2.key.public_key().0.to_vec(),
+            reason: "key lost".into(),
+            revoked_at_ms: 0,
+        }))
+        .await
+        .expect("revoked");
+    let after = street_2.view(t.period, 2, cases(5, 1), &[], 0);
+    let st = t.refuse(request(street_2.seal(&after.to_pb()))).await;
+    assert_refused(&st, Code::PermissionDenied, &["revoked", STREET_2.0]);
+    t.still_serving().await;
+
+    // The district re-signs the month after the revocation (the street's
+    // new revision changed it) and still counts street 2's earlier summary.
+    let mut want = cases(t.revision + 2, 1)
+        .checked_add(&cases(3, 1))
+        .expect("sum");
+    let counted = district_counts(&t, want).await;
+    let street_2_row = counted
+        .iter()
+        .find(|r| r.region == STREET_2.0)
+        .expect("row");
+    assert_eq!(total(street_2_row), cases(3, 1));
+    assert_eq!(street_2_row.months[0].revision, 1);
+    assert!(counted.iter().all(|r| r.verified), "{counted:?}");
+
+    // Re-enrolled with a new key, the street reports again.
+    let renewed = Child {
+        key: SigningKey::generate().expect("key").0,
+        ..Child::new(STREET_2)
+    };
+    enrol(
+        t.node.addr,
+        renewed.region,
+        renewed.name,
+        renewed.key.public_key(),
+    )
+    .await;
+    let view = renewed.view(t.period, 2, cases(5, 1), &[], 0);
+    t.accept(request(renewed.seal(&view.to_pb()))).await;
+    want = cases(t.revision + 2, 1)
+        .checked_add(&cases(5, 1))
+        .expect("sum");
+    district_counts(&t, want).await;
+}
+
+/// Waits until the district's own figures for the month are settled at
+/// `want`; returns its rows to depth 1.
+async fn district_counts(t: &Setup, want: Tally) -> Vec<pb::RegionRow> {
+    let addr = t.node.addr;
+    let period = t.period.to_string();
+    wait_until("the district's total", || {
+        let period = period.clone();
+        async move {
+            let rows = rows(addr, "", &period, 1)
+                .await
+                .map_err(|s| s.to_string())?;
+            if !rows[0].pending && total(&rows[0]) == want {
+                Ok(rows)
+            } else {
+                Err(format!("want {want:?}: {rows:?}"))
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn malformed_future_and_inconsistent_summaries_are_invalid_argument() {
+    let mut t = Setup::start().await;
+    let street = t.street.region.to_string();
+    let next = |t: &Setup| t.revision + 1;
+
+    // Malformed period.
+    let mut s = t
+        .street
+        .view(t.period, next(&t), cases(1, 0), &[], 1)
+        .to_pb();
+    s.period = "2026-13".into();
+    let st = t.refuse(request(t.street.seal(&s))).await;
+    assert_refused(&st, Code::InvalidArgument, &["period", "2026-13"]);
+    t.still_serving().await;
+
+    // Malformed region.
+    let mut s = t
+        .street
+        .view(t.period, next(&t), cases(1, 0), &[], 1)
+        .to_pb();
+    s.region = "21021400100".into();
+    let st = t.refuse(request(t.street.seal(&s))).await;
+    assert_refused(
+        &st,
+        Code::InvalidArgument,
+        &["region", "21021400100", "12 digits"],
+    );
+    t.still_serving().await;
+
+    // A parent field that is not the region's parent.
+    let mut s = t
+        .street
+        .view(t.period, next(&t), cases(1, 0), &[], 1)
+        .to_pb();
+    s.parent = "210281000000".into();
+    let st = t.refuse(request(t.street.seal(&s))).await;
+    assert_refused(
+        &st,
+        Code::InvalidArgument,
+        &["parent", "210281000000", &street],
+    );
+    t.still_serving().await;
+
+    // A period after the current month.
+    let future = fed::this_month().next();
+    let view = t.street.view(future, next(&t), cases(1, 0), &[], 1);
+    let st = t.refuse(request(t.street.seal(&view.to_pb()))).await;
+    assert_refused(
+        &st,
+        Code::InvalidArgument,
+        &["in the future", &future.to_string()],
+    );
+    t.still_serving().await;
+
+    // Revision 0.
+    let view = t.street.view(t.period, 0, cases(1, 0), &[], 1);
+    let st = t.refuse(request(t.street.seal(&view.to_pb()))).await;
+    assert_refused(&st, Code::InvalidArgument, &["revision", &street]);
+    t.still_serving().await;
+
+    // Broken tally invariants: more resolved than registered; more on time
+    // than resolved; tasks that do not add up.
+    let mut broken = cases(1, 0);
+    broken.category_mut(Category::Neighbour).resolved = 2;
+    let view = t.street.view(t.period, next(&t), broken, &[], 1);
+    let st = t.refuse(request(t.street.seal(&view.to_pb()))).await;
+    assert_refused(
+        &st,
+        Code::InvalidArgument,
+        &["resolved (2)", "!= registered (1)", &street],
+    );
+    t.still_serving().await;
+
+    let mut broken = cases(2, 1);
+    broken.category_mut(Category::Neighbour).resolved_on_time = 2;
+    let view = t.street.view(t.period, next(&t), broken, &[], 1);
+    let st = t.refuse(request(t.street.seal(&view.to_pb()))).await;
+    assert_refused(
+        &st,
+        Code::InvalidArgument,
+        &["resolved_on_time (2) > resolved (1)", &street],
+    );
+    t.still_serving().await;
+
+    let mut broken = cases(1, 0);
+    broken.tasks.assigned = 3;
+    broken.tasks.completed = 1;
+    let view = t.street.view(t.period, next(&t), broken, &[], 1);
+    let st = t.refuse(request(t.street.seal(&view.to_pb()))).await;
+    assert_refused(
+        &st,
+        Code::InvalidArgument,
+        &["tasks", "!= assigned (3)", &street],
+    );
+    t.still_serving().await;
+
+    // A total that is not local + children (no children: total != local).
+    let mut view = t.street.view(t.period, next(&t), cases(4, 1), &[], 1);
+    view.total = cases(5, 1);
+    let st = t.refuse(request(t.street.seal(&view.to_pb()))).await;
+    assert_refused(
+        &st,
+        Code::InvalidArgument,
+        &[
+            "total != local + sum",
+            "registered is 5, the sum is 4",
+            &street,
+        ],
+    );
+    t.still_serving().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn roll_ups_need_their_child_summaries_the_right_sums_and_counts() {
+    let mut t = Setup::start().await;
+    let street = t.street.region.to_string();
+    let village_view = t.village.view(t.period, 1, cases(6, 5), &[], 0);
+    let village_env = t.village.seal(&village_view.to_pb());
+    let village_ref = ChildEntry {
+        region: t.village.region,
+        revision: 1,
+        digest: Digest::of(&village_env.payload),
+    };
+    let counted = [(village_ref, village_view.total)];
+
+    // The village's summary referenced but neither sent nor held.
+    let view = t
+        .street
+        .view(t.period, t.revision + 1, cases(1, 0), &counted, 1);
+    let st = t.refuse(request(t.street.seal(&view.to_pb()))).await;
+    assert_refused(
+        &st,
+        Code::FailedPrecondition,
+        &["referenced but not provided", &street, VILLAGE_1.0],
+    );
+    t.still_serving().await;
+
+    // Sent, but the street's total is not local + the village's total.
+    let mut view = t
+        .street
+        .view(t.period, t.revision + 1, cases(1, 0), &counted, 1);
+    view.total = cases(8, 5);
+    let req = pb::SubmitRequest {
+        descendants: vec![village_env.clone()],
+        ..request(t.street.seal(&view.to_pb()))
+    };
+    let st = t.refuse(req).await;
+    assert_refused(
+        &st,
+        Code::InvalidArgument,
+        &["total != local + sum of 1 child totals", &street],
+    );
+    t.still_serving().await;
+
+    // A reference whose revision is not the summary's.
+    let wrong = [(
+        ChildEntry {
+            revision: 2,
+            ..village_ref
+        },
+        village_view.total,
+    )];
+    let view = t
+        .street
+        .view(t.period, t.revision + 1, cases(1, 0), &wrong, 1);
+    let req = pb::SubmitRequest {
+        descendants: vec![village_env.clone()],
+        ..request(t.street.seal(&view.to_pb()))
+    };
+    let st = t.refuse(req).await;
+    assert_refused(
+        &st,
+        Code::InvalidArgument,
+        &["does not match its reference", &street, VILLAGE_1.0],
+    );
+    t.still_serving().await;
+
+    // Completeness: more children expected than enrolled, and more counted
+    // than expected.
+    let view = t
+        .street
+        .view(t.period, t.revision + 1, cases(1, 0), &counted, 3);
+    let req = pb::SubmitRequest {
+        descendants: vec![village_env.clone()],
+        ..request(t.street.seal(&view.to_pb()))
+    };
+    let st = t.refuse(req).await;
+    assert_refused(
+        &st,
+        Code::InvalidArgument,
+        &[
+            "children_expected is 3 but 1 children are enrolled",
+            &street,
+        ],
+    );
+    t.still_serving().await;
+
+    let view = t
+        .street
+        .view(t.period, t.revision + 1, cases(1, 0), &counted, 0);
+    let req = pb::SubmitRequest {
+        descendants: vec![village_env.clone()],
+        ..request(t.street.seal(&view.to_pb()))
+    };
+    let st = t.refuse(req).await;
+    assert_refused(
+        &st,
+        Code::InvalidArgument,
+        &["1 children counted but only 0 expected", &street],
+    );
+    t.still_serving().await;
+
+    // Done right, the district verifies and keeps the village's summary too,
+    // and can drill down to it.
+    let view = t
+        .street
+        .view(t.period, t.revision + 1, cases(1, 0), &counted, 1);
+    let req = pb::SubmitRequest {
+        descendants: vec![village_env.clone()],
+        ..request(t.street.seal(&view.to_pb()))
+    };
+    t.accept(req).await;
+    let held = revisions(t.node.addr, t.village.region, t.period).await;
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].0, village_env);
+    let addr = t.node.addr;
+    let period = t.period.to_string();
+    let drill = wait_until("the district counting the street", || {
+        let period = period.clone();
+        async move {
+            let rows = rows(addr, "", &period, 2)
+                .await
+                .map_err(|s| s.to_string())?;
+            let settled = !rows[0].pending && total(&rows[0]) == cases(7, 5);
+            if settled {
+                Ok(rows)
+            } else {
+                Err(format!("{rows:?}"))
+            }
+        }
+    })
+    .await;
+    let village = drill
+        .iter()
+        .find(|r| r.region == VILLAGE_1.0)
+        .expect("the village's row");
+    assert_eq!(total(village), cases(6, 5));
+    assert_eq!(village.name, VILLAGE_1.1);
+    assert!(village.verified);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn duplicates_get_the_same_receipt_and_conflicting_revisions_are_already_exists() {
+    let mut t = Setup::start().await;
+    let street = t.street.region.to_string();
+
+    // The same summary twice: the very same receipt, byte for byte.
+    let req = t.valid();
+    let revision = t.revision + 1;
+    let first = t.accept(req.clone()).await;
+    let again = t.accept(req.clone()).await;
+    assert_eq!(again.encode_to_vec(), first.encode_to_vec());
+
+    // The same revision with other figures.
+    let view = t.street.view(t.period, revision, cases(40, 0), &[], 1);
+    let conflicting = t.street.seal(&view.to_pb());
+    let st = t.refuse(request(conflicting.clone())).await;
+    assert_refused(
+        &st,
+        Code::AlreadyExists,
+        &[
+            "conflicts with accepted revision",
+            "equivocation",
+            &street,
+            &format!("revision {revision}"),
+        ],
+    );
+    t.still_serving().await;
+
+    // A lower revision never submitted, after higher ones were accepted.
+    for _ in 0..3 {
+        t.still_serving().await;
+    }
+    let view = t
+        .street
+        .view(t.period, t.revision - 1, cases(41, 0), &[], 1);
+    let lower = t.street.seal(&view.to_pb());
+    let st = t.refuse(request(lower.clone())).await;
+    assert_refused(
+        &st,
+        Code::AlreadyExists,
+        &["conflicts with accepted revision", &street],
+    );
+    t.still_serving().await;
+
+    // The first summary again, now stale: still its own receipt.
+    let stale = t.accept(req).await;
+    assert_eq!(stale.encode_to_vec(), first.encode_to_vec());
+
+    // The node kept serving and counts the latest revision.
+    district_counts(&t, cases(t.revision + 2, 1)).await;
+
+    // Both sides of each conflict are kept as equivocation evidence.
+    let Setup { unit, node, .. } = t;
+    node.stop().await;
+    let store = open_store(&unit.config.data_dir).await;
+    let mut kept = Vec::new();
+    let prefix = layout::summary_prefix(RegionCode::parse(STREET.0).expect("code"), past_month());
+    store
+        .scan(Cf::Evidence, &prefix, &mut |_, v| {
+            kept.push(layout::envelope_of(v, "evidence").expect("envelope"));
+            true
+        })
+        .expect("scan");
+    for env in [&conflicting, &lower] {
+        assert!(kept.contains(env), "evidence kept: {kept:?}");
+    }
+    assert!(kept.len() >= 3, "{kept:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_oversized_submission_is_refused_and_the_node_keeps_serving() {
+    let mut t = Setup::start_with(|c| c.federation.max_submission_bytes = 64 << 10).await;
+    let mut req = t.valid();
+    // Padding the summary goes to waste: the size is refused before anything
+    // is decoded or verified.
+    req.descendants = vec![pb::Envelope {
+        payload: vec![0; 100 << 10],
+        ..Default::default()
+    }];
+    let st = t.refuse(req).await;
+    assert_refused(&st, Code::OutOfRange, &["too large", "65536"]);
+    t.still_serving().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_refusal_names_the_region() {
+    let mut t = Setup::start().await;
+    let street = t.street.region.to_string();
+
+    // A key no enrolment binds: the region the summary claims is named.
+    let stranger = Child {
+        key: SigningKey::generate().expect("key").0,
+        ..Child::new(STREET)
+    };
+    let view = stranger.view(t.period, t.revision + 1, cases(1, 0), &[], 1);
+    let st = t.refuse(request(stranger.seal(&view.to_pb()))).await;
+    assert_refused(&st, Code::PermissionDenied, &["not enrolled", &street]);
+
+    // A malformed period of a well-formed region.
+    let mut s = t
+        .street
+        .view(t.period, t.revision + 1, cases(1, 0), &[], 1)
+        .to_pb();
+    s.period = "2026-13".into();
+    let st = t.refuse(request(t.street.seal(&s))).await;
+    assert_refused(&st, Code::InvalidArgument, &["2026-13", &street]);
+
+    // A period in the future.
+    let future = fed::this_month().next();
+    let view = t.street.view(future, t.revision + 1, cases(1, 0), &[], 1);
+    let st = t.refuse(request(t.street.seal(&view.to_pb()))).await;
+    assert_refused(&st, Code::InvalidArgument, &["in the future", &street]);
+}
