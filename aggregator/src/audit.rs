@@ -116,6 +116,8 @@ pub struct Auditor {
     threads: usize,
     report: AuditReport,
     enrolments: Vec<pb::Envelope>,
+    /// Enrolments whose signer was not known when their batch was admitted.
+    retry: Vec<pb::Envelope>,
     revocations: Vec<pb::Envelope>,
     admitted: bool,
     batch: Vec<pb::Envelope>,
@@ -155,6 +157,7 @@ impl Auditor {
             threads: threads.max(1),
             report: AuditReport::default(),
             enrolments: Vec::new(),
+            retry: Vec::new(),
             revocations: Vec::new(),
             admitted: false,
             batch: Vec::new(),
@@ -194,6 +197,9 @@ impl Auditor {
             Some(Item::Enrolment(e)) => {
                 self.report.enrolments += 1;
                 self.enrolments.push(e);
+                if self.enrolments.len() >= BATCH {
+                    self.admit_enrolments();
+                }
             }
             Some(Item::Revocation(r)) => self.revocations.push(r),
             Some(Item::Summary(s)) => {
@@ -212,21 +218,38 @@ impl Auditor {
         }
     }
 
+    /// Admits the enrolments read so far, parents first and signatures
+    /// checked on every thread; keeps the ones whose signer is not known yet
+    /// (out of order) for a last try when the enrolments end. Bundles list
+    /// enrolments by level, so memory holds one batch, not all of them.
+    fn admit_enrolments(&mut self) {
+        let batch = std::mem::take(&mut self.enrolments);
+        let failed = self.trust.admit_all_parallel(&batch, &[], self.threads);
+        if !failed.is_empty() {
+            let trust = &self.trust;
+            let admitted = |env: &pb::Envelope| {
+                statement::decode_verified::<pb::Enrolment>(env)
+                    .ok()
+                    .and_then(|e| PublicKey::from_slice(&e.public_key).ok())
+                    .and_then(|k| trust.enrolment(&k.key_id()))
+                    .is_some_and(|e| e.digest == Digest::of(&env.payload))
+            };
+            let retry: Vec<pb::Envelope> = batch.into_iter().filter(|e| !admitted(e)).collect();
+            self.retry.extend(retry);
+        }
+    }
+
     fn admit(&mut self) {
         if self.admitted {
             return;
         }
         self.admitted = true;
-        let enrolments = std::mem::take(&mut self.enrolments);
+        self.admit_enrolments();
+        let retry = std::mem::take(&mut self.retry);
         let revocations = std::mem::take(&mut self.revocations);
-        let findings = self
-            .trust
-            .admit_all_parallel(&enrolments, &revocations, self.threads);
+        let findings = self.trust.admit_all(&retry, &revocations);
         for f in findings {
             self.finding(&f, None);
-        }
-        for e in self.trust.enrolments() {
-            self.report.names.insert(e.region, e.name.clone());
         }
     }
 
@@ -451,6 +474,9 @@ impl Auditor {
     pub fn finish(mut self) -> AuditReport {
         self.admit();
         self.flush();
+        for e in self.trust.enrolments() {
+            self.report.names.insert(e.region, e.name.clone());
+        }
         for env in std::mem::take(&mut self.receipts) {
             self.check_receipt(&env);
         }

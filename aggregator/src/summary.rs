@@ -454,7 +454,7 @@ mod tests {
             SummaryView::from_pb(&s)
                 .unwrap_err()
                 .to_string()
-                .starts_with("period:")
+                .starts_with("summary 210214001000: period")
         );
 
         let mut s = street_view().to_pb();
