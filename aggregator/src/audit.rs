@@ -485,10 +485,13 @@ impl Auditor {
             .header
             .as_ref()
             .and_then(|h| RegionCode::parse(&h.region).ok());
+        // Tops: the bundle's region, or the anchors' regions of a bundle
+        // spanning several provinces.
+        let anchors: HashSet<RegionCode> = self.trust.anchors().iter().map(|(r, _)| *r).collect();
         let leftovers: Vec<Pending> = self
             .pending
             .values()
-            .filter(|p| Some(p.region) != top)
+            .filter(|p| Some(p.region) != top && !(top.is_none() && anchors.contains(&p.region)))
             .cloned()
             .collect();
         for p in leftovers {

@@ -27,5 +27,6 @@ pub use derive::{CaseRecord, CaseState, TaskRecord, TaskState};
 pub use summary::{ChildEntry, SummaryError, SummaryView};
 pub use tally::{CaseCounts, Rates, Tally, TallyError, TaskCounts};
 pub use verify::{
-    Candidate, EnrolmentView, Finding, RevocationView, SummarySource, Trust, Verified, verify_tree,
+    Candidate, EnrolmentView, Finding, RevocationView, SummarySource, Trust, Verified,
+    verify_opened, verify_tree,
 };

@@ -216,6 +216,11 @@ pub struct Trust {
     enrolments: HashMap<KeyId, EnrolmentView>,
     /// Verified revocations by key id.
     revocations: HashMap<KeyId, RevocationView>,
+    /// Key ids of the enrolments each parent signed, for completeness and
+    /// names without scanning every enrolment.
+    by_parent: HashMap<RegionCode, Vec<KeyId>>,
+    /// Key ids enrolled for each region.
+    by_region: HashMap<RegionCode, Vec<KeyId>>,
 }
 
 impl Trust {
@@ -296,7 +301,18 @@ impl Trust {
 
     /// Trusts an enrolment checked with [`Trust::check_enrolment`].
     pub fn insert_enrolment(&mut self, view: EnrolmentView) {
-        self.enrolments.insert(id_of(&view.key), view);
+        let id = id_of(&view.key);
+        if let Some(old) = self.enrolments.insert(id, view.clone()) {
+            // The same key enrolled again: keep the indexes free of repeats.
+            if let Some(ids) = self.by_parent.get_mut(&old.parent) {
+                ids.retain(|i| *i != id);
+            }
+            if let Some(ids) = self.by_region.get_mut(&old.region) {
+                ids.retain(|i| *i != id);
+            }
+        }
+        self.by_parent.entry(view.parent).or_default().push(id);
+        self.by_region.entry(view.region).or_default().push(id);
     }
 
     /// Verifies an enrolment against the keys already trusted for its
@@ -450,18 +466,22 @@ impl Trust {
     /// un-enrol its unit: the unit is still expected to report (with a new
     /// key), and what it reported before the revocation still counts.
     pub fn enrolled_children(&self, region: RegionCode, at_ms: i64) -> BTreeSet<RegionCode> {
-        self.enrolments
-            .values()
-            .filter(|e| e.parent == region && e.valid_from_ms <= at_ms)
+        self.by_parent
+            .get(&region)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.enrolments.get(id))
+            .filter(|e| e.valid_from_ms <= at_ms)
             .map(|e| e.region)
             .collect()
     }
 
     /// The latest enrolled name of a region.
     pub fn name_of(&self, region: RegionCode) -> Option<&str> {
-        self.enrolments
-            .values()
-            .filter(|e| e.region == region)
+        self.by_region
+            .get(&region)?
+            .iter()
+            .filter_map(|id| self.enrolments.get(id))
             .max_by_key(|e| e.serial)
             .map(|e| e.name.as_str())
     }
@@ -555,6 +575,17 @@ pub fn verify_tree(
     env: &pb::Envelope,
 ) -> Result<Verified, Finding> {
     let (view, digest) = trust.open_summary(env)?;
+    verify_opened(trust, source, view, digest)
+}
+
+/// [`verify_tree`] for a summary already opened with
+/// [`Trust::open_summary`] (its signature is not checked twice).
+pub fn verify_opened(
+    trust: &Trust,
+    source: &dyn SummarySource,
+    view: SummaryView,
+    digest: Digest,
+) -> Result<Verified, Finding> {
     let mut descendants = Vec::new();
     let mut child_totals: Vec<Tally> = Vec::with_capacity(view.children.len());
     for child in &view.children {

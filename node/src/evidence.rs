@@ -123,14 +123,14 @@ impl Federation {
         self.check_region(region)?;
         let store = self.ledger.store();
         // Collect the summaries (post-order) and the regions they involve.
-        let mut summaries: Vec<(SummaryView, pb::Envelope)> = Vec::new();
+        let mut summaries: Vec<(SummaryView, pb::Envelope, i64)> = Vec::new();
         let mut seen: HashSet<Digest> = HashSet::new();
         for month in range.months() {
             if let Some(row) = layout::latest_summary(store, region, month)? {
                 self.post_order(row, month, &mut seen, &mut summaries)?;
             }
         }
-        let mut regions: HashSet<RegionCode> = summaries.iter().map(|(v, _)| v.region).collect();
+        let mut regions: HashSet<RegionCode> = summaries.iter().map(|(v, _, _)| v.region).collect();
         regions.extend(
             self.trust()
                 .enrolments()
@@ -163,10 +163,11 @@ impl Federation {
             }
         }
         let mut receipts = Vec::new();
-        for (view, env) in summaries {
-            let key = layout::summary_key(view.region, view.period, view.revision);
-            if let Some(r) = store.get(Cf::Issued, &key)? {
-                receipts.push(layout::envelope_of(&r, "issued")?);
+        for (view, env, received_at_ms) in summaries {
+            // The receipts this node gave its children, signed again from the
+            // stored rows (Ed25519 is deterministic: the same bytes).
+            if view.region.is_direct_child_of(self.identity.region) {
+                receipts.push(self.issue_receipt(&view, Digest::of(&env.payload), received_at_ms));
             }
             if view.region == self.identity.region
                 && let Some(r) = store.get(
@@ -200,7 +201,7 @@ impl Federation {
         row: SummaryRow,
         month: Month,
         seen: &mut HashSet<Digest>,
-        out: &mut Vec<(SummaryView, pb::Envelope)>,
+        out: &mut Vec<(SummaryView, pb::Envelope, i64)>,
     ) -> Result<(), StoreError> {
         let digest = row.digest()?;
         if !seen.insert(digest) {
@@ -215,7 +216,7 @@ impl Federation {
             }
         }
         let env = row.envelope()?.clone();
-        out.push((view, env));
+        out.push((view, env, row.received_at_ms));
         Ok(())
     }
 

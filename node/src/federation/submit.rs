@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use prost::Message;
 use tallytree_aggregator::{
     Candidate, ChildEntry, Finding, SummarySource, SummaryView, summary::check_not_future,
-    verify_tree,
+    verify_opened,
 };
 use tallytree_proto::{Digest, Month, RegionCode, pb, statement};
 use tracing::{info, warn};
@@ -112,7 +112,7 @@ impl Federation {
                 .map(|e| (Digest::of(&e.payload), e))
                 .collect(),
         };
-        let verified = verify_tree(&trust, &source, env)?;
+        let verified = verify_opened(&trust, &source, view.clone(), digest)?;
         drop(trust);
 
         let now = self.clock.now_ms();
@@ -145,20 +145,21 @@ impl Federation {
             self.ledger.write_changes(batch)?;
         }
         // Durable now: only from here on may a receipt exist.
-        let receipt = self.issue_receipt(&view, digest, now)?;
+        let receipt = self.issue_receipt(&view, digest, now);
         info!(child = %view.region, period = %view.period, revision = view.revision, descendants = verified.descendants.len(), digest = %digest.short(), "accepted summary");
         Ok(receipt)
     }
 
-    /// Signs the receipt of a stored summary and keeps a copy. Ed25519 is
-    /// deterministic, so the receipt can be signed again byte for byte from
-    /// the stored row: the copy needs no sync of its own.
-    fn issue_receipt(
+    /// Signs the receipt of a stored summary. Ed25519 is deterministic, so
+    /// the receipt is signed again byte for byte from the stored row when it
+    /// is asked for again (a duplicate submission, an evidence export):
+    /// nothing but the summary needs storing, and one sync serves both.
+    pub(crate) fn issue_receipt(
         &self,
         view: &SummaryView,
         digest: Digest,
         received_at_ms: i64,
-    ) -> Result<pb::Envelope, StoreError> {
+    ) -> pb::Envelope {
         let receipt = pb::Receipt {
             parent: self.identity.region.to_string(),
             region: view.region.to_string(),
@@ -167,13 +168,7 @@ impl Federation {
             digest: digest.0.to_vec(),
             received_at_ms,
         };
-        let sealed = statement::seal(&self.identity.key(), &receipt);
-        self.ledger.store().put_unsynced(
-            Cf::Issued,
-            &layout::summary_key(view.region, view.period, view.revision),
-            &layout::envelope_bytes(&sealed.envelope),
-        )?;
-        Ok(sealed.envelope)
+        statement::seal(&self.identity.key(), &receipt).envelope
     }
 
     /// Admits enrolments and revocations sent from the subtree, storing the
@@ -228,17 +223,9 @@ impl Federation {
         env: &pb::Envelope,
     ) -> Result<Option<pb::Envelope>, SubmitError> {
         let store = self.ledger.store();
-        let key = layout::summary_key(view.region, view.period, view.revision);
         if let Some(held) = layout::summary_at(store, view.region, view.period, view.revision)? {
             if held.digest()? == digest {
-                if let Some(receipt) = store.get(Cf::Issued, &key)? {
-                    return Ok(Some(layout::envelope_of(&receipt, "issued")?));
-                }
-                return Ok(Some(self.issue_receipt(
-                    view,
-                    digest,
-                    held.received_at_ms,
-                )?));
+                return Ok(Some(self.issue_receipt(view, digest, held.received_at_ms)));
             }
             return Err(self.equivocation(view, digest, env, &held)?);
         }

@@ -13,7 +13,6 @@
 //! | enrolments | region u64 BE, serial u64 BE          | `Envelope`     |
 //! | revocations| region u64 BE, key id (32 bytes)      | `Envelope`     |
 //! | receipts   | month u32 BE, revision u64 BE         | `Envelope` (from the parent) |
-//! | issued     | child u64 BE, month u32 BE, revision u64 BE | `Envelope` (to a child) |
 //! | outbox     | month u32 BE                          | revision u64 BE |
 //! | forwarded  | payload digest (32 bytes)             | empty          |
 //! | evidence   | region u64 BE, month u32 BE, digest   | `Envelope`     |

@@ -62,12 +62,6 @@ impl Store for MemStore {
             .map(|(k, v)| (k.clone(), v.clone())))
     }
 
-    fn put_unsynced(&self, cf: Cf, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        let mut b = Batch::default();
-        b.put(cf, key, value);
-        self.write(b)
-    }
-
     fn write(&self, batch: Batch) -> Result<(), StoreError> {
         let mut maps = self.maps.write().unwrap_or_else(|e| e.into_inner());
         // Apply to a copy so that the batch is all or nothing even if a panic

@@ -38,8 +38,6 @@ pub enum Cf {
     Revocations,
     /// Receipts this node's parent signed for its summaries, by month and revision.
     Receipts,
-    /// Receipts this node signed for its children, by child, month and revision.
-    Issued,
     /// Revisions waiting to be pushed to the parent, by month (the latest only).
     Outbox,
     /// Payload digests of statements the parent acknowledged holding.
@@ -52,7 +50,7 @@ pub enum Cf {
 
 impl Cf {
     /// Every column family.
-    pub const ALL: [Cf; 15] = [
+    pub const ALL: [Cf; 14] = [
         Cf::Cases,
         Cf::CaseIds,
         Cf::Tasks,
@@ -63,7 +61,6 @@ impl Cf {
         Cf::Enrolments,
         Cf::Revocations,
         Cf::Receipts,
-        Cf::Issued,
         Cf::Outbox,
         Cf::Forwarded,
         Cf::Evidence,
@@ -83,7 +80,6 @@ impl Cf {
             Cf::Enrolments => "enrolments",
             Cf::Revocations => "revocations",
             Cf::Receipts => "receipts",
-            Cf::Issued => "issued",
             Cf::Outbox => "outbox",
             Cf::Forwarded => "forwarded",
             Cf::Evidence => "evidence",
@@ -165,8 +161,4 @@ pub trait Store: Send + Sync + 'static {
     /// Applies `batch` atomically; when it returns, the batch survives a crash
     /// (the write-ahead log is synced). Concurrent callers share syncs.
     fn write(&self, batch: Batch) -> Result<(), StoreError>;
-
-    /// Sets one value without waiting for a sync: for data that can be
-    /// recomputed from what is durable (a crash may lose it).
-    fn put_unsynced(&self, cf: Cf, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
 }

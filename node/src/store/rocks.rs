@@ -117,12 +117,6 @@ impl Store for RocksStore {
         Ok(None)
     }
 
-    fn put_unsynced(&self, cf: Cf, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        // Written to the WAL, not synced: survives a process crash, not
-        // necessarily a power loss.
-        self.db.put_cf(self.cf(cf)?, key, value).map_err(engine)
-    }
-
     fn write(&self, batch: Batch) -> Result<(), StoreError> {
         let mut wb = rocksdb::WriteBatch::default();
         for op in &batch.ops {
