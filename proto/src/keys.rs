@@ -147,6 +147,14 @@ impl SigningKey {
         Ok(SigningKey::from_pair(pair))
     }
 
+    /// From a 32-byte seed alone (deterministic keys for synthetic data;
+    /// real keys come from [`SigningKey::generate`]).
+    pub fn from_seed_only(seed: &[u8]) -> Result<SigningKey, String> {
+        let pair = Ed25519KeyPair::from_seed_unchecked(seed)
+            .map_err(|e| format!("not an Ed25519 seed ({e})"))?;
+        Ok(SigningKey::from_pair(pair))
+    }
+
     /// From a 32-byte seed and its public key (known-answer tests).
     pub fn from_seed(seed: &[u8], public: &[u8]) -> Result<SigningKey, String> {
         let pair = Ed25519KeyPair::from_seed_and_public_key(seed, public)
