@@ -1,0 +1,434 @@
+//! The federation load harness.
+//!
+//! `federation submit`: a parent's Federation.Submit throughput — summaries
+//! verified, durably stored and receipted per second over real gRPC into a
+//! real RocksDB — read against the raw ring verify limit × cores measured
+//! in the same run.
+//!
+//! `federation latency`: the demo's 47-process federation on loopback; one
+//! village change after another, timed until the province shows it,
+//! verified and re-signed at every level (p50, p95, max).
+//!
+//! Both bind 127.0.0.1 only, bound their loops and stop by themselves.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use tallytree_aggregator::{CaseCounts, SummaryView, Tally};
+use tallytree_node::{Node, config::Config};
+use tallytree_proto::{
+    Category, Month, PeriodRange, RegionCode, SigningKey,
+    envelope::pae,
+    pb::{
+        self, enrolments_client::EnrolmentsClient, federation_client::FederationClient,
+        query_client::QueryClient,
+    },
+    statement::{self, Statement},
+};
+use tonic::{metadata::MetadataValue, transport::Channel};
+
+/// Load harness for the federation.
+#[derive(Parser, Debug)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// A parent's Submit throughput against the ring verify limit × cores.
+    Submit {
+        /// Children enrolled at the parent.
+        #[arg(long, default_value_t = 200)]
+        children: u32,
+        /// Revisions each child submits.
+        #[arg(long, default_value_t = 40)]
+        revisions: u64,
+        /// Submissions in flight at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Descendant summaries each submission carries (a street's villages,
+        /// new with every revision, as when a street pushes its roll-up);
+        /// 0 sends bare summaries.
+        #[arg(long, default_value_t = 15)]
+        descendants: u32,
+    },
+    /// Village-to-province latency in the demo federation.
+    Latency {
+        /// Changes to time.
+        #[arg(long, default_value_t = 30)]
+        samples: usize,
+        /// Directory holding tallytree-node (default: beside this binary).
+        #[arg(long)]
+        bin_dir: Option<std::path::PathBuf>,
+    },
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        match args.command {
+            Command::Submit {
+                children,
+                revisions,
+                concurrency,
+                descendants,
+            } => submit(children, revisions, concurrency, descendants).await,
+            Command::Latency { samples, bin_dir } => latency(samples, bin_dir).await,
+        }
+    })
+}
+
+/// Raw ring Ed25519 verifications per second on `threads` threads at once,
+/// over a realistic summary PAE.
+fn ring_verify_rate(threads: usize) -> f64 {
+    let (key, _) = SigningKey::generate().expect("key");
+    let message = pae(pb::Summary::PAYLOAD_TYPE, &[7u8; 400]);
+    let sig = key.sign(&message);
+    let public = key.public_key();
+    let per_thread = 20_000;
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                for _ in 0..per_thread {
+                    assert!(public.verify(&message, &sig));
+                }
+            });
+        }
+    });
+    (threads * per_thread) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The `i`-th child of `parent` (a street's villages, a district's streets).
+fn village(parent: RegionCode, i: u32) -> RegionCode {
+    let step = match parent.level() {
+        tallytree_proto::Level::District => 1000,
+        _ => 1,
+    };
+    RegionCode::from_u64(parent.as_u64() + (u64::from(i) + 1) * step).expect("child code")
+}
+
+fn tally(r: u64) -> Tally {
+    let mut local = Tally::default();
+    *local.category_mut(Category::Neighbour) = CaseCounts {
+        registered: 10 + r,
+        resolved: 8 + r,
+        escalated: 1,
+        in_progress: 1,
+        resolved_on_time: 7,
+    };
+    local
+}
+
+async fn submit(children: u32, revisions: u64, concurrency: usize, descendants: u32) -> Result<()> {
+    if children == 0 || children > 999 || descendants > 999 {
+        bail!("--children and --descendants: at most 999");
+    }
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let one = ring_verify_rate(1);
+    let all = ring_verify_rate(cores);
+    println!("ring verify: {one:.0}/s on one core, {all:.0}/s on {cores} cores at once");
+
+    // The parent: a street node, in-process, RocksDB in a temporary dir.
+    let dir = tempfile::tempdir()?;
+    let parent_code = RegionCode::parse(if descendants > 0 { "210214000000" } else { "210214001000" })?;
+    SigningKey::generate_to_file(&dir.path().join("node.key"))?;
+    let config = Config {
+        region: parent_code,
+        name: "铁西街道".into(),
+        data_dir: dir.path().join("data"),
+        key_file: dir.path().join("node.key"),
+        listen: "127.0.0.1:0".parse()?,
+        operator_token: "load-harness-token".into(),
+        parent: Default::default(),
+        ..Config::example()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let node = Node::open(config)?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(node.run(listener, async {
+        let _ = stopped.await;
+    }));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Enrol the children.
+    let channel = Channel::from_shared(url.clone())?.connect().await?;
+    let token: MetadataValue<_> = "Bearer load-harness-token".parse()?;
+    let mut enrol = EnrolmentsClient::with_interceptor(channel.clone(), move |mut r: tonic::Request<()>| {
+        r.metadata_mut().insert("authorization", token.clone());
+        Ok(r)
+    });
+    let mut keys = Vec::new();
+    for i in 0..children {
+        let (key, _) = SigningKey::generate()?;
+        enrol
+            .enrol(pb::EnrolRequest {
+                region: village(parent_code, i).to_string(),
+                name: format!("村{i}"),
+                public_key: key.public_key().0.to_vec(),
+            })
+            .await?;
+        keys.push(key);
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
+
+    // Every submission signed beforehand: the harness measures the parent.
+    let month = Month::of(chrono::Utc::now().date_naive())
+        .and_then(|m| Month::from_index(m.index() - 1))
+        .context("month")?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut per_child: Vec<Vec<pb::SubmitRequest>> = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let region = village(parent_code, i as u32);
+        // The child's own children, enrolled by it: forwarded once, with
+        // its first submission.
+        let grandchildren: Vec<(RegionCode, SigningKey)> = (0..descendants)
+            .map(|j| Ok((village(region, j), SigningKey::generate()?.0)))
+            .collect::<Result<_>>()?;
+        let enrolments: Vec<pb::Envelope> = grandchildren
+            .iter()
+            .map(|(g, k)| {
+                let e = pb::Enrolment {
+                    parent: region.to_string(),
+                    region: g.to_string(),
+                    name: format!("村{g}"),
+                    public_key: k.public_key().0.to_vec(),
+                    serial: 1,
+                    valid_from_ms: now - 1000,
+                    issued_at_ms: now - 1000,
+                };
+                statement::seal(key, &e).envelope
+            })
+            .collect();
+        let mut list = Vec::new();
+        for r in 1..=revisions {
+            let mut refs = Vec::new();
+            let mut envs = Vec::new();
+            let mut total = tally(r);
+            for (g, gk) in &grandchildren {
+                let local = tally(r + 1);
+                let view = SummaryView {
+                    region: *g,
+                    name: format!("村{g}"),
+                    parent: Some(region),
+                    period: month,
+                    revision: r,
+                    issued_at_ms: now,
+                    local,
+                    total: local,
+                    children: Vec::new(),
+                    children_expected: 0,
+                };
+                let sealed = statement::seal(gk, &view.to_pb());
+                refs.push(tallytree_aggregator::ChildEntry { region: *g, revision: r, digest: sealed.digest });
+                envs.push(sealed.envelope);
+                total = total.checked_add(&local).context("overflow")?;
+            }
+            let view = SummaryView {
+                region,
+                name: format!("单位{i}"),
+                parent: Some(parent_code),
+                period: month,
+                revision: r,
+                issued_at_ms: now,
+                local: tally(r),
+                total,
+                children: refs,
+                children_expected: descendants,
+            };
+            let env = statement::seal(key, &view.to_pb()).envelope;
+            list.push(pb::SubmitRequest {
+                summary: Some(env),
+                descendants: envs,
+                enrolments: if r == 1 { enrolments.clone() } else { Vec::new() },
+                revocations: Vec::new(),
+            });
+        }
+        per_child.push(list);
+    }
+    let submissions = u64::from(children) * revisions;
+    let total = submissions * (1 + u64::from(descendants));
+    println!(
+        "submitting {submissions} submissions ({total} signed summaries: each child's with {descendants} descendants) from {children} children, {concurrency} in flight"
+    );
+
+    // Children's revisions go in order; children run concurrently.
+    let queues: Vec<Vec<Vec<pb::SubmitRequest>>> = {
+        let mut q: Vec<Vec<Vec<pb::SubmitRequest>>> = (0..concurrency).map(|_| Vec::new()).collect();
+        for (i, list) in per_child.into_iter().enumerate() {
+            q[i % concurrency].push(list);
+        }
+        q
+    };
+    let channels: Vec<Channel> = {
+        let mut c = Vec::new();
+        for _ in 0..4 {
+            c.push(Channel::from_shared(url.clone())?.connect().await?);
+        }
+        c
+    };
+    let receipts = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (t, queue) in queues.into_iter().enumerate() {
+        let mut client = FederationClient::new(channels[t % channels.len()].clone());
+        let receipts = receipts.clone();
+        tasks.push(tokio::spawn(async move {
+            // Interleave this task's children revision by revision.
+            let mut lists: Vec<std::vec::IntoIter<pb::SubmitRequest>> = queue.into_iter().map(Vec::into_iter).collect();
+            loop {
+                let mut any = false;
+                for list in &mut lists {
+                    if let Some(req) = list.next() {
+                        any = true;
+                        let r = client.submit(req).await?;
+                        if r.into_inner().receipt.is_some() {
+                            receipts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                }
+                if !any {
+                    return Ok::<(), tonic::Status>(());
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let got = receipts.load(std::sync::atomic::Ordering::Relaxed);
+    if got != submissions {
+        bail!("{got} receipts for {submissions} submissions");
+    }
+    let rate = total as f64 / elapsed;
+    println!(
+        "Submit: {total} summaries verified, synced and receipted in {elapsed:.2} s = {rate:.0} summaries/s ({:.0} submissions/s)",
+        submissions as f64 / elapsed
+    );
+    println!(
+        "ratio to the ring verify limit × cores measured above ({all:.0}/s): {:.1}%",
+        100.0 * rate / all
+    );
+    let _ = stop.send(());
+    let _ = server.await;
+    Ok(())
+}
+
+async fn latency(samples: usize, bin_dir: Option<std::path::PathBuf>) -> Result<()> {
+    use tallytree_cli::demo::{data, nodes::Federation, tree};
+    let bin_dir = match bin_dir {
+        Some(d) => d,
+        None => std::env::current_exe()?.parent().context("exe dir")?.to_owned(),
+    };
+    let dir = tempfile::tempdir()?;
+    let units = tree::units();
+    let mut fed = Federation::start(&bin_dir, dir.path(), &units).await?;
+    let result = async {
+        fed.enrol_all().await?;
+        let today = chrono::Utc::now().date_naive();
+        let mut loads = Vec::new();
+        for node in &fed.nodes {
+            let d = data::generate(node.unit.code, today, 2026);
+            loads.push(node.record(d.cases, d.tasks));
+        }
+        futures_join(loads).await?;
+        let months = data::months(today);
+        let month = *months.last().context("months")?;
+        let top = fed.nodes[0].url.clone();
+        let mut client = QueryClient::connect(top).await?;
+        let province_total = |rows: &pb::TallyResponse| {
+            rows.rows
+                .first()
+                .and_then(|r| r.months.iter().find(|m| m.period == month.to_string()))
+                .and_then(|m| m.total.as_ref())
+                .and_then(|t| Tally::from_pb(t, "total").ok())
+                .map(|t| t.case_totals().registered)
+        };
+        // Let the initial load settle.
+        let mut last = None;
+        for _ in 0..200 {
+            let rows = client
+                .tally(pb::TallyRequest { region: String::new(), period: PeriodRange::month(month).to_string(), depth: 0 })
+                .await?
+                .into_inner();
+            let now = province_total(&rows);
+            if now.is_some() && now == last {
+                break;
+            }
+            last = now;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let villages: Vec<usize> = fed
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.unit.code.level() == tallytree_proto::Level::Village)
+            .map(|(i, _)| i)
+            .collect();
+        let mut times = Vec::new();
+        for s in 0..samples {
+            let v = &fed.nodes[villages[(s * 7) % villages.len()]];
+            let before = province_total(
+                &client
+                    .tally(pb::TallyRequest { region: String::new(), period: month.to_string(), depth: 0 })
+                    .await?
+                    .into_inner(),
+            )
+            .unwrap_or(0);
+            let case = pb::Case {
+                id: format!("LATENCY-{s}"),
+                category: Category::Neighbour.to_pb() as i32,
+                registered_on: (month.first_day() + chrono::Days::new(3)).to_string(),
+                state: pb::CaseState::InProgress as i32,
+                closed_on: String::new(),
+                deadline: String::new(),
+            };
+            let t0 = Instant::now();
+            v.record(vec![case], Vec::new()).await?;
+            loop {
+                let rows = client
+                    .tally(pb::TallyRequest { region: String::new(), period: month.to_string(), depth: 0 })
+                    .await?
+                    .into_inner();
+                if province_total(&rows).unwrap_or(0) > before {
+                    break;
+                }
+                if t0.elapsed() > Duration::from_secs(30) {
+                    bail!("change {s} did not reach the province in 30 s");
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            times.push(t0.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        let pct = |p: f64| times[((times.len() as f64 * p).ceil() as usize).clamp(1, times.len()) - 1];
+        println!(
+            "village → province over 4 hops ({} changes): p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms (default signer debounce 50 ms per level)",
+            times.len(),
+            pct(0.50),
+            pct(0.95),
+            times[times.len() - 1]
+        );
+        Ok::<(), anyhow::Error>(())
+    }
+    .await;
+    fed.stop().await;
+    result
+}
+
+async fn futures_join(
+    loads: Vec<impl std::future::Future<Output = Result<()>>>,
+) -> Result<()> {
+    for l in loads {
+        l.await?;
+    }
+    Ok(())
+}
