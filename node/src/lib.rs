@@ -64,6 +64,19 @@ use crate::{
     store::{RocksStore, Store},
 };
 
+/// Accepted connections with Nagle's algorithm off: gRPC answers are small
+/// and must not wait for delayed ACKs (40 ms a round trip otherwise).
+fn incoming(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    TcpListenerStream::new(listener).map(|conn| {
+        let conn = conn?;
+        conn.set_nodelay(true)?;
+        Ok(conn)
+    })
+}
+
 /// Why a node cannot start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -194,7 +207,7 @@ impl Node {
             .add_service(federation_server)
             .add_service(query_server)
             .add_service(audit_server)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .serve_with_incoming_shutdown(incoming(listener), shutdown)
             .await;
         let _ = stop.send(true);
         let _ = signer_task.await;

@@ -28,7 +28,9 @@ use tallytree_aggregator::{
     bundle::{BundleReader, BundleWriter},
 };
 use tallytree_proto::{
-    Category, Digest, Month, PublicKey, RegionCode, SigningKey, envelope::pae, pb,
+    Category, Digest, Month, PublicKey, RegionCode, SigningKey,
+    envelope::pae,
+    pb,
     statement::{self, Statement},
 };
 
@@ -91,7 +93,9 @@ fn children_of(code: RegionCode, shape: &[u64; 5]) -> Vec<RegionCode> {
         return Vec::new();
     }
     (1..=shape[level + 1])
-        .map(|i| RegionCode::from_u64(code.as_u64() + i * MULT[level + 1]).expect("valid child code"))
+        .map(|i| {
+            RegionCode::from_u64(code.as_u64() + i * MULT[level + 1]).expect("valid child code")
+        })
         .collect()
 }
 
@@ -103,7 +107,12 @@ fn provinces(shape: &[u64; 5]) -> Vec<RegionCode> {
 
 /// Enrolments parents first (depth-first), so one streamed batch never
 /// waits for a later one.
-fn write_enrolments(w: &mut BundleWriter<BufWriter<File>>, parent: RegionCode, shape: &[u64; 5], now: i64) -> Result<()> {
+fn write_enrolments(
+    w: &mut BundleWriter<BufWriter<File>>,
+    parent: RegionCode,
+    shape: &[u64; 5],
+    now: i64,
+) -> Result<()> {
     let key = key_of(parent);
     for child in children_of(parent, shape) {
         let e = pb::Enrolment {
@@ -116,7 +125,9 @@ fn write_enrolments(w: &mut BundleWriter<BufWriter<File>>, parent: RegionCode, s
             issued_at_ms: now - 1000,
         };
         let env = statement::seal(&key, &e).envelope;
-        w.write(&pb::EvidenceItem { item: Some(pb::evidence_item::Item::Enrolment(env)) })?;
+        w.write(&pb::EvidenceItem {
+            item: Some(pb::evidence_item::Item::Enrolment(env)),
+        })?;
         write_enrolments(w, child, shape, now)?;
     }
     Ok(())
@@ -137,7 +148,11 @@ fn write_summaries(
     for child in &kids {
         let (digest, t) = write_summaries(w, *child, shape, month, now, rng)?;
         total = total.checked_add(&t).context("overflow")?;
-        refs.push(ChildEntry { region: *child, revision: 1, digest });
+        refs.push(ChildEntry {
+            region: *child,
+            revision: 1,
+            digest,
+        });
     }
     let mut local = Tally::default();
     if kids.is_empty() {
@@ -165,7 +180,9 @@ fn write_summaries(
         children_expected: kids.len() as u32,
     };
     let sealed = statement::seal(&key_of(code), &view.to_pb());
-    w.write(&pb::EvidenceItem { item: Some(pb::evidence_item::Item::Summary(sealed.envelope)) })?;
+    w.write(&pb::EvidenceItem {
+        item: Some(pb::evidence_item::Item::Summary(sealed.envelope)),
+    })?;
     Ok((sealed.digest, total))
 }
 
@@ -198,7 +215,11 @@ fn generate(scale: Scale, output: &Path) -> Result<()> {
     w.finish()?;
     let mut anchors = String::new();
     for p in provinces(&shape) {
-        anchors.push_str(&format!("# tallytree trust anchor: {p} 省{}\n{}", p.as_u64() / MULT[0], key_of(p).public_key().to_pem()));
+        anchors.push_str(&format!(
+            "# tallytree trust anchor: {p} 省{}\n{}",
+            p.as_u64() / MULT[0],
+            key_of(p).public_key().to_pem()
+        ));
     }
     std::fs::write(anchor_path(output), anchors)?;
     let units: u64 = (0..5).map(|l| shape[..=l].iter().product::<u64>()).sum();
@@ -252,7 +273,11 @@ fn verify(file: &Path) -> Result<()> {
     let mut pem = String::new();
     for line in anchors_text.lines() {
         if let Some(rest) = line.strip_prefix("# tallytree trust anchor: ") {
-            region = rest.split_whitespace().next().map(RegionCode::parse).transpose()?;
+            region = rest
+                .split_whitespace()
+                .next()
+                .map(RegionCode::parse)
+                .transpose()?;
         } else {
             pem.push_str(line);
             pem.push('\n');
@@ -274,7 +299,15 @@ fn verify(file: &Path) -> Result<()> {
     let report = auditor.finish();
     let secs = start.elapsed().as_secs_f64();
     if !report.verified() {
-        bail!("the bundle did not verify: {} problems, e.g. {:?}", report.problem_count(), report.regions.values().flat_map(|v| v.problems.first()).next());
+        bail!(
+            "the bundle did not verify: {} problems, e.g. {:?}",
+            report.problem_count(),
+            report
+                .regions
+                .values()
+                .flat_map(|v| v.problems.first())
+                .next()
+        );
     }
     let signatures = report.summaries + report.enrolments;
     println!(

@@ -70,7 +70,9 @@ enum Command {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         match args.command {
             Command::Submit {
@@ -137,7 +139,11 @@ async fn submit(children: u32, revisions: u64, concurrency: usize, descendants: 
 
     // The parent: a street node, in-process, RocksDB in a temporary dir.
     let dir = tempfile::tempdir()?;
-    let parent_code = RegionCode::parse(if descendants > 0 { "210214000000" } else { "210214001000" })?;
+    let parent_code = RegionCode::parse(if descendants > 0 {
+        "210214000000"
+    } else {
+        "210214001000"
+    })?;
     SigningKey::generate_to_file(&dir.path().join("node.key"))?;
     let config = Config {
         region: parent_code,
@@ -161,10 +167,11 @@ async fn submit(children: u32, revisions: u64, concurrency: usize, descendants: 
     // Enrol the children.
     let channel = Channel::from_shared(url.clone())?.connect().await?;
     let token: MetadataValue<_> = "Bearer load-harness-token".parse()?;
-    let mut enrol = EnrolmentsClient::with_interceptor(channel.clone(), move |mut r: tonic::Request<()>| {
-        r.metadata_mut().insert("authorization", token.clone());
-        Ok(r)
-    });
+    let mut enrol =
+        EnrolmentsClient::with_interceptor(channel.clone(), move |mut r: tonic::Request<()>| {
+            r.metadata_mut().insert("authorization", token.clone());
+            Ok(r)
+        });
     let mut keys = Vec::new();
     for i in 0..children {
         let (key, _) = SigningKey::generate()?;
@@ -227,7 +234,11 @@ async fn submit(children: u32, revisions: u64, concurrency: usize, descendants: 
                     children_expected: 0,
                 };
                 let sealed = statement::seal(gk, &view.to_pb());
-                refs.push(tallytree_aggregator::ChildEntry { region: *g, revision: r, digest: sealed.digest });
+                refs.push(tallytree_aggregator::ChildEntry {
+                    region: *g,
+                    revision: r,
+                    digest: sealed.digest,
+                });
                 envs.push(sealed.envelope);
                 total = total.checked_add(&local).context("overflow")?;
             }
@@ -247,7 +258,11 @@ async fn submit(children: u32, revisions: u64, concurrency: usize, descendants: 
             list.push(pb::SubmitRequest {
                 summary: Some(env),
                 descendants: envs,
-                enrolments: if r == 1 { enrolments.clone() } else { Vec::new() },
+                enrolments: if r == 1 {
+                    enrolments.clone()
+                } else {
+                    Vec::new()
+                },
                 revocations: Vec::new(),
             });
         }
@@ -261,7 +276,8 @@ async fn submit(children: u32, revisions: u64, concurrency: usize, descendants: 
 
     // Children's revisions go in order; children run concurrently.
     let queues: Vec<Vec<Vec<pb::SubmitRequest>>> = {
-        let mut q: Vec<Vec<Vec<pb::SubmitRequest>>> = (0..concurrency).map(|_| Vec::new()).collect();
+        let mut q: Vec<Vec<Vec<pb::SubmitRequest>>> =
+            (0..concurrency).map(|_| Vec::new()).collect();
         for (i, list) in per_child.into_iter().enumerate() {
             q[i % concurrency].push(list);
         }
@@ -282,7 +298,8 @@ async fn submit(children: u32, revisions: u64, concurrency: usize, descendants: 
         let receipts = receipts.clone();
         tasks.push(tokio::spawn(async move {
             // Interleave this task's children revision by revision.
-            let mut lists: Vec<std::vec::IntoIter<pb::SubmitRequest>> = queue.into_iter().map(Vec::into_iter).collect();
+            let mut lists: Vec<std::vec::IntoIter<pb::SubmitRequest>> =
+                queue.into_iter().map(Vec::into_iter).collect();
             loop {
                 let mut any = false;
                 for list in &mut lists {
@@ -326,7 +343,10 @@ async fn latency(samples: usize, bin_dir: Option<std::path::PathBuf>) -> Result<
     use tallytree_cli::demo::{data, nodes::Federation, tree};
     let bin_dir = match bin_dir {
         Some(d) => d,
-        None => std::env::current_exe()?.parent().context("exe dir")?.to_owned(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("exe dir")?
+            .to_owned(),
     };
     let dir = tempfile::tempdir()?;
     let units = tree::units();
@@ -424,9 +444,7 @@ async fn latency(samples: usize, bin_dir: Option<std::path::PathBuf>) -> Result<
     result
 }
 
-async fn futures_join(
-    loads: Vec<impl std::future::Future<Output = Result<()>>>,
-) -> Result<()> {
+async fn futures_join(loads: Vec<impl std::future::Future<Output = Result<()>>>) -> Result<()> {
     for l in loads {
         l.await?;
     }

@@ -1,7 +1,10 @@
 //! The RocksDB [`Store`]: one column family per kind of record, synced
 //! write-ahead log for every batch.
 
-use std::path::Path;
+use std::{
+    path::Path,
+    sync::{Condvar, Mutex},
+};
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBCompressionType, Direction,
@@ -14,6 +17,26 @@ use super::{Batch, Cf, Entry, Op, Store, StoreError};
 pub struct RocksStore {
     /// The database, with every column family of [`Cf::ALL`] open.
     db: DB,
+    /// Batches waiting for the next synced write (group commit).
+    group: Mutex<Group>,
+    /// Wakes writers when their group's write is done.
+    done: Condvar,
+}
+
+/// Group commit: the first writer to find no write in progress becomes the
+/// leader, takes every batch queued meanwhile, writes them as one batch with
+/// one WAL sync, and wakes their writers. Under concurrency (a parent taking
+/// many submissions at once) one sync serves them all.
+#[derive(Default)]
+struct Group {
+    /// Batches waiting, with their ticket.
+    queue: Vec<(u64, Batch)>,
+    /// Next ticket to hand out.
+    next_ticket: u64,
+    /// A leader is writing.
+    writing: bool,
+    /// Outcome of each finished ticket not yet collected by its writer.
+    finished: std::collections::HashMap<u64, Result<(), String>>,
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -50,7 +73,11 @@ impl RocksStore {
         db_options.set_keep_log_file_num(4);
         let cfs = Cf::ALL.map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_options()));
         let db = DB::open_cf_descriptors(&db_options, path, cfs).map_err(engine)?;
-        Ok(RocksStore { db })
+        Ok(RocksStore {
+            db,
+            group: Mutex::new(Group::default()),
+            done: Condvar::new(),
+        })
     }
 
     fn cf(&self, cf: Cf) -> Result<&rocksdb::ColumnFamily, StoreError> {
@@ -71,6 +98,31 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
         }
     }
     None
+}
+
+impl RocksStore {
+    fn lock_group(&self) -> std::sync::MutexGuard<'_, Group> {
+        // The group's state is consistent between statements; a panic in
+        // another writer cannot leave it half-updated.
+        self.group.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes batches as one RocksDB write batch with a synced WAL.
+    fn write_synced<'a>(&self, batches: impl Iterator<Item = &'a Batch>) -> Result<(), String> {
+        let mut wb = rocksdb::WriteBatch::default();
+        for batch in batches {
+            for op in &batch.ops {
+                let cf = |c: Cf| self.cf(c).map_err(|e| e.to_string());
+                match op {
+                    Op::Put(c, k, v) => wb.put_cf(cf(*c)?, k, v),
+                    Op::Delete(c, k) => wb.delete_cf(cf(*c)?, k),
+                }
+            }
+        }
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        self.db.write_opt(wb, &options).map_err(|e| e.to_string())
+    }
 }
 
 impl Store for RocksStore {
@@ -118,17 +170,33 @@ impl Store for RocksStore {
     }
 
     fn write(&self, batch: Batch) -> Result<(), StoreError> {
-        let mut wb = rocksdb::WriteBatch::default();
-        for op in &batch.ops {
-            match op {
-                Op::Put(cf, k, v) => wb.put_cf(self.cf(*cf)?, k, v),
-                Op::Delete(cf, k) => wb.delete_cf(self.cf(*cf)?, k),
+        let mut group = self.lock_group();
+        let ticket = group.next_ticket;
+        group.next_ticket += 1;
+        group.queue.push((ticket, batch));
+        loop {
+            if let Some(result) = group.finished.remove(&ticket) {
+                return result.map_err(StoreError::Engine);
             }
+            if !group.writing {
+                break;
+            }
+            group = self.done.wait(group).unwrap_or_else(|e| e.into_inner());
         }
-        let mut options = WriteOptions::default();
-        // Synced: RocksDB groups concurrent synced writers into one WAL sync.
-        options.set_sync(true);
-        self.db.write_opt(wb, &options).map_err(engine)
+        // Leader: write everything queued (this batch included) at once.
+        group.writing = true;
+        let taken = std::mem::take(&mut group.queue);
+        drop(group);
+        let result = self.write_synced(taken.iter().map(|(_, b)| b));
+        let mut group = self.lock_group();
+        group.writing = false;
+        for (t, _) in &taken {
+            group.finished.insert(*t, result.clone());
+        }
+        let mine = group.finished.remove(&ticket).unwrap_or(Ok(()));
+        drop(group);
+        self.done.notify_all();
+        mine.map_err(StoreError::Engine)
     }
 }
 
