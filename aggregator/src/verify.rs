@@ -212,6 +212,8 @@ pub struct Trust {
     /// Keys trusted without enrolment: the anchor, or a node's own keys
     /// (current and earlier ones, which signed statements still held).
     anchors: Vec<(RegionCode, PublicKey)>,
+    /// The anchors' key ids, in the same order.
+    anchor_ids: Vec<KeyId>,
     /// Verified enrolments by key id.
     enrolments: HashMap<KeyId, EnrolmentView>,
     /// Verified revocations by key id.
@@ -236,6 +238,7 @@ impl Trust {
     pub fn add_anchor(&mut self, region: RegionCode, key: PublicKey) {
         if !self.anchors.contains(&(region, key)) {
             self.anchors.push((region, key));
+            self.anchor_ids.push(id_of(&key));
         }
     }
 
@@ -489,26 +492,46 @@ impl Trust {
     /// Verifies a summary's signature with the key enrolled for the region it
     /// names, then checks its content ([`SummaryView::from_pb`]).
     pub fn open_summary(&self, env: &pb::Envelope) -> Result<(SummaryView, Digest), Finding> {
-        let key_id = env
-            .signatures
-            .first()
-            .map(|s| s.keyid.clone())
-            .unwrap_or_default();
-        let (key, key_region, valid_from, revoked_at) =
-            if let Some((r, k)) = self.anchors.iter().find(|(_, k)| k.key_id() == key_id) {
-                (*k, *r, i64::MIN, None)
-            } else if let Some(e) = key_id_bytes(&key_id).and_then(|id| self.enrolments.get(&id)) {
-                let revoked = self.revocation(&key_id).map(|r| r.revoked_at_ms);
-                (e.key, e.region, e.valid_from_ms, revoked)
-            } else {
-                return Err(Finding::UnknownKey {
-                    what: "summary",
-                    claims: claims_of::<pb::Summary>(env),
-                    key_id,
-                });
-            };
-        envelope::verify(env, pb::Summary::PAYLOAD_TYPE, &key)
-            .map_err(|e| Finding::envelope("summary", key_region, e))?;
+        // The hot path of parents and auditors: one key id parse, one map
+        // lookup, one signature check over the PAE.
+        let signature = env.signatures.first();
+        let key_id = signature.map(|s| s.keyid.as_str()).unwrap_or_default();
+        let id = key_id_bytes(key_id);
+        let anchor = id.and_then(|id| self.anchor_ids.iter().position(|a| *a == id));
+        let (key, key_region, valid_from, revoked_at) = if let Some(i) = anchor {
+            let (r, k) = self.anchors[i];
+            (k, r, i64::MIN, None)
+        } else if let Some(e) = id.and_then(|id| self.enrolments.get(&id)) {
+            let revoked = id
+                .and_then(|id| self.revocations.get(&id))
+                .map(|r| r.revoked_at_ms);
+            (e.key, e.region, e.valid_from_ms, revoked)
+        } else {
+            return Err(Finding::UnknownKey {
+                what: "summary",
+                claims: claims_of::<pb::Summary>(env),
+                key_id: key_id.to_owned(),
+            });
+        };
+        if env.payload_type != pb::Summary::PAYLOAD_TYPE {
+            return Err(Finding::envelope(
+                "summary",
+                key_region,
+                EnvelopeError::PayloadType {
+                    expected: pb::Summary::PAYLOAD_TYPE,
+                    got: env.payload_type.clone(),
+                },
+            ));
+        }
+        let message = envelope::pae(&env.payload_type, &env.payload);
+        if !signature.is_some_and(|s| key.verify(&message, &s.sig)) {
+            return Err(Finding::envelope(
+                "summary",
+                key_region,
+                EnvelopeError::BadSignature(key_id.to_owned()),
+            ));
+        }
+        let key_id = key_id.to_owned();
         let summary: pb::Summary = statement::decode_verified(env)
             .map_err(|e| Finding::envelope("summary", key_region, e))?;
         let view = SummaryView::from_pb(&summary)?;
