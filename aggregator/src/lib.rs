@@ -9,6 +9,7 @@
 //! - [`bundle`]: reading and writing evidence bundle files.
 //! - [`tally`]: [`Tally`] (case and task counts per category), its invariants,
 //!   addition and derived [`Rates`].
+//! - [`parallel`]: ordered mapping on several threads.
 //! - [`derive`]: the local tally of a month from case and task records.
 //! - [`summary`]: a decoded, checked [`SummaryView`] of a signed summary, the
 //!   roll-up arithmetic, and building the summary a node signs.
@@ -19,6 +20,7 @@
 pub mod audit;
 pub mod bundle;
 pub mod derive;
+pub mod parallel;
 pub mod summary;
 pub mod tally;
 pub mod verify;

@@ -221,8 +221,8 @@ pub struct Trust {
     /// Key ids of the enrolments each parent signed, for completeness and
     /// names without scanning every enrolment.
     by_parent: HashMap<RegionCode, Vec<KeyId>>,
-    /// Key ids enrolled for each region.
-    by_region: HashMap<RegionCode, Vec<KeyId>>,
+    /// The key id of each region's latest enrolment (highest serial).
+    by_region: HashMap<RegionCode, KeyId>,
 }
 
 impl Trust {
@@ -305,17 +305,22 @@ impl Trust {
     /// Trusts an enrolment checked with [`Trust::check_enrolment`].
     pub fn insert_enrolment(&mut self, view: EnrolmentView) {
         let id = id_of(&view.key);
-        if let Some(old) = self.enrolments.insert(id, view.clone()) {
-            // The same key enrolled again: keep the indexes free of repeats.
+        let (parent, region, serial) = (view.parent, view.region, view.serial);
+        if let Some(old) = self.enrolments.insert(id, view) {
+            // The same key enrolled again: keep the index free of repeats.
             if let Some(ids) = self.by_parent.get_mut(&old.parent) {
                 ids.retain(|i| *i != id);
             }
-            if let Some(ids) = self.by_region.get_mut(&old.region) {
-                ids.retain(|i| *i != id);
-            }
         }
-        self.by_parent.entry(view.parent).or_default().push(id);
-        self.by_region.entry(view.region).or_default().push(id);
+        self.by_parent.entry(parent).or_default().push(id);
+        let latest = self
+            .by_region
+            .get(&region)
+            .and_then(|i| self.enrolments.get(i))
+            .is_none_or(|e| e.serial <= serial);
+        if latest {
+            self.by_region.insert(region, id);
+        }
     }
 
     /// Verifies an enrolment against the keys already trusted for its
@@ -433,23 +438,7 @@ impl Trust {
         }
         let mut findings = Vec::new();
         for (_, level) in by_level {
-            let chunk = level.len().div_ceil(threads.max(1)).max(1);
-            let results: Vec<Result<EnrolmentView, Finding>> = std::thread::scope(|s| {
-                let handles: Vec<_> = level
-                    .chunks(chunk)
-                    .map(|part| {
-                        s.spawn(|| {
-                            part.iter()
-                                .map(|e| self.check_enrolment(e))
-                                .collect::<Vec<_>>()
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .flat_map(|h| h.join().unwrap_or_default())
-                    .collect()
-            });
+            let results = crate::parallel::map(&level, threads, |e| self.check_enrolment(e));
             for r in results {
                 match r {
                     Ok(v) => self.insert_enrolment(v),
@@ -481,12 +470,8 @@ impl Trust {
 
     /// The latest enrolled name of a region.
     pub fn name_of(&self, region: RegionCode) -> Option<&str> {
-        self.by_region
-            .get(&region)?
-            .iter()
-            .filter_map(|id| self.enrolments.get(id))
-            .max_by_key(|e| e.serial)
-            .map(|e| e.name.as_str())
+        let id = self.by_region.get(&region)?;
+        self.enrolments.get(id).map(|e| e.name.as_str())
     }
 
     /// Verifies a summary's signature with the key enrolled for the region it

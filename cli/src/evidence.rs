@@ -213,6 +213,9 @@ pub fn verify(
     };
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut auditor = Auditor::new(&anchors, threads);
+    if !all {
+        auditor = auditor.problems_only();
+    }
     let total: u64 = files
         .iter()
         .filter_map(|f| std::fs::metadata(f).ok())

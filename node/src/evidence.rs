@@ -29,7 +29,16 @@ struct Writer<'a> {
     open: bool,
 }
 
-impl Writer<'_> {
+impl<'a> Writer<'a> {
+    fn new(sink: &'a mut dyn FnMut(pb::EvidenceItem) -> bool) -> Writer<'a> {
+        Writer {
+            sink,
+            hasher: ring::digest::Context::new(&ring::digest::SHA256),
+            items: 0,
+            open: true,
+        }
+    }
+
     fn emit(&mut self, item: pb::evidence_item::Item) {
         if !self.open {
             return;
@@ -74,6 +83,26 @@ impl Federation {
             exported_at_ms: self.clock.now_ms(),
             exported_by_key: self.identity.public_key().0.to_vec(),
         })
+    }
+
+    /// The enrolments and revocations of `regions`, parents first.
+    fn emit_keys(
+        &self,
+        w: &mut Writer<'_>,
+        regions: &HashSet<RegionCode>,
+    ) -> Result<(), StoreError> {
+        for env in self.enrolments_for(regions)? {
+            w.emit(pb::evidence_item::Item::Enrolment(env));
+        }
+        for env in layout::envelopes(self.ledger.store(), Cf::Revocations, b"")? {
+            let Ok(r) = statement::decode_verified::<pb::Revocation>(&env) else {
+                continue;
+            };
+            if RegionCode::parse(&r.region).is_ok_and(|c| regions.contains(&c)) {
+                w.emit(pb::evidence_item::Item::Revocation(env));
+            }
+        }
+        Ok(())
     }
 
     /// Enrolments binding the keys of `regions`, and this node's own
@@ -144,24 +173,9 @@ impl Federation {
                 .take_while(|r| r.is_within(self.identity.region)),
         );
 
-        let mut w = Writer {
-            sink,
-            hasher: ring::digest::Context::new(&ring::digest::SHA256),
-            items: 0,
-            open: true,
-        };
+        let mut w = Writer::new(sink);
         w.emit(self.header(region, range.to_string()));
-        for env in self.enrolments_for(&regions)? {
-            w.emit(pb::evidence_item::Item::Enrolment(env));
-        }
-        for env in layout::envelopes(store, Cf::Revocations, b"")? {
-            let Ok(r) = statement::decode_verified::<pb::Revocation>(&env) else {
-                continue;
-            };
-            if RegionCode::parse(&r.region).is_ok_and(|c| regions.contains(&c)) {
-                w.emit(pb::evidence_item::Item::Revocation(env));
-            }
-        }
+        self.emit_keys(&mut w, &regions)?;
         let mut receipts = Vec::new();
         for (view, env, received_at_ms) in summaries {
             // The receipts this node gave its children, signed again from the
@@ -269,24 +283,9 @@ impl Federation {
             .ancestry()
             .take_while(|r| r.is_within(self.identity.region))
             .collect();
-        let mut w = Writer {
-            sink,
-            hasher: ring::digest::Context::new(&ring::digest::SHA256),
-            items: 0,
-            open: true,
-        };
+        let mut w = Writer::new(sink);
         w.emit(self.header(unit, month.to_string()));
-        for env in self.enrolments_for(&regions)? {
-            w.emit(pb::evidence_item::Item::Enrolment(env));
-        }
-        for env in layout::envelopes(store, Cf::Revocations, b"")? {
-            let Ok(r) = statement::decode_verified::<pb::Revocation>(&env) else {
-                continue;
-            };
-            if RegionCode::parse(&r.region).is_ok_and(|c| regions.contains(&c)) {
-                w.emit(pb::evidence_item::Item::Revocation(env));
-            }
-        }
+        self.emit_keys(&mut w, &regions)?;
         for row in chain.iter().rev() {
             w.emit(pb::evidence_item::Item::Summary(row.envelope()?.clone()));
         }

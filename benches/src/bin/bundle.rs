@@ -27,12 +27,7 @@ use tallytree_aggregator::{
     audit::Auditor,
     bundle::{BundleReader, BundleWriter},
 };
-use tallytree_proto::{
-    Category, Digest, Month, PublicKey, RegionCode, SigningKey,
-    envelope::pae,
-    pb,
-    statement::{self, Statement},
-};
+use tallytree_proto::{Category, Digest, Month, PublicKey, RegionCode, SigningKey, pb, statement};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -239,26 +234,6 @@ fn anchor_path(bundle: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Raw ring Ed25519 verifications per second on `threads` threads at once.
-fn ring_limit(threads: usize) -> f64 {
-    let key = key_of(RegionCode::parse("110000000000").expect("code"));
-    let message = pae(pb::Summary::PAYLOAD_TYPE, &[7u8; 300]);
-    let sig = key.sign(&message);
-    let public = key.public_key();
-    let per_thread = 40_000;
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                for _ in 0..per_thread {
-                    assert!(public.verify(&message, &sig));
-                }
-            });
-        }
-    });
-    (threads * per_thread) as f64 / start.elapsed().as_secs_f64()
-}
-
 fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -289,10 +264,10 @@ fn verify(file: &Path) -> Result<()> {
         }
     }
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let limit = ring_limit(cores);
+    let limit = tallytree_benches::ring_verify_limit(cores, 40_000);
     println!("ring verify limit: {limit:.0}/s on {cores} cores at once");
     let start = Instant::now();
-    let mut auditor = Auditor::new(&anchors, cores);
+    let mut auditor = Auditor::new(&anchors, cores).problems_only();
     for item in BundleReader::new(BufReader::with_capacity(1 << 20, File::open(file)?)) {
         auditor.feed(item?);
     }

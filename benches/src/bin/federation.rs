@@ -22,12 +22,11 @@ use tallytree_aggregator::{CaseCounts, SummaryView, Tally};
 use tallytree_node::{Node, config::Config};
 use tallytree_proto::{
     Category, Month, PeriodRange, RegionCode, SigningKey,
-    envelope::pae,
     pb::{
         self, enrolments_client::EnrolmentsClient, federation_client::FederationClient,
         query_client::QueryClient,
     },
-    statement::{self, Statement},
+    statement,
 };
 use tonic::{metadata::MetadataValue, transport::Channel};
 
@@ -86,27 +85,6 @@ fn main() -> Result<()> {
     })
 }
 
-/// Raw ring Ed25519 verifications per second on `threads` threads at once,
-/// over a realistic summary PAE.
-fn ring_verify_rate(threads: usize) -> f64 {
-    let (key, _) = SigningKey::generate().expect("key");
-    let message = pae(pb::Summary::PAYLOAD_TYPE, &[7u8; 400]);
-    let sig = key.sign(&message);
-    let public = key.public_key();
-    let per_thread = 20_000;
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                for _ in 0..per_thread {
-                    assert!(public.verify(&message, &sig));
-                }
-            });
-        }
-    });
-    (threads * per_thread) as f64 / start.elapsed().as_secs_f64()
-}
-
 /// The `i`-th child of `parent` (a street's villages, a district's streets).
 fn village(parent: RegionCode, i: u32) -> RegionCode {
     let step = match parent.level() {
@@ -133,8 +111,8 @@ async fn submit(children: u32, revisions: u64, concurrency: usize, descendants: 
         bail!("--children and --descendants: at most 999");
     }
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let one = ring_verify_rate(1);
-    let all = ring_verify_rate(cores);
+    let one = tallytree_benches::ring_verify_limit(1, 20_000);
+    let all = tallytree_benches::ring_verify_limit(cores, 20_000);
     println!("ring verify: {one:.0}/s on one core, {all:.0}/s on {cores} cores at once");
 
     // The parent: a street node, in-process, RocksDB in a temporary dir.
