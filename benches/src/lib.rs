@@ -203,6 +203,31 @@ pub fn street_summary() -> pb::Summary {
     .to_pb()
 }
 
+/// Raw ring Ed25519 verifications per second with `threads` threads
+/// verifying at once (`per_thread` each) over a realistic summary PAE: the
+/// limit every throughput figure is read against, measured in the same run.
+pub fn ring_verify_limit(threads: usize, per_thread: usize) -> f64 {
+    use tallytree_proto::{SigningKey, envelope::pae, statement::Statement};
+    let (key, _) = SigningKey::generate().expect("system random source");
+    let message = pae(pb::Summary::PAYLOAD_TYPE, &[7u8; 400]);
+    let sig = key.sign(&message);
+    let public = key.public_key();
+    let start = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            s.spawn(|| {
+                for _ in 0..per_thread {
+                    assert!(
+                        public.verify(&message, &sig),
+                        "reference signature verifies"
+                    );
+                }
+            });
+        }
+    });
+    (threads.max(1) * per_thread) as f64 / start.elapsed().as_secs_f64()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,29 +275,4 @@ mod tests {
         let parsed = case_to_pb("C1".into(), &case_records(1, &Window::fixed(), 3)[0]);
         assert_eq!(parsed.registered_on.len(), 10);
     }
-}
-
-/// Raw ring Ed25519 verifications per second with `threads` threads
-/// verifying at once (`per_thread` each) over a realistic summary PAE: the
-/// limit every throughput figure is read against, measured in the same run.
-pub fn ring_verify_limit(threads: usize, per_thread: usize) -> f64 {
-    use tallytree_proto::{SigningKey, envelope::pae, statement::Statement};
-    let (key, _) = SigningKey::generate().expect("system random source");
-    let message = pae(pb::Summary::PAYLOAD_TYPE, &[7u8; 400]);
-    let sig = key.sign(&message);
-    let public = key.public_key();
-    let start = std::time::Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..threads.max(1) {
-            s.spawn(|| {
-                for _ in 0..per_thread {
-                    assert!(
-                        public.verify(&message, &sig),
-                        "reference signature verifies"
-                    );
-                }
-            });
-        }
-    });
-    (threads.max(1) * per_thread) as f64 / start.elapsed().as_secs_f64()
 }
