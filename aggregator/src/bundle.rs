@@ -204,24 +204,6 @@ impl<R: Read> Iterator for BundleReader<R> {
     }
 }
 
-/// Reads a bundle on its own thread, so that reading, decoding and the
-/// trailer's digest overlap with verification. Yields what
-/// [`BundleReader`] yields, in order; at most `buffer` items wait.
-pub fn read_in_background<R: Read + Send + 'static>(
-    input: R,
-    buffer: usize,
-) -> impl Iterator<Item = Result<pb::EvidenceItem, BundleError>> {
-    let (tx, rx) = std::sync::mpsc::sync_channel(buffer);
-    std::thread::spawn(move || {
-        for item in BundleReader::new(input) {
-            if tx.send(item).is_err() {
-                break;
-            }
-        }
-    });
-    rx.into_iter()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use tallytree_aggregator::{
     audit::{AuditReport, Auditor, verify_proof},
-    bundle::{BundleError, BundleReader, BundleWriter, read_in_background},
+    bundle::{BundleError, BundleReader, BundleWriter},
 };
 use tallytree_proto::{
     PublicKey, RegionCode,
@@ -187,14 +187,14 @@ pub enum VerifyOutput {
     Json,
 }
 
-/// Items of a bundle file, read and decoded on their own thread.
 fn open(
     path: &Path,
     bar: &ProgressBar,
-) -> Result<impl Iterator<Item = Result<pb::EvidenceItem, BundleError>> + use<>> {
+) -> Result<BundleReader<indicatif::ProgressBarIter<BufReader<File>>>> {
     let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    let input = bar.wrap_read(BufReader::with_capacity(1 << 20, file));
-    Ok(read_in_background(input, 8192))
+    Ok(BundleReader::new(
+        bar.wrap_read(BufReader::with_capacity(1 << 20, file)),
+    ))
 }
 
 /// Verifies bundles offline. Exit 0 verified, 1 problems found, 2 unreadable.
@@ -280,8 +280,11 @@ fn print_report(r: &AuditReport, all: bool) {
         );
     }
     println!(
-        "{} summaries, {} enrolments, {} receipts",
-        r.summaries, r.enrolments, r.receipts
+        "{} summaries, {} enrolments, {} receipts, {} regions",
+        r.summaries,
+        r.enrolments,
+        r.receipts,
+        r.regions.len()
     );
     for p in &r.general {
         println!("✗ {p}");

@@ -23,7 +23,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use tallytree_aggregator::{
-    CaseCounts, ChildEntry, SummaryView, Tally, audit::Auditor, bundle::BundleWriter,
+    CaseCounts, ChildEntry, SummaryView, Tally,
+    audit::Auditor,
+    bundle::{BundleReader, BundleWriter},
 };
 use tallytree_proto::{Category, Digest, Month, PublicKey, RegionCode, SigningKey, pb, statement};
 
@@ -266,8 +268,7 @@ fn verify(file: &Path) -> Result<()> {
     println!("ring verify limit: {limit:.0}/s on {cores} cores at once");
     let start = Instant::now();
     let mut auditor = Auditor::new(&anchors, cores).problems_only();
-    let input = BufReader::with_capacity(1 << 20, File::open(file)?);
-    for item in tallytree_aggregator::bundle::read_in_background(input, 8192) {
+    for item in BundleReader::new(BufReader::with_capacity(1 << 20, File::open(file)?)) {
         auditor.feed(item?);
     }
     let report = auditor.finish();
