@@ -69,7 +69,8 @@ pub struct ParentConfig {
     /// The parent's gRPC URL, e.g. "http://10.0.0.2:7400"; none at the top.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
-    /// Timeout of one submission (ms).
+    /// Timeout of one submission (ms). A first push carries the child's
+    /// whole subtree, which a loaded parent may take seconds to verify.
     pub timeout_ms: u64,
     /// First retry delay after a failed push (ms); doubles up to the maximum, with jitter.
     pub backoff_min_ms: u64,
@@ -81,7 +82,7 @@ impl Default for ParentConfig {
     fn default() -> Self {
         ParentConfig {
             address: None,
-            timeout_ms: 5_000,
+            timeout_ms: 30_000,
             backoff_min_ms: 100,
             backoff_max_ms: 30_000,
         }
