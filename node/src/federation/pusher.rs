@@ -136,18 +136,31 @@ impl Pusher {
         if outbox.is_empty() {
             return Ok(false);
         }
+        // One refused month must not hold back the others: try every entry,
+        // then report the first failure (the caller backs off and retries).
+        let mut first_error: Option<BoxError> = None;
         for (month, revision) in outbox {
             let fed = self.fed.clone();
             let prepared =
                 tokio::task::spawn_blocking(move || prepare(&fed, month, revision)).await??;
             let Some(p) = prepared else { continue };
-            let response = submit.ready().await?.call(p.request.clone()).await?;
+            let response = match submit.ready().await?.call(p.request.clone()).await {
+                Ok(r) => r,
+                Err(e) => {
+                    warn!(period = %month, revision, error = %e, "parent did not accept the summary");
+                    first_error.get_or_insert(e);
+                    continue;
+                }
+            };
             let receipt = response
                 .receipt
                 .ok_or("parent answered without a receipt")?;
             let fed = self.fed.clone();
             tokio::task::spawn_blocking(move || record_receipt(&fed, &parent_key, p, receipt))
                 .await??;
+        }
+        if let Some(e) = first_error {
+            return Err(e);
         }
         Ok(true)
     }
