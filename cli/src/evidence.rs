@@ -82,7 +82,7 @@ pub async fn export(
     format: ExportFormat,
 ) -> Result<ExitCode> {
     let mut client = AuditClient::new(conn.connect().await?).max_decoding_message_size(64 << 20);
-    let mut stream = client
+    let stream = client
         .export_evidence(pb::ExportEvidenceRequest {
             region: region.map(|r| r.to_string()).unwrap_or_default(),
             period: period.to_owned(),
@@ -90,6 +90,24 @@ pub async fn export(
         .await
         .map_err(explain)?
         .into_inner();
+    let counts = save(stream, output, format).await?;
+    println!(
+        "wrote {}: {} summaries, {} enrolments, {} receipts",
+        output.display(),
+        counts[0],
+        counts[1],
+        counts[2]
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes a stream of bundle items to `output`; returns how many
+/// summaries, enrolments and receipts it held.
+async fn save(
+    mut stream: tonic::Streaming<pb::EvidenceItem>,
+    output: &Path,
+    format: ExportFormat,
+) -> Result<[u64; 3]> {
     let file = BufWriter::new(
         File::create(output).with_context(|| format!("{}: cannot create", output.display()))?,
     );
@@ -106,14 +124,7 @@ pub async fn export(
         }
         ExportFormat::DsseJson => write_dsse_json(&mut stream, file, &mut counts).await?,
     }
-    println!(
-        "wrote {}: {} summaries, {} enrolments, {} receipts",
-        output.display(),
-        counts[0],
-        counts[1],
-        counts[2]
-    );
-    Ok(ExitCode::SUCCESS)
+    Ok(counts)
 }
 
 fn count(item: &pb::EvidenceItem, counts: &mut [u64; 3]) {
@@ -352,7 +363,7 @@ pub async fn prove(
     output: &Path,
 ) -> Result<ExitCode> {
     let mut client = AuditClient::new(conn.connect().await?);
-    let mut stream = client
+    let stream = client
         .prove(pb::ProveRequest {
             region: region.to_string(),
             period: period.to_owned(),
@@ -360,14 +371,7 @@ pub async fn prove(
         .await
         .map_err(explain)?
         .into_inner();
-    let file = BufWriter::new(
-        File::create(output).with_context(|| format!("{}: cannot create", output.display()))?,
-    );
-    let mut w = BundleWriter::new(file);
-    while let Some(item) = stream.next().await {
-        w.write(&item.map_err(explain)?)?;
-    }
-    w.finish()?;
+    save(stream, output, ExportFormat::Bundle).await?;
     println!("wrote {}", output.display());
     Ok(ExitCode::SUCCESS)
 }
