@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{node_binary, repo, tallytree};
+use common::{free_port, node_binary, repo, tallytree};
 use std::{
     net::TcpStream,
     path::{Path, PathBuf},
@@ -56,14 +56,6 @@ fn show(out: &Output) -> String {
 fn expect_exit(out: Output, code: i32, what: &str) -> String {
     assert_eq!(out.status.code(), Some(code), "{what}: {}", show(&out));
     String::from_utf8(out.stdout).expect("utf-8 stdout")
-}
-
-/// A free port on 127.0.0.1.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 /// Three initialised units with their nodes running; the nodes are killed

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{node_binary, repo, tallytree};
+use common::{free_port, node_binary, repo, tallytree};
 use std::{
     collections::BTreeMap,
     net::TcpStream,
@@ -60,14 +60,6 @@ fn ok(config: &Path, args: &[&str]) -> String {
     let out = run(config, args);
     assert!(out.status.success(), "tallytree {args:?}: {}", show(&out));
     stdout(&out)
-}
-
-/// A free port on 127.0.0.1.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 /// A `tallytree init`ed unit with its node running.

@@ -90,3 +90,11 @@ pub(crate) fn tallytree() -> Command {
     cmd.current_dir(repo()).stdin(Stdio::null());
     cmd
 }
+
+/// A free port on 127.0.0.1.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
