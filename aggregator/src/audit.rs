@@ -9,13 +9,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use tallytree_proto::{Digest, Month, PublicKey, RegionCode, pb, statement};
 
 use crate::{
+    parallel::Pool,
     summary::SummaryView,
     tally::Tally,
-    verify::{Finding, Trust},
+    verify::{EnrolmentView, Finding, Signer, Trust},
 };
 
-/// Summaries whose signatures are checked together.
-const BATCH: usize = 4096;
+/// Statements handed to the verifying threads at a time.
+const BATCH: usize = 256;
 
 /// One problem, attached to the region it concerns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,18 +110,90 @@ struct Pending {
     total: Tally,
 }
 
-/// Streams a bundle's items through the checks.
+/// A statement for the verifying threads, with the key found for it.
+enum Job {
+    /// `provisional`: signed by a key whose own enrolment is still being
+    /// verified.
+    Enrolment {
+        env: pb::Envelope,
+        signer: Signer,
+        provisional: bool,
+    },
+    Summary(pb::Envelope, Signer),
+    /// A summary whose key is unknown: only its claims are read.
+    Unverifiable(pb::Envelope, Finding),
+}
+
+/// What the verifying threads found, handed back in bundle order. Outcomes
+/// live a moment, in batches of [`BATCH`]; boxing the large summary view
+/// would cost an allocation per summary on the hot path.
+#[allow(clippy::large_enum_variant)]
+enum Outcome {
+    /// With the envelope back when its signer was provisional.
+    Enrolment {
+        result: Result<EnrolmentView, Finding>,
+        signer: Signer,
+        provisional: Option<pb::Envelope>,
+    },
+    Summary(Result<(SummaryView, Digest), Failure>),
+}
+
+/// A summary that did not verify, with what it claims to be.
+struct Failure {
+    finding: Finding,
+    digest: Digest,
+    claim: Option<(RegionCode, Option<Month>, u64)>,
+}
+
+impl Failure {
+    fn of(env: &pb::Envelope, finding: Finding) -> Failure {
+        Failure {
+            finding,
+            digest: Digest::of(&env.payload),
+            claim: claimed(env),
+        }
+    }
+}
+
+/// Runs on the verifying threads: signatures and per-statement checks, which
+/// need the signer's key only, not the whole [`Trust`].
+fn work(job: Job) -> Outcome {
+    match job {
+        Job::Enrolment {
+            env,
+            signer,
+            provisional,
+        } => Outcome::Enrolment {
+            result: signer.open_enrolment(&env),
+            signer,
+            provisional: provisional.then_some(env),
+        },
+        Job::Summary(env, signer) => {
+            Outcome::Summary(signer.open_summary(&env).map_err(|f| Failure::of(&env, f)))
+        }
+        Job::Unverifiable(env, f) => Outcome::Summary(Err(Failure::of(&env, f))),
+    }
+}
+
+/// Streams a bundle's items through the checks. The calling thread reads
+/// the bundle, finds each statement's key and checks the arithmetic in
+/// bundle order; a [`Pool`] of threads verifies the signatures meanwhile, so
+/// every core stays busy with the expensive part.
 #[derive(Debug)]
 pub struct Auditor {
     trust: Trust,
-    threads: usize,
+    pool: Pool<Job, Outcome>,
     report: AuditReport,
-    enrolments: Vec<pb::Envelope>,
-    /// Enrolments whose signer was not known when their batch was admitted.
+    /// Enrolments whose signer was not known when they were read.
     retry: Vec<pb::Envelope>,
+    /// The keys enrolled by the enrolments being verified, by key id: a
+    /// child's enrolment signed by one is verified at once, provisionally,
+    /// and admitted only if its parent's was (bundles list a parent's
+    /// enrolment right before its children's).
+    in_flight: HashMap<Digest, Signer>,
     revocations: Vec<pb::Envelope>,
+    /// Whether the enrolments and revocations are in (at the first summary).
     admitted: bool,
-    batch: Vec<pb::Envelope>,
     receipts: Vec<pb::Envelope>,
     pending: HashMap<Digest, Pending>,
     /// Summaries that did not verify: by digest, and by the region, month
@@ -144,6 +217,16 @@ pub struct Auditor {
     seen: HashSet<(RegionCode, Month)>,
 }
 
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Job::Enrolment { .. } => "Job::Enrolment",
+            Job::Summary(..) => "Job::Summary",
+            Job::Unverifiable(..) => "Job::Unverifiable",
+        })
+    }
+}
+
 /// What an unverified summary claims to be, for reporting only.
 fn claimed(env: &pb::Envelope) -> Option<(RegionCode, Option<Month>, u64)> {
     let s = statement::decode_verified::<pb::Summary>(env).ok()?;
@@ -161,13 +244,12 @@ impl Auditor {
         }
         Auditor {
             trust,
-            threads: threads.max(1),
+            pool: Pool::new(threads, BATCH, work),
             report: AuditReport::default(),
-            enrolments: Vec::new(),
             retry: Vec::new(),
+            in_flight: HashMap::new(),
             revocations: Vec::new(),
             admitted: false,
-            batch: Vec::new(),
             receipts: Vec::new(),
             pending: HashMap::new(),
             failed: HashSet::new(),
@@ -211,19 +293,17 @@ impl Auditor {
             Some(Item::Header(h)) => self.report.header = Some(h),
             Some(Item::Enrolment(e)) => {
                 self.report.enrolments += 1;
-                self.enrolments.push(e);
-                if self.enrolments.len() >= BATCH {
-                    self.admit_enrolments();
-                }
+                self.enrolment(e);
             }
             Some(Item::Revocation(r)) => self.revocations.push(r),
             Some(Item::Summary(s)) => {
                 self.admit();
                 self.report.summaries += 1;
-                self.batch.push(s);
-                if self.batch.len() >= BATCH {
-                    self.flush();
-                }
+                let job = match self.trust.signer_of::<pb::Summary>(&s, "summary") {
+                    Ok(signer) => Job::Summary(s, signer),
+                    Err(f) => Job::Unverifiable(s, f),
+                };
+                self.push(job);
             }
             Some(Item::Receipt(r)) => {
                 self.report.receipts += 1;
@@ -233,33 +313,112 @@ impl Auditor {
         }
     }
 
-    /// Admits the enrolments read so far, parents first and signatures
-    /// checked on every thread; keeps the ones whose signer is not known yet
-    /// (out of order) for a last try when the enrolments end. Bundles list
-    /// enrolments by level, so memory holds one batch, not all of them.
-    fn admit_enrolments(&mut self) {
-        let batch = std::mem::take(&mut self.enrolments);
-        let failed = self.trust.admit_all_parallel(&batch, &[], self.threads);
-        if !failed.is_empty() {
-            let trust = &self.trust;
-            let admitted = |env: &pb::Envelope| {
-                statement::decode_verified::<pb::Enrolment>(env)
-                    .ok()
-                    .and_then(|e| PublicKey::from_slice(&e.public_key).ok())
-                    .and_then(|k| trust.enrolment(&k.key_id()))
-                    .is_some_and(|e| e.digest == Digest::of(&env.payload))
-            };
-            let retry: Vec<pb::Envelope> = batch.into_iter().filter(|e| !admitted(e)).collect();
-            self.retry.extend(retry);
+    /// Hands a statement to the verifying threads and settles whatever
+    /// they have finished.
+    fn push(&mut self, job: Job) {
+        self.pool.push(job);
+        while let Some(outcomes) = self.pool.ready() {
+            self.settle(outcomes);
         }
     }
 
+    /// Waits for the verifying threads and settles everything in flight.
+    fn drain(&mut self) {
+        let outcomes = self.pool.finish();
+        self.settle(outcomes);
+    }
+
+    fn settle(&mut self, outcomes: Vec<Outcome>) {
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Enrolment {
+                    result,
+                    signer,
+                    provisional,
+                } => {
+                    if let Ok(view) = &result {
+                        self.in_flight.remove(&Digest::of(&view.key.0));
+                    }
+                    if let Some(env) = provisional
+                        && self.trust.region_of_key(&signer.key) != Some(signer.region)
+                    {
+                        // Its parent's enrolment did not verify: once more
+                        // at the end, where the finding is made.
+                        self.retry.push(env);
+                        continue;
+                    }
+                    match result {
+                        Ok(view) => self.trust.insert_enrolment(view),
+                        Err(f) => self.finding(&f, None),
+                    }
+                }
+                Outcome::Summary(Ok((view, digest))) => self.check(view, digest),
+                Outcome::Summary(Err(failure)) => self.failure(failure),
+            }
+        }
+    }
+
+    /// An enrolment is verified with its parent's key. Bundles list
+    /// enrolments parents first, so the key is usually trusted already;
+    /// when the parent's own enrolment is still being verified, wait for
+    /// it; when the parent comes later in the bundle, try again at the end.
+    fn enrolment(&mut self, env: pb::Envelope) {
+        if self.admitted {
+            // After the summaries began: admitted on the spot.
+            self.drain();
+            if let Err(f) = self.trust.admit_enrolment(&env) {
+                self.finding(&f, None);
+            }
+            return;
+        }
+        let trusted = self
+            .trust
+            .signer_of::<pb::Enrolment>(&env, "enrolment")
+            .ok()
+            .map(|signer| (signer, false));
+        let signer = trusted.or_else(|| {
+            let id = env.signatures.first().map(|s| s.keyid.as_str())?;
+            let id = Digest::from_hex(id)?;
+            self.in_flight.get(&id).map(|signer| (*signer, true))
+        });
+        let Some((signer, provisional)) = signer else {
+            self.retry.push(env);
+            return;
+        };
+        // What it enrols, unverified yet: for its children's enrolments.
+        if let Ok(e) = statement::decode_verified::<pb::Enrolment>(&env)
+            && let (Ok(region), Ok(key)) = (
+                RegionCode::parse(&e.region),
+                PublicKey::from_slice(&e.public_key),
+            )
+        {
+            self.in_flight.insert(
+                Digest::of(&key.0),
+                Signer {
+                    region,
+                    key,
+                    valid_from_ms: e.valid_from_ms,
+                    revoked_at_ms: None,
+                },
+            );
+        }
+        self.push(Job::Enrolment {
+            env,
+            signer,
+            provisional,
+        });
+    }
+
+    /// Before the first summary: the enrolments in, then the ones that came
+    /// before their parents, then the revocations.
     fn admit(&mut self) {
         if self.admitted {
             return;
         }
         self.admitted = true;
-        self.admit_enrolments();
+        self.drain();
+        // Keys of enrolments that did not verify.
+        self.in_flight.clear();
         let retry = std::mem::take(&mut self.retry);
         let revocations = std::mem::take(&mut self.revocations);
         let findings = self.trust.admit_all(&retry, &revocations);
@@ -268,31 +427,20 @@ impl Auditor {
         }
     }
 
-    /// Checks the summaries read so far: signatures in parallel, then the
-    /// arithmetic in order.
-    fn flush(&mut self) {
-        let batch = std::mem::take(&mut self.batch);
-        if batch.is_empty() {
-            return;
+    fn failure(&mut self, failure: Failure) {
+        let Failure {
+            finding,
+            digest,
+            claim,
+        } = failure;
+        self.failed.insert(digest);
+        if let Some((region, Some(period), revision)) = claim {
+            self.failed_claims.insert((region, period, revision));
         }
-        let trust = &self.trust;
-        let opened = crate::parallel::map(&batch, self.threads, |e| trust.open_summary(e));
-        for (env, result) in batch.iter().zip(opened) {
-            match result {
-                Ok((view, digest)) => self.check(view, digest),
-                Err(f) => {
-                    self.failed.insert(Digest::of(&env.payload));
-                    let claim = claimed(env);
-                    if let Some((region, Some(period), revision)) = claim {
-                        self.failed_claims.insert((region, period, revision));
-                    }
-                    if let Some(region) = finding_region(&f).or(claim.map(|c| c.0)) {
-                        self.failed_regions.insert(region);
-                    }
-                    self.finding(&f, claim.map(|c| c.0));
-                }
-            }
+        if let Some(region) = finding_region(&finding).or(claim.map(|c| c.0)) {
+            self.failed_regions.insert(region);
         }
+        self.finding(&finding, claim.map(|c| c.0));
     }
 
     fn check(&mut self, view: SummaryView, digest: Digest) {
@@ -407,34 +555,22 @@ impl Auditor {
             );
             return;
         };
-        let key_id = env
-            .signatures
-            .first()
-            .map(|s| s.keyid.clone())
-            .unwrap_or_default();
-        let key = self
+        let signer = self
             .trust
-            .anchors()
-            .iter()
-            .find(|(r, k)| *r == parent && k.key_id() == key_id)
-            .map(|(_, k)| *k)
-            .or_else(|| {
-                self.trust
-                    .enrolment(&key_id)
-                    .filter(|e| e.region == parent)
-                    .map(|e| e.key)
-            });
-        let Some(key) = key else {
+            .signer_of::<pb::Receipt>(env, "receipt")
+            .ok()
+            .filter(|s| s.region == parent);
+        let Some(signer) = signer else {
             self.problem(
                 Some(parent),
                 format!("receipt from {parent}: signed by a key not enrolled for {parent}"),
             );
             return;
         };
-        let receipt: pb::Receipt = match statement::open(env, &key) {
+        let receipt: pb::Receipt = match signer.open(env, "receipt") {
             Ok(r) => r,
-            Err(e) => {
-                self.problem(Some(parent), format!("receipt from {parent}: {e}"));
+            Err(f) => {
+                self.problem(Some(parent), f.to_string());
                 return;
             }
         };
@@ -476,7 +612,7 @@ impl Auditor {
     /// Finishes the bundle and returns the report.
     pub fn finish(mut self) -> AuditReport {
         self.admit();
-        self.flush();
+        self.drain();
         for env in std::mem::take(&mut self.receipts) {
             self.check_receipt(&env);
         }

@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use tallytree_proto::{
     Digest, Month, PublicKey, RegionCode,
-    envelope::{self, EnvelopeError},
+    envelope::EnvelopeError,
     pb,
     statement::{self, Statement},
 };
@@ -262,36 +262,52 @@ impl Trust {
         self.revocations.get(&key_id_bytes(key_id)?)
     }
 
-    fn open_by_parent<S: Statement>(
+    /// The region `key` speaks for, if it is an anchor or enrolled.
+    pub fn region_of_key(&self, key: &PublicKey) -> Option<RegionCode> {
+        let id = id_of(key);
+        match self.anchor_ids.iter().position(|a| *a == id) {
+            Some(i) => Some(self.anchors[i].0),
+            None => self.enrolments.get(&id).map(|e| e.region),
+        }
+    }
+
+    /// The key that signed `env` and the region it speaks for: an anchor's,
+    /// or an enrolled one. Looked up by the envelope's key id; the
+    /// signature is not checked here (see [`Signer::open`]).
+    pub fn signer_of<S: Statement>(
         &self,
         env: &pb::Envelope,
         what: &'static str,
-    ) -> Result<(S, RegionCode), Finding> {
-        // The parent is named inside the payload, which is not trusted until
-        // verified: find the signer by key id, verify, then compare.
+    ) -> Result<Signer, Finding> {
         let key_id = env
             .signatures
             .first()
-            .map(|s| s.keyid.clone())
+            .map(|s| s.keyid.as_str())
             .unwrap_or_default();
-        let signer = self
-            .anchors
-            .iter()
-            .find(|(_, k)| k.key_id() == key_id)
-            .copied()
-            .or_else(|| {
-                key_id_bytes(&key_id)
-                    .and_then(|id| self.enrolments.get(&id))
-                    .map(|e| (e.region, e.key))
-            })
-            .ok_or_else(|| Finding::UnknownKey {
+        let id = key_id_bytes(key_id);
+        let anchor = id.and_then(|id| self.anchor_ids.iter().position(|a| *a == id));
+        if let Some(i) = anchor {
+            let (region, key) = self.anchors[i];
+            return Ok(Signer {
+                region,
+                key,
+                valid_from_ms: i64::MIN,
+                revoked_at_ms: None,
+            });
+        }
+        match id.and_then(|id| self.enrolments.get(&id).map(|e| (id, e))) {
+            Some((id, e)) => Ok(Signer {
+                region: e.region,
+                key: e.key,
+                valid_from_ms: e.valid_from_ms,
+                revoked_at_ms: self.revocations.get(&id).map(|r| r.revoked_at_ms),
+            }),
+            None => Err(Finding::UnknownKey {
                 what,
                 claims: claims_of::<S>(env),
-                key_id: key_id.clone(),
-            })?;
-        let statement: S =
-            statement::open(env, &signer.1).map_err(|e| Finding::envelope(what, signer.0, e))?;
-        Ok((statement, signer.0))
+                key_id: key_id.to_owned(),
+            }),
+        }
     }
 
     /// Verifies an enrolment against the keys already trusted for its
@@ -326,42 +342,15 @@ impl Trust {
     /// Verifies an enrolment against the keys already trusted for its
     /// parent, without trusting it yet (so many can be checked in parallel).
     pub fn check_enrolment(&self, env: &pb::Envelope) -> Result<EnrolmentView, Finding> {
-        let (e, signer): (pb::Enrolment, RegionCode) = self.open_by_parent(env, "enrolment")?;
-        let tree = |rule: String| Finding::Tree {
-            what: "enrolment",
-            region: e.region.clone(),
-            rule,
-        };
-        let region = RegionCode::parse(&e.region).map_err(|err| tree(err.to_string()))?;
-        if e.parent != signer.to_string() {
-            return Err(tree(format!(
-                "names parent {} but is signed by {signer}",
-                e.parent
-            )));
-        }
-        if !region.is_direct_child_of(signer) {
-            return Err(tree(format!(
-                "is not a direct child of its signer {signer}"
-            )));
-        }
-        if e.serial == 0 {
-            return Err(tree("serial must be at least 1".into()));
-        }
-        let key = PublicKey::from_slice(&e.public_key).map_err(|err| tree(err.to_string()))?;
-        Ok(EnrolmentView {
-            parent: signer,
-            region,
-            name: e.name,
-            key,
-            serial: e.serial,
-            valid_from_ms: e.valid_from_ms,
-            digest: Digest::of(&env.payload),
-        })
+        self.signer_of::<pb::Enrolment>(env, "enrolment")?
+            .open_enrolment(env)
     }
 
     /// Verifies a revocation against the keys trusted for its parent.
     pub fn admit_revocation(&mut self, env: &pb::Envelope) -> Result<RevocationView, Finding> {
-        let (r, signer): (pb::Revocation, RegionCode) = self.open_by_parent(env, "revocation")?;
+        let signer = self.signer_of::<pb::Revocation>(env, "revocation")?;
+        let r: pb::Revocation = signer.open(env, "revocation")?;
+        let signer = signer.region;
         let tree = |rule: String| Finding::Tree {
             what: "revocation",
             region: r.region.clone(),
@@ -417,43 +406,6 @@ impl Trust {
         }
     }
 
-    /// Admits enrolments level by level (cities, then districts, ...), each
-    /// level's signatures checked on `threads` threads; then revocations.
-    /// Returns the findings of those that do not verify.
-    pub fn admit_all_parallel(
-        &mut self,
-        enrolments: &[pb::Envelope],
-        revocations: &[pb::Envelope],
-        threads: usize,
-    ) -> Vec<Finding> {
-        let level_of = |env: &pb::Envelope| {
-            statement::decode_verified::<pb::Enrolment>(env)
-                .ok()
-                .and_then(|e| RegionCode::parse(&e.region).ok())
-                .map_or(u8::MAX, |r| r.level() as u8)
-        };
-        let mut by_level: std::collections::BTreeMap<u8, Vec<&pb::Envelope>> = Default::default();
-        for env in enrolments {
-            by_level.entry(level_of(env)).or_default().push(env);
-        }
-        let mut findings = Vec::new();
-        for (_, level) in by_level {
-            let results = crate::parallel::map(&level, threads, |e| self.check_enrolment(e));
-            for r in results {
-                match r {
-                    Ok(v) => self.insert_enrolment(v),
-                    Err(f) => findings.push(f),
-                }
-            }
-        }
-        for env in revocations {
-            if let Err(f) = self.admit_revocation(env) {
-                findings.push(f);
-            }
-        }
-        findings
-    }
-
     /// Children of `region` enrolled at `at_ms`. A revoked key does not
     /// un-enrol its unit: the unit is still expected to report (with a new
     /// key), and what it reported before the revocation still counts.
@@ -477,68 +429,96 @@ impl Trust {
     /// Verifies a summary's signature with the key enrolled for the region it
     /// names, then checks its content ([`SummaryView::from_pb`]).
     pub fn open_summary(&self, env: &pb::Envelope) -> Result<(SummaryView, Digest), Finding> {
-        // The hot path of parents and auditors: one key id parse, one map
-        // lookup, one signature check over the PAE.
-        let signature = env.signatures.first();
-        let key_id = signature.map(|s| s.keyid.as_str()).unwrap_or_default();
-        let id = key_id_bytes(key_id);
-        let anchor = id.and_then(|id| self.anchor_ids.iter().position(|a| *a == id));
-        let (key, key_region, valid_from, revoked_at) = if let Some(i) = anchor {
-            let (r, k) = self.anchors[i];
-            (k, r, i64::MIN, None)
-        } else if let Some(e) = id.and_then(|id| self.enrolments.get(&id)) {
-            let revoked = id
-                .and_then(|id| self.revocations.get(&id))
-                .map(|r| r.revoked_at_ms);
-            (e.key, e.region, e.valid_from_ms, revoked)
-        } else {
-            return Err(Finding::UnknownKey {
-                what: "summary",
-                claims: claims_of::<pb::Summary>(env),
-                key_id: key_id.to_owned(),
-            });
+        self.signer_of::<pb::Summary>(env, "summary")?
+            .open_summary(env)
+    }
+}
+
+/// A key trusted to speak for a region, found by [`Trust::signer_of`]: all
+/// a statement's verification needs from [`Trust`], so that threads can
+/// verify signatures while the trust itself stays with one owner.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Signer {
+    /// The region the key speaks for.
+    pub region: RegionCode,
+    /// The key.
+    pub key: PublicKey,
+    /// Statements by the key count from here (Unix ms); anchors: always.
+    pub valid_from_ms: i64,
+    /// When the key was revoked, if it was.
+    pub revoked_at_ms: Option<i64>,
+}
+
+impl Signer {
+    /// Verifies `env`'s signature by this key (the bytes first), then
+    /// decodes the statement.
+    pub fn open<S: Statement>(&self, env: &pb::Envelope, what: &'static str) -> Result<S, Finding> {
+        statement::open(env, &self.key).map_err(|e| Finding::envelope(what, self.region, e))
+    }
+
+    /// Verifies an enrolment signed by this key (the parent's): signature,
+    /// then its place in the tree.
+    pub fn open_enrolment(&self, env: &pb::Envelope) -> Result<EnrolmentView, Finding> {
+        let e: pb::Enrolment = self.open(env, "enrolment")?;
+        let signer = self.region;
+        let tree = |rule: String| Finding::Tree {
+            what: "enrolment",
+            region: e.region.clone(),
+            rule,
         };
-        if env.payload_type != pb::Summary::PAYLOAD_TYPE {
-            return Err(Finding::envelope(
-                "summary",
-                key_region,
-                EnvelopeError::PayloadType {
-                    expected: pb::Summary::PAYLOAD_TYPE,
-                    got: env.payload_type.clone(),
-                },
-            ));
+        let region = RegionCode::parse(&e.region).map_err(|err| tree(err.to_string()))?;
+        if e.parent != signer.to_string() {
+            return Err(tree(format!(
+                "names parent {} but is signed by {signer}",
+                e.parent
+            )));
         }
-        let message = envelope::pae(&env.payload_type, &env.payload);
-        if !signature.is_some_and(|s| key.verify(&message, &s.sig)) {
-            return Err(Finding::envelope(
-                "summary",
-                key_region,
-                EnvelopeError::BadSignature(key_id.to_owned()),
-            ));
+        if !region.is_direct_child_of(signer) {
+            return Err(tree(format!(
+                "is not a direct child of its signer {signer}"
+            )));
         }
-        let key_id = key_id.to_owned();
-        let summary: pb::Summary = statement::decode_verified(env)
-            .map_err(|e| Finding::envelope("summary", key_region, e))?;
+        if e.serial == 0 {
+            return Err(tree("serial must be at least 1".into()));
+        }
+        let key = PublicKey::from_slice(&e.public_key).map_err(|err| tree(err.to_string()))?;
+        Ok(EnrolmentView {
+            parent: signer,
+            region,
+            name: e.name,
+            key,
+            serial: e.serial,
+            valid_from_ms: e.valid_from_ms,
+            digest: Digest::of(&env.payload),
+        })
+    }
+
+    /// Verifies a summary signed by this key: signature over the PAE, then
+    /// content ([`SummaryView::from_pb`]), that it is the key's own region,
+    /// and that the key was valid and not revoked when it was issued. The
+    /// hot path of parents and auditors.
+    pub fn open_summary(&self, env: &pb::Envelope) -> Result<(SummaryView, Digest), Finding> {
+        let summary: pb::Summary = self.open(env, "summary")?;
         let view = SummaryView::from_pb(&summary)?;
-        if view.region != key_region {
+        if view.region != self.region {
             return Err(Finding::WrongSigner {
                 region: view.region,
-                key_region,
+                key_region: self.region,
             });
         }
-        if let Some(revoked_at_ms) = revoked_at.filter(|t| *t <= view.issued_at_ms) {
+        if let Some(revoked_at_ms) = self.revoked_at_ms.filter(|t| *t <= view.issued_at_ms) {
             return Err(Finding::Revoked {
                 region: view.region,
-                key_id,
+                key_id: self.key.key_id(),
                 revoked_at_ms,
                 issued_at_ms: view.issued_at_ms,
             });
         }
-        if view.issued_at_ms < valid_from {
+        if view.issued_at_ms < self.valid_from_ms {
             return Err(Finding::NotYetValid {
                 region: view.region,
                 issued_at_ms: view.issued_at_ms,
-                valid_from_ms: valid_from,
+                valid_from_ms: self.valid_from_ms,
             });
         }
         Ok((view, Digest::of(&env.payload)))

@@ -866,3 +866,39 @@ fn an_inclusion_proof_verifies_and_a_broken_link_fails() {
     // The current chain verifies again.
     verify_proof(proof(&fed, VILLAGE_1, &chain(&fed)), &anchors).expect("verifies");
 }
+
+/// Enrolments verify in any order: a bundle listing children before their
+/// parents is held back until the parents are in, not refused.
+#[test]
+fn enrolments_listed_children_first_still_verify() {
+    let mut fed = Federation::build();
+    fed.enrolments.reverse();
+    let report = fed.audit();
+    assert!(report.verified(), "{}", describe(&report));
+    assert_eq!(report.enrolments, fed.enrolments.len() as u64);
+}
+
+/// A street whose own enrolment does not verify: the villages it enrolled
+/// are not trusted either, though the street's key signed their enrolments
+/// (the auditor checks them while the street's is still being verified, and
+/// admits them only once it is).
+#[test]
+fn villages_enrolled_by_a_street_whose_enrolment_fails_are_not_trusted() {
+    let mut fed = Federation::build();
+    let i = fed.enrolment_index(code(STREET));
+    fed.enrolments[i].signatures[0].sig[0] ^= 1;
+    let report = fed.audit();
+    let all = describe(&report);
+    assert!(!report.verified());
+    assert!(
+        all.contains("enrolment for 210214000000: signatures: signature by key"),
+        "{all}"
+    );
+    for village in [VILLAGE_1, VILLAGE_2] {
+        assert!(
+            all.contains(&format!("enrolment for {village}: signed by key"))
+                && all.contains("which is not enrolled"),
+            "{village} trusted:\n{all}"
+        );
+    }
+}

@@ -228,6 +228,17 @@ pub fn ring_verify_limit(threads: usize, per_thread: usize) -> f64 {
     (threads.max(1) * per_thread) as f64 / start.elapsed().as_secs_f64()
 }
 
+/// User + system CPU seconds of this process so far (Linux /proc).
+pub fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the whole line.
+    let rest = stat.rsplit_once(") ")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,6 +21,13 @@ impl Digest {
         Some(Digest(bytes.try_into().ok()?))
     }
 
+    /// From 64 hex digits (a DSSE key id); `None` for anything else.
+    pub fn from_hex(text: &str) -> Option<Digest> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(text, &mut out).ok()?;
+        Some(Digest(out))
+    }
+
     /// Lowercase hex.
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)

@@ -79,11 +79,16 @@ pub fn verify(
             got: envelope.payload_type.clone(),
         });
     }
-    let key_id = key.key_id();
+    // Key ids compared in binary: no hex string per verification.
+    let id = Digest::of(&key.0).0;
+    let names_key = |keyid: &str| {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(keyid, &mut bytes).is_ok_and(|()| bytes == id)
+    };
     let candidates = envelope
         .signatures
         .iter()
-        .filter(|s| s.keyid.is_empty() || s.keyid == key_id);
+        .filter(|s| s.keyid.is_empty() || names_key(&s.keyid));
     let message = pae(&envelope.payload_type, &envelope.payload);
     let mut seen = false;
     for s in candidates {
@@ -93,9 +98,9 @@ pub fn verify(
         }
     }
     if seen {
-        Err(EnvelopeError::BadSignature(key_id))
+        Err(EnvelopeError::BadSignature(key.key_id()))
     } else {
-        Err(EnvelopeError::NoSignature(key_id))
+        Err(EnvelopeError::NoSignature(key.key_id()))
     }
 }
 

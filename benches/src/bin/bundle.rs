@@ -268,12 +268,16 @@ fn verify(file: &Path) -> Result<()> {
     // and after, and read the run against their mean.
     let before = tallytree_benches::ring_verify_limit(cores, 40_000);
     let start = Instant::now();
+    let cpu_start = tallytree_benches::cpu_seconds();
     let mut auditor = Auditor::new(&anchors, cores).problems_only();
     for item in BundleReader::new(BufReader::with_capacity(1 << 20, File::open(file)?)) {
         auditor.feed(item?);
     }
     let report = auditor.finish();
     let secs = start.elapsed().as_secs_f64();
+    let cpu = tallytree_benches::cpu_seconds()
+        .zip(cpu_start)
+        .map(|(b, a)| b - a);
     let after = tallytree_benches::ring_verify_limit(cores, 40_000);
     let limit = (before + after) / 2.0;
     println!(
@@ -302,6 +306,12 @@ fn verify(file: &Path) -> Result<()> {
         "ratio to the ring verify limit × cores: {:.1}% (signatures verified per second / limit)",
         100.0 * signatures as f64 / secs / limit
     );
+    if let Some(cpu) = cpu {
+        println!(
+            "CPU: {cpu:.1} s over {secs:.1} s on {cores} cores = {:.0}% busy",
+            100.0 * cpu / (secs * cores as f64)
+        );
+    }
     if let Some(mb) = peak_rss_mb() {
         println!("peak resident memory: {mb:.0} MB");
     }

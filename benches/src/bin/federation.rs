@@ -269,7 +269,7 @@ async fn submit(children: u32, revisions: u64, concurrency: usize, descendants: 
         c
     };
     let receipts = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let cpu_start = cpu_seconds();
+    let cpu_start = tallytree_benches::cpu_seconds();
     let start = Instant::now();
     let mut tasks = Vec::new();
     for (t, queue) in queues.into_iter().enumerate() {
@@ -300,7 +300,9 @@ async fn submit(children: u32, revisions: u64, concurrency: usize, descendants: 
         t.await??;
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let cpu = cpu_seconds().zip(cpu_start).map(|(b, a)| b - a);
+    let cpu = tallytree_benches::cpu_seconds()
+        .zip(cpu_start)
+        .map(|(b, a)| b - a);
     let got = receipts.load(std::sync::atomic::Ordering::Relaxed);
     if got != submissions {
         bail!("{got} receipts for {submissions} submissions");
@@ -323,17 +325,6 @@ async fn submit(children: u32, revisions: u64, concurrency: usize, descendants: 
     let _ = stop.send(());
     let _ = server.await;
     Ok(())
-}
-
-/// User + system CPU seconds of this process so far (Linux /proc).
-fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the parenthesised command name; utime and stime are the
-    // 14th and 15th fields of the whole line.
-    let rest = stat.rsplit_once(") ")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
 }
 
 async fn latency(samples: usize, bin_dir: Option<std::path::PathBuf>) -> Result<()> {
