@@ -81,6 +81,13 @@ impl Federation {
     }
 
     /// The trust state, for reading.
+    ///
+    /// Locks are taken in one order: a submission's stripe, then the
+    /// ledger's writer lock, then the trust, innermost. Holding the trust,
+    /// never wait for another lock: a writer waiting for the trust blocks
+    /// new readers, so a reader that waits on a stripe or the ledger while
+    /// holding it can close a cycle (stripe holder → ledger → signer →
+    /// trust → waiting writer → that reader).
     pub fn trust(&self) -> RwLockReadGuard<'_, Trust> {
         self.trust.read().unwrap_or_else(|e| e.into_inner())
     }

@@ -89,8 +89,10 @@ impl Federation {
         if !req.enrolments.is_empty() || !req.revocations.is_empty() {
             self.admit_statements(&req.enrolments, &req.revocations)?;
         }
-        let trust = self.trust();
-        let (view, digest) = trust.open_summary(env)?;
+        // Lock order: stripe, then ledger, then trust, innermost; the trust
+        // guard is never held while waiting for another lock (see
+        // `Federation::trust`).
+        let (view, digest) = self.trust().open_summary(env)?;
         if !view.region.is_direct_child_of(self.identity.region) {
             return Err(SubmitError::NotChild {
                 region: view.region,
@@ -112,8 +114,10 @@ impl Federation {
                 .map(|e| (Digest::of(&e.payload), e))
                 .collect(),
         };
-        let verified = verify_opened(&trust, &source, view.clone(), digest)?;
-        drop(trust);
+        let verified = {
+            let trust = self.trust();
+            verify_opened(&trust, &source, view.clone(), digest)?
+        };
 
         let now = self.clock.now_ms();
         let mut batch = Batch::default();
