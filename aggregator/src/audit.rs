@@ -322,6 +322,13 @@ impl Auditor {
         }
     }
 
+    /// Finishes the verification in flight and leaves the threads idle, so
+    /// that the caller can measure something else meanwhile (a benchmark
+    /// sampling the machine's speed); feeding goes on afterwards.
+    pub fn pause(&mut self) {
+        self.drain();
+    }
+
     /// Waits for the verifying threads and settles everything in flight.
     fn drain(&mut self) {
         let outcomes = self.pool.finish();

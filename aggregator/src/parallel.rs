@@ -63,18 +63,22 @@ impl<T: Send + 'static, R: Send + 'static> Pool<T, R> {
         let workers = (0..threads)
             .map(|_| {
                 let (queue, done, f) = (Arc::clone(&queue), done.clone(), Arc::clone(&f));
-                std::thread::spawn(move || {
-                    loop {
-                        let job = queue.lock().map_or(None, |q| q.recv().ok());
-                        let Some((n, items)) = job else { return };
-                        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            items.into_iter().map(&*f).collect::<Vec<R>>()
-                        }));
-                        if done.send((n, out)).is_err() {
-                            return;
+                std::thread::Builder::new()
+                    .name("tallytree-verify".into())
+                    .spawn(move || {
+                        loop {
+                            let job = queue.lock().map_or(None, |q| q.recv().ok());
+                            let Some((n, items)) = job else { return };
+                            let out =
+                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                    items.into_iter().map(&*f).collect::<Vec<R>>()
+                                }));
+                            if done.send((n, out)).is_err() {
+                                return;
+                            }
                         }
-                    }
-                })
+                    })
+                    .expect("the system starts a thread")
             })
             .collect();
         Pool {
