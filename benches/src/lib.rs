@@ -239,6 +239,63 @@ pub fn cpu_seconds() -> Option<f64> {
     Some(ticks / 100.0)
 }
 
+/// The ring verify limit, sampled several times in one run: a shared
+/// host's speed drifts by a third within a minute, so a run is read against
+/// samples taken before, during (with the run paused) and after it.
+#[derive(Debug)]
+pub struct LimitSamples {
+    cores: usize,
+    /// Each sample, verifications per second on every core at once.
+    pub samples: Vec<f64>,
+    /// Time spent sampling while the run was under way (not the run's).
+    pub paused_secs: f64,
+    /// CPU seconds spent sampling while the run was under way.
+    pub paused_cpu: f64,
+}
+
+impl LimitSamples {
+    /// No samples yet, for `cores` threads at once.
+    pub fn new(cores: usize) -> LimitSamples {
+        LimitSamples {
+            cores,
+            samples: Vec::new(),
+            paused_secs: 0.0,
+            paused_cpu: 0.0,
+        }
+    }
+
+    /// A sample before or after the run.
+    pub fn sample(&mut self, per_thread: usize) {
+        self.samples.push(ring_verify_limit(self.cores, per_thread));
+    }
+
+    /// A sample while the run is paused: its time and CPU are not the run's.
+    pub fn sample_during(&mut self, per_thread: usize) {
+        let start = std::time::Instant::now();
+        let cpu = cpu_seconds();
+        self.sample(per_thread);
+        self.paused_secs += start.elapsed().as_secs_f64();
+        if let (Some(a), Some(b)) = (cpu, cpu_seconds()) {
+            self.paused_cpu += b - a;
+        }
+    }
+
+    /// The mean of the samples.
+    pub fn mean(&self) -> f64 {
+        self.samples.iter().sum::<f64>() / self.samples.len().max(1) as f64
+    }
+
+    /// The lowest sample.
+    pub fn low(&self) -> f64 {
+        self.samples.iter().copied().fold(f64::INFINITY, f64::min)
+    }
+
+    /// The highest sample.
+    pub fn high(&self) -> f64 {
+        self.samples.iter().copied().fold(0.0, f64::max)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -234,55 +234,6 @@ fn anchor_path(bundle: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// The ring verify limit, sampled several times in one run.
-struct LimitSamples {
-    cores: usize,
-    samples: Vec<f64>,
-    /// Time and CPU spent sampling while the run was under way.
-    paused_secs: f64,
-    paused_cpu: f64,
-}
-
-impl LimitSamples {
-    fn new(cores: usize) -> LimitSamples {
-        LimitSamples {
-            cores,
-            samples: Vec::new(),
-            paused_secs: 0.0,
-            paused_cpu: 0.0,
-        }
-    }
-
-    /// A sample before or after the run.
-    fn sample(&mut self, per_thread: usize) {
-        self.samples
-            .push(tallytree_benches::ring_verify_limit(self.cores, per_thread));
-    }
-
-    /// A sample while the run is paused: its time and CPU are not the run's.
-    fn sample_during(&mut self, per_thread: usize) {
-        let start = Instant::now();
-        let cpu = tallytree_benches::cpu_seconds();
-        self.sample(per_thread);
-        self.paused_secs += start.elapsed().as_secs_f64();
-        if let (Some(a), Some(b)) = (cpu, tallytree_benches::cpu_seconds()) {
-            self.paused_cpu += b - a;
-        }
-    }
-
-    fn mean(&self) -> f64 {
-        self.samples.iter().sum::<f64>() / self.samples.len().max(1) as f64
-    }
-
-    fn low(&self) -> f64 {
-        self.samples.iter().copied().fold(f64::INFINITY, f64::min)
-    }
-
-    fn high(&self) -> f64 {
-        self.samples.iter().copied().fold(0.0, f64::max)
-    }
-}
-
 fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -316,7 +267,7 @@ fn verify(file: &Path) -> Result<()> {
     // A shared host's speed drifts within a minute: the limit is sampled
     // before, every few seconds during (the auditor paused, the pause not
     // counted) and after the run, and the run is read against their mean.
-    let mut limit = LimitSamples::new(cores);
+    let mut limit = tallytree_benches::LimitSamples::new(cores);
     limit.sample(40_000);
     let start = Instant::now();
     let cpu_start = tallytree_benches::cpu_seconds();

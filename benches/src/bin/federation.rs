@@ -112,8 +112,14 @@ async fn submit(children: u32, revisions: u64, concurrency: usize, descendants: 
     }
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let one = tallytree_benches::ring_verify_limit(1, 20_000);
-    let all = tallytree_benches::ring_verify_limit(cores, 20_000);
-    println!("ring verify: {one:.0}/s on one core, {all:.0}/s on {cores} cores at once");
+    // The limit on every core at once, sampled before, between rounds of
+    // the run and after it (the host's speed drifts).
+    let mut limit = tallytree_benches::LimitSamples::new(cores);
+    limit.sample(20_000);
+    println!(
+        "ring verify: {one:.0}/s on one core, {:.0}/s on {cores} cores at once",
+        limit.mean()
+    );
 
     // The parent: a street node, in-process, RocksDB in a temporary dir.
     let dir = tempfile::tempdir()?;
@@ -252,15 +258,6 @@ async fn submit(children: u32, revisions: u64, concurrency: usize, descendants: 
         "submitting {submissions} submissions ({total} signed summaries: each child's with {descendants} descendants) from {children} children, {concurrency} in flight"
     );
 
-    // Children's revisions go in order; children run concurrently.
-    let queues: Vec<Vec<Vec<pb::SubmitRequest>>> = {
-        let mut q: Vec<Vec<Vec<pb::SubmitRequest>>> =
-            (0..concurrency).map(|_| Vec::new()).collect();
-        for (i, list) in per_child.into_iter().enumerate() {
-            q[i % concurrency].push(list);
-        }
-        q
-    };
     let channels: Vec<Channel> = {
         let mut c = Vec::new();
         for _ in 0..4 {
@@ -269,8 +266,73 @@ async fn submit(children: u32, revisions: u64, concurrency: usize, descendants: 
         c
     };
     let receipts = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let cpu_start = tallytree_benches::cpu_seconds();
-    let start = Instant::now();
+    // In four rounds of revisions, the limit sampled between them.
+    let per_round = revisions.div_ceil(4).max(1) as usize;
+    let mut elapsed = 0.0;
+    let mut cpu = Some(0.0);
+    let mut per_child: Vec<std::vec::IntoIter<pb::SubmitRequest>> =
+        per_child.into_iter().map(Vec::into_iter).collect();
+    loop {
+        let round: Vec<Vec<pb::SubmitRequest>> = per_child
+            .iter_mut()
+            .map(|list| list.by_ref().take(per_round).collect())
+            .collect();
+        if round.iter().all(Vec::is_empty) {
+            break;
+        }
+        let cpu_start = tallytree_benches::cpu_seconds();
+        let start = Instant::now();
+        run_round(round, concurrency, &channels, &receipts).await?;
+        elapsed += start.elapsed().as_secs_f64();
+        cpu = cpu
+            .zip(tallytree_benches::cpu_seconds().zip(cpu_start))
+            .map(|(c, (b, a))| c + b - a);
+        limit.sample(6_000);
+    }
+    let got = receipts.load(std::sync::atomic::Ordering::Relaxed);
+    if got != submissions {
+        bail!("{got} receipts for {submissions} submissions");
+    }
+    let rate = total as f64 / elapsed;
+    println!(
+        "Submit: {total} summaries verified, synced and receipted in {elapsed:.2} s = {rate:.0} summaries/s ({:.0} submissions/s)",
+        submissions as f64 / elapsed
+    );
+    let all = limit.mean();
+    println!(
+        "ring verify limit: {all:.0}/s on {cores} cores at once (mean of {} samples before, between rounds and after: {:.0} to {:.0})",
+        limit.samples.len(),
+        limit.low(),
+        limit.high()
+    );
+    println!(
+        "ratio to the ring verify limit × cores: {:.1}%",
+        100.0 * rate / all
+    );
+    if let Some(cpu) = cpu {
+        println!(
+            "CPU: {cpu:.2} s of the process (parent and load generator) over {elapsed:.2} s on {cores} cores = {:.0}% busy",
+            100.0 * cpu / (elapsed * cores as f64)
+        );
+    }
+    let _ = stop.send(());
+    let _ = server.await;
+    Ok(())
+}
+
+/// One round: every child's revisions in order, children concurrently,
+/// `concurrency` submissions in flight.
+async fn run_round(
+    per_child: Vec<Vec<pb::SubmitRequest>>,
+    concurrency: usize,
+    channels: &[Channel],
+    receipts: &Arc<std::sync::atomic::AtomicU64>,
+) -> Result<()> {
+    let mut queues: Vec<Vec<Vec<pb::SubmitRequest>>> =
+        (0..concurrency).map(|_| Vec::new()).collect();
+    for (i, list) in per_child.into_iter().enumerate() {
+        queues[i % concurrency].push(list);
+    }
     let mut tasks = Vec::new();
     for (t, queue) in queues.into_iter().enumerate() {
         let mut client = FederationClient::new(channels[t % channels.len()].clone());
@@ -299,31 +361,6 @@ async fn submit(children: u32, revisions: u64, concurrency: usize, descendants: 
     for t in tasks {
         t.await??;
     }
-    let elapsed = start.elapsed().as_secs_f64();
-    let cpu = tallytree_benches::cpu_seconds()
-        .zip(cpu_start)
-        .map(|(b, a)| b - a);
-    let got = receipts.load(std::sync::atomic::Ordering::Relaxed);
-    if got != submissions {
-        bail!("{got} receipts for {submissions} submissions");
-    }
-    let rate = total as f64 / elapsed;
-    println!(
-        "Submit: {total} summaries verified, synced and receipted in {elapsed:.2} s = {rate:.0} summaries/s ({:.0} submissions/s)",
-        submissions as f64 / elapsed
-    );
-    println!(
-        "ratio to the ring verify limit × cores measured above ({all:.0}/s): {:.1}%",
-        100.0 * rate / all
-    );
-    if let Some(cpu) = cpu {
-        println!(
-            "CPU: {cpu:.2} s of the process (parent and load generator) over {elapsed:.2} s on {cores} cores = {:.0}% busy",
-            100.0 * cpu / (elapsed * cores as f64)
-        );
-    }
-    let _ = stop.send(());
-    let _ = server.await;
     Ok(())
 }
 
