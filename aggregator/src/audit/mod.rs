@@ -4,7 +4,13 @@
 //! bundle: signatures checked on several threads in batches, arithmetic in
 //! bundle order, keeping only the child totals no parent has consumed yet.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+mod proof;
+mod report;
+
+pub use proof::{ProofReport, verify_proof};
+pub use report::{AuditReport, Problem, RegionVerdict};
+
+use std::collections::{HashMap, HashSet};
 
 use tallytree_proto::{Digest, Month, PublicKey, RegionCode, pb, statement};
 
@@ -17,89 +23,6 @@ use crate::{
 
 /// Statements handed to the verifying threads at a time.
 const BATCH: usize = 256;
-
-/// One problem, attached to the region it concerns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// The region, when known.
-    pub region: Option<RegionCode>,
-    /// The finding, naming the rule.
-    pub message: String,
-}
-
-/// The verdict on one region (kept small: a national bundle has 640,000).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RegionVerdict {
-    /// Summaries of the region verified.
-    pub summaries: u32,
-    /// Children counted / expected, over its summaries.
-    pub reported: u32,
-    /// Children expected.
-    pub expected: u32,
-    /// Problems found.
-    pub problems: Vec<String>,
-}
-
-/// The outcome of verifying a bundle.
-#[derive(Debug, Clone, Default)]
-pub struct AuditReport {
-    /// The bundle's header.
-    pub header: Option<pb::EvidenceHeader>,
-    /// Per region, in code order.
-    pub regions: BTreeMap<RegionCode, RegionVerdict>,
-    /// Problems not tied to one region.
-    pub general: Vec<String>,
-    /// Summaries read.
-    pub summaries: u64,
-    /// Enrolments read.
-    pub enrolments: u64,
-    /// Receipts read.
-    pub receipts: u64,
-    /// The verified totals of the bundle's region, per month.
-    pub totals: BTreeMap<Month, Tally>,
-    /// Chinese names of the regions, from enrolments and summaries.
-    pub names: HashMap<RegionCode, String>,
-}
-
-impl AuditReport {
-    /// True when nothing is wrong.
-    pub fn verified(&self) -> bool {
-        self.general.is_empty() && self.regions.values().all(|r| r.problems.is_empty())
-    }
-
-    /// Number of problems.
-    pub fn problem_count(&self) -> usize {
-        self.general.len()
-            + self
-                .regions
-                .values()
-                .map(|r| r.problems.len())
-                .sum::<usize>()
-    }
-
-    /// The Chinese name of a region, or its code.
-    pub fn name(&self, region: RegionCode) -> String {
-        self.names
-            .get(&region)
-            .cloned()
-            .unwrap_or_else(|| region.to_string())
-    }
-
-    /// "辽宁省 › 大连市 › 普兰店区": the names from the top of the bundle down.
-    pub fn path(&self, region: RegionCode) -> String {
-        let mut names: Vec<String> = region
-            .ancestry()
-            .filter(|r| self.regions.contains_key(r) || self.names.contains_key(r))
-            .map(|r| self.name(r))
-            .collect();
-        names.reverse();
-        if names.is_empty() {
-            region.to_string()
-        } else {
-            names.join(" › ")
-        }
-    }
-}
 
 /// A verified summary whose parent has not consumed it yet.
 #[derive(Debug, Clone)]
@@ -702,87 +625,4 @@ fn finding_region(f: &Finding) -> Option<RegionCode> {
         },
         Finding::UnknownKey { .. } => None,
     }
-}
-
-/// A verified inclusion proof.
-#[derive(Debug, Clone)]
-pub struct ProofReport {
-    /// The unit proven, its summary.
-    pub unit: SummaryView,
-    /// The chain from the unit's parent up to the top.
-    pub chain: Vec<SummaryView>,
-}
-
-/// Verifies an inclusion proof: each summary signed by its enrolled key
-/// (chained to the anchors), each one counted by the next by digest and
-/// revision, all of one period, the last signed by an anchor's region.
-pub fn verify_proof(
-    items: impl IntoIterator<Item = pb::EvidenceItem>,
-    anchors: &[(RegionCode, PublicKey)],
-) -> Result<ProofReport, String> {
-    use pb::evidence_item::Item;
-    let mut trust = Trust::default();
-    for (r, k) in anchors {
-        trust.add_anchor(*r, *k);
-    }
-    let mut enrolments = Vec::new();
-    let mut revocations = Vec::new();
-    let mut summaries = Vec::new();
-    for item in items {
-        match item.item {
-            Some(Item::Enrolment(e)) => enrolments.push(e),
-            Some(Item::Revocation(r)) => revocations.push(r),
-            Some(Item::Summary(s)) => summaries.push(s),
-            _ => {}
-        }
-    }
-    if let Some(f) = trust
-        .admit_all(&enrolments, &revocations)
-        .into_iter()
-        .next()
-    {
-        return Err(f.to_string());
-    }
-    let mut views = Vec::new();
-    for env in &summaries {
-        views.push(trust.open_summary(env).map_err(|f| f.to_string())?);
-    }
-    let Some((unit, _)) = views.first() else {
-        return Err("proof: no summaries".into());
-    };
-    for pair in views.windows(2) {
-        let ((below, below_digest), (view, _)) = (&pair[0], &pair[1]);
-        let counted = view
-            .children
-            .iter()
-            .find(|c| c.region == below.region)
-            .ok_or_else(|| {
-                format!(
-                    "summary {} {}: does not count {}",
-                    view.region, view.period, below.region
-                )
-            })?;
-        if counted.digest != *below_digest || counted.revision != below.revision {
-            return Err(format!(
-                "summary {} {}: counts {} revision {}, not the proven revision {}",
-                view.region, view.period, counted.region, counted.revision, below.revision
-            ));
-        }
-        if view.period != below.period {
-            return Err(format!(
-                "summary {}: period {} differs from {}",
-                view.region, view.period, below.period
-            ));
-        }
-    }
-    let top = views.last().map(|(v, _)| v.region).unwrap_or(unit.region);
-    if !anchors.iter().any(|(r, _)| *r == top) {
-        return Err(format!(
-            "proof: the chain ends at {top}, which is not a trust anchor's region"
-        ));
-    }
-    Ok(ProofReport {
-        unit: unit.clone(),
-        chain: views[1..].iter().map(|(v, _)| v.clone()).collect(),
-    })
 }
