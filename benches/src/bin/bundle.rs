@@ -27,7 +27,7 @@ use tallytree_aggregator::{
     audit::Auditor,
     bundle::{BundleReader, BundleWriter},
 };
-use tallytree_proto::{Category, Digest, Month, PublicKey, RegionCode, SigningKey, pb, statement};
+use tallytree_proto::{Category, Digest, Month, RegionCode, SigningKey, pb, statement};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -242,27 +242,8 @@ fn peak_rss_mb() -> Option<f64> {
 }
 
 fn verify(file: &Path) -> Result<()> {
-    let anchors_text = std::fs::read_to_string(anchor_path(file)).context("FILE.anchor")?;
-    let mut anchors = Vec::new();
-    let mut region = None;
-    let mut pem = String::new();
-    for line in anchors_text.lines() {
-        if let Some(rest) = line.strip_prefix("# tallytree trust anchor: ") {
-            region = rest
-                .split_whitespace()
-                .next()
-                .map(RegionCode::parse)
-                .transpose()?;
-        } else {
-            pem.push_str(line);
-            pem.push('\n');
-            if line.starts_with("-----END") {
-                let key = PublicKey::parse(&pem).context("anchor key")?;
-                anchors.push((region.take().context("anchor region")?, key));
-                pem.clear();
-            }
-        }
-    }
+    // The anchor file `tallytree audit verify --trust` reads.
+    let anchors = tallytree_cli::evidence::load_anchors(&anchor_path(file))?;
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     // A shared host's speed drifts within a minute: the limit is sampled
     // before, every few seconds during (the auditor paused, the pause not
