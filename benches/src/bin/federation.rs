@@ -320,40 +320,40 @@ async fn submit(children: u32, revisions: u64, concurrency: usize, descendants: 
     Ok(())
 }
 
-/// One round: every child's revisions in order, children concurrently,
-/// `concurrency` submissions in flight.
+/// One round: every child's revisions in order, one at a time per child,
+/// `concurrency` submissions in flight. Children wait in one queue; a
+/// sender takes the next child, submits its next revision and puts the
+/// child back at the end, so the load stays even to the end of the round.
 async fn run_round(
     per_child: Vec<Vec<pb::SubmitRequest>>,
     concurrency: usize,
     channels: &[Channel],
     receipts: &Arc<std::sync::atomic::AtomicU64>,
 ) -> Result<()> {
-    let mut queues: Vec<Vec<Vec<pb::SubmitRequest>>> =
-        (0..concurrency).map(|_| Vec::new()).collect();
-    for (i, list) in per_child.into_iter().enumerate() {
-        queues[i % concurrency].push(list);
-    }
+    let queue: std::collections::VecDeque<std::vec::IntoIter<pb::SubmitRequest>> = per_child
+        .into_iter()
+        .filter(|list| !list.is_empty())
+        .map(Vec::into_iter)
+        .collect();
+    let queue = Arc::new(std::sync::Mutex::new(queue));
     let mut tasks = Vec::new();
-    for (t, queue) in queues.into_iter().enumerate() {
+    for t in 0..concurrency {
         let mut client = FederationClient::new(channels[t % channels.len()].clone());
         let receipts = receipts.clone();
+        let queue = queue.clone();
         tasks.push(tokio::spawn(async move {
-            // Interleave this task's children revision by revision.
-            let mut lists: Vec<std::vec::IntoIter<pb::SubmitRequest>> =
-                queue.into_iter().map(Vec::into_iter).collect();
             loop {
-                let mut any = false;
-                for list in &mut lists {
-                    if let Some(req) = list.next() {
-                        any = true;
-                        let r = client.submit(req).await?;
-                        if r.into_inner().receipt.is_some() {
-                            receipts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        }
-                    }
-                }
-                if !any {
+                let next = queue.lock().expect("queue").pop_front();
+                let Some(mut list) = next else {
                     return Ok::<(), tonic::Status>(());
+                };
+                let req = list.next().expect("lists in the queue are not empty");
+                let r = client.submit(req).await?;
+                if r.into_inner().receipt.is_some() {
+                    receipts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                if list.len() > 0 {
+                    queue.lock().expect("queue").push_back(list);
                 }
             }
         }));

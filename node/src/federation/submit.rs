@@ -100,12 +100,17 @@ impl Federation {
             });
         }
         check_not_future(view.region, view.period, self.clock.month()).map_err(Finding::from)?;
-
-        let _stripe = self.stripe(view.region, view.period);
-        let store = self.ledger.store();
+        // A duplicate or a stale revision is answered before its
+        // descendants are verified.
         if let Some(receipt) = self.check_revision(&view, digest, env)? {
             return Ok(receipt);
         }
+
+        // The descendants are verified without the stripe: stored rows never
+        // change, so only the revision rules and the write need it, and
+        // other submissions of the child's stripe do not wait for the
+        // verification.
+        let store = self.ledger.store();
         let source = Source {
             store,
             included: req
@@ -119,6 +124,12 @@ impl Federation {
             verify_opened(&trust, &source, view.clone(), digest)?
         };
 
+        let _stripe = self.stripe(view.region, view.period);
+        // Again under the stripe: another submission of this child and month
+        // may have been stored meanwhile.
+        if let Some(receipt) = self.check_revision(&view, digest, env)? {
+            return Ok(receipt);
+        }
         let now = self.clock.now_ms();
         let mut batch = Batch::default();
         let row = |env: &pb::Envelope| {
