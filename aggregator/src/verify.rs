@@ -526,54 +526,55 @@ impl Signer {
 }
 
 /// Where the child summaries a summary references come from.
-pub trait SummarySource {
+pub trait SummarySource<'s> {
     /// The summary `child` references for `period`: already verified (held
     /// by a node that checked it when storing it) or to be verified.
-    fn find(&self, child: &ChildEntry, period: Month) -> Option<Candidate>;
+    fn find(&self, child: &ChildEntry, period: Month) -> Option<Candidate<'s>>;
 }
 
 /// A child summary found for a reference.
 #[derive(Debug, Clone)]
-pub enum Candidate {
+pub enum Candidate<'s> {
     /// Checked before; its decoded view and digest.
     Trusted(Box<SummaryView>, Digest),
-    /// To be verified now.
-    Unverified(pb::Envelope),
+    /// To be verified now (borrowed from the source: a parent verifies the
+    /// envelopes of the request in place).
+    Unverified(&'s pb::Envelope),
 }
 
 /// A summary verified with every descendant it counts.
 #[derive(Debug, Clone)]
-pub struct Verified {
+pub struct Verified<'s> {
     /// The summary.
     pub view: SummaryView,
     /// Its digest.
     pub digest: Digest,
     /// The descendant summaries verified on the way (not the trusted ones),
     /// with their envelopes, so the caller can store them.
-    pub descendants: Vec<(SummaryView, Digest, pb::Envelope)>,
+    pub descendants: Vec<(SummaryView, Digest, &'s pb::Envelope)>,
 }
 
 /// Verifies `env` and, recursively, every child summary it references:
 /// signatures and enrolments, content, same period, digests and revisions
 /// as referenced, `total == local + sum of child totals`, and
 /// `children_expected` equal to the children enrolled when it was issued.
-pub fn verify_tree(
+pub fn verify_tree<'s>(
     trust: &Trust,
-    source: &dyn SummarySource,
+    source: &dyn SummarySource<'s>,
     env: &pb::Envelope,
-) -> Result<Verified, Finding> {
+) -> Result<Verified<'s>, Finding> {
     let (view, digest) = trust.open_summary(env)?;
     verify_opened(trust, source, view, digest)
 }
 
 /// [`verify_tree`] for a summary already opened with
 /// [`Trust::open_summary`] (its signature is not checked twice).
-pub fn verify_opened(
+pub fn verify_opened<'s>(
     trust: &Trust,
-    source: &dyn SummarySource,
+    source: &dyn SummarySource<'s>,
     view: SummaryView,
     digest: Digest,
-) -> Result<Verified, Finding> {
+) -> Result<Verified<'s>, Finding> {
     let mut descendants = Vec::new();
     let mut child_totals: Vec<Tally> = Vec::with_capacity(view.children.len());
     for child in &view.children {
@@ -593,7 +594,7 @@ pub fn verify_opened(
             match source.find(child, view.period).ok_or_else(missing)? {
                 Candidate::Trusted(v, d) => (*v, d),
                 Candidate::Unverified(child_env) => {
-                    let verified = verify_tree(trust, source, &child_env)?;
+                    let verified = verify_tree(trust, source, child_env)?;
                     descendants.extend(verified.descendants);
                     descendants.push((verified.view.clone(), verified.digest, child_env));
                     (verified.view, verified.digest)

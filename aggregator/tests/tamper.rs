@@ -82,7 +82,7 @@ fn assert_only(report: &AuditReport, allowed: &[&str]) {
 }
 
 /// The message of the finding a parent's submission checks return.
-fn refused(result: Result<Verified, Finding>) -> Finding {
+fn refused(result: Result<Verified<'_>, Finding>) -> Finding {
     match result {
         Ok(v) => panic!("accepted {} revision {}", v.view.region, v.view.revision),
         Err(f) => f,

@@ -11,7 +11,6 @@
 
 use std::{sync::Arc, time::Duration};
 
-use prost::Message;
 use tallytree_aggregator::{ChildEntry, SummaryView};
 use tallytree_proto::{Month, statement};
 use tokio::time::Instant;
@@ -155,15 +154,10 @@ impl Signer {
                     "own summary well formed"
                 );
                 let sealed = statement::seal(&self.fed.identity.key(), &summary.to_pb());
-                let row = SummaryRow {
-                    envelope: Some(sealed.envelope),
-                    received_at_ms: issued_at_ms,
-                    verified: true,
-                };
                 batch.put(
                     Cf::Summaries,
                     layout::summary_key(region, month, revision),
-                    row.encode_to_vec(),
+                    layout::summary_row_bytes(&sealed.envelope, issued_at_ms),
                 );
                 if region.parent().is_some() {
                     // Same batch as the revision: nothing signed is ever

@@ -429,7 +429,7 @@ impl Federation {
         &self,
         parent: RegionCode,
         env: &pb::Envelope,
-    ) -> Result<Verified, Finding> {
+    ) -> Result<Verified<'_>, Finding> {
         let mut trust = Trust::with_anchor(parent, self.key(parent).public_key());
         let below = |r: RegionCode| r != parent && r.is_within(parent);
         let enrolments: Vec<pb::Envelope> = self
@@ -469,24 +469,24 @@ pub(crate) fn audit_bytes(bytes: &[u8], anchor: (RegionCode, PublicKey)) -> Audi
 /// as the node does, and failing that by region and revision, so that a
 /// summary altered after signing is still found and checked (and refused)
 /// rather than merely missing.
-pub(crate) struct Carried {
+pub(crate) struct Carried<'a> {
     /// By payload digest.
-    by_digest: HashMap<Digest, pb::Envelope>,
+    by_digest: HashMap<Digest, &'a pb::Envelope>,
     /// By claimed region and revision.
-    by_revision: HashMap<(RegionCode, u64), pb::Envelope>,
+    by_revision: HashMap<(RegionCode, u64), &'a pb::Envelope>,
 }
 
-impl Carried {
+impl<'a> Carried<'a> {
     /// Indexes `summaries`.
-    pub(crate) fn new(summaries: &[pb::Envelope]) -> Carried {
+    pub(crate) fn new(summaries: &'a [pb::Envelope]) -> Carried<'a> {
         let mut by_digest = HashMap::new();
         let mut by_revision = HashMap::new();
         for env in summaries {
-            by_digest.insert(Digest::of(&env.payload), env.clone());
+            by_digest.insert(Digest::of(&env.payload), env);
             if let Ok(s) = statement::decode_verified::<pb::Summary>(env)
                 && let Ok(r) = RegionCode::parse(&s.region)
             {
-                by_revision.insert((r, s.revision), env.clone());
+                by_revision.insert((r, s.revision), env);
             }
         }
         Carried {
@@ -496,11 +496,11 @@ impl Carried {
     }
 }
 
-impl SummarySource for Carried {
-    fn find(&self, child: &ChildEntry, _period: Month) -> Option<Candidate> {
+impl<'a> SummarySource<'a> for Carried<'a> {
+    fn find(&self, child: &ChildEntry, _period: Month) -> Option<Candidate<'a>> {
         self.by_digest
             .get(&child.digest)
             .or_else(|| self.by_revision.get(&(child.region, child.revision)))
-            .map(|env| Candidate::Unverified(env.clone()))
+            .map(|env| Candidate::Unverified(env))
     }
 }

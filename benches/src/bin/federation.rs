@@ -44,8 +44,8 @@ enum Command {
         /// Children enrolled at the parent.
         #[arg(long, default_value_t = 200)]
         children: u32,
-        /// Revisions each child submits.
-        #[arg(long, default_value_t = 40)]
+        /// Revisions each child submits (the first untimed).
+        #[arg(long, default_value_t = 41)]
         revisions: u64,
         /// Submissions in flight at once.
         #[arg(long, default_value_t = 64)]
@@ -85,6 +85,9 @@ fn main() -> Result<()> {
     })
 }
 
+/// Rounds of a Submit run; the ring verify limit is sampled between them.
+const ROUNDS: u64 = 8;
+
 /// The `i`-th child of `parent` (a street's villages, a district's streets).
 fn village(parent: RegionCode, i: u32) -> RegionCode {
     let step = match parent.level() {
@@ -109,6 +112,9 @@ fn tally(r: u64) -> Tally {
 async fn submit(children: u32, revisions: u64, concurrency: usize, descendants: u32) -> Result<()> {
     if children == 0 || children > 999 || descendants > 999 {
         bail!("--children and --descendants: at most 999");
+    }
+    if revisions < 2 {
+        bail!("--revisions: at least 2 (the first is an untimed warm-up)");
     }
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let one = tallytree_benches::ring_verify_limit(1, 20_000);
@@ -252,10 +258,12 @@ async fn submit(children: u32, revisions: u64, concurrency: usize, descendants: 
         }
         per_child.push(list);
     }
-    let submissions = u64::from(children) * revisions;
+    // Each child's first revision carries the enrolments of its children,
+    // forwarded once: sent before the timed rounds, as a warm-up.
+    let submissions = u64::from(children) * (revisions - 1);
     let total = submissions * (1 + u64::from(descendants));
     println!(
-        "submitting {submissions} submissions ({total} signed summaries: each child's with {descendants} descendants) from {children} children, {concurrency} in flight"
+        "submitting {submissions} submissions ({total} signed summaries: each child's with {descendants} descendants) from {children} children, {concurrency} in flight, after one untimed revision each that forwards the enrolments"
     );
 
     let channels: Vec<Channel> = {
@@ -266,12 +274,22 @@ async fn submit(children: u32, revisions: u64, concurrency: usize, descendants: 
         c
     };
     let receipts = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    // In four rounds of revisions, the limit sampled between them.
-    let per_round = revisions.div_ceil(4).max(1) as usize;
+    let per_submission = f64::from(1 + descendants);
+    // In rounds of revisions, the limit sampled between them: each round is
+    // read against the mean of the samples just before and after it.
+    let per_round = (revisions - 1).div_ceil(ROUNDS).max(1) as usize;
     let mut elapsed = 0.0;
+    let mut expected = 0.0;
+    let mut round_ratios = Vec::new();
     let mut cpu = Some(0.0);
     let mut per_child: Vec<std::vec::IntoIter<pb::SubmitRequest>> =
         per_child.into_iter().map(Vec::into_iter).collect();
+    let warm_up = per_child
+        .iter_mut()
+        .map(|list| list.take(1).collect())
+        .collect();
+    run_round(warm_up, concurrency, &channels, &receipts).await?;
+    receipts.store(0, std::sync::atomic::Ordering::Relaxed);
     loop {
         let round: Vec<Vec<pb::SubmitRequest>> = per_child
             .iter_mut()
@@ -280,14 +298,21 @@ async fn submit(children: u32, revisions: u64, concurrency: usize, descendants: 
         if round.iter().all(Vec::is_empty) {
             break;
         }
+        let receipts_before = receipts.load(std::sync::atomic::Ordering::Relaxed);
         let cpu_start = tallytree_benches::cpu_seconds();
         let start = Instant::now();
         run_round(round, concurrency, &channels, &receipts).await?;
-        elapsed += start.elapsed().as_secs_f64();
+        let took = start.elapsed().as_secs_f64();
+        let done = receipts.load(std::sync::atomic::Ordering::Relaxed) - receipts_before;
+        elapsed += took;
         cpu = cpu
             .zip(tallytree_benches::cpu_seconds().zip(cpu_start))
             .map(|(c, (b, a))| c + b - a);
+        let before = *limit.samples.last().context("a sample before the round")?;
         limit.sample(6_000);
+        let bracket = (before + limit.samples.last().copied().unwrap_or(before)) / 2.0;
+        expected += took * bracket;
+        round_ratios.push(done as f64 * per_submission / (took * bracket));
     }
     let got = receipts.load(std::sync::atomic::Ordering::Relaxed);
     if got != submissions {
@@ -306,7 +331,10 @@ async fn submit(children: u32, revisions: u64, concurrency: usize, descendants: 
         limit.high()
     );
     println!(
-        "ratio to the ring verify limit × cores: {:.1}%",
+        "ratio to the ring verify limit × cores: {:.1}% (each round against the samples around it; rounds {:.1}% to {:.1}%); against the mean of all samples {:.1}%",
+        100.0 * total as f64 / expected,
+        100.0 * round_ratios.iter().copied().fold(f64::INFINITY, f64::min),
+        100.0 * round_ratios.iter().copied().fold(0.0, f64::max),
         100.0 * rate / all
     );
     if let Some(cpu) = cpu {

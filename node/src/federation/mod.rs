@@ -5,13 +5,15 @@
 //! - [`enrolment`]: enrol, rotate and revoke children; install this node's
 //!   own enrolment.
 //! - [`submit`]: Federation.Submit at the parent: verify, store durably, receipt.
+//! - `revisions`: the revision rules of one child and month, under its stripe.
 //! - [`pusher`]: the outbox pusher with timeout, retry and backoff.
 
 pub mod enrolment;
 pub mod pusher;
+mod revisions;
 pub mod submit;
 
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tallytree_aggregator::Trust;
 use tallytree_proto::{PublicKey, pb, statement};
@@ -28,21 +30,6 @@ use crate::{
     },
 };
 
-/// Stripes of the per-(child, month) submission lock.
-const STRIPES: usize = 64;
-
-/// The stripe of a child's month. Region codes are decimal (siblings differ
-/// by 1, 1,000, 1,000,000 or 100,000,000), so the code is mixed (the
-/// SplitMix64 finaliser) before it picks the stripe: the code modulo 64
-/// would put a district's streets, 1,000 apart, on 8 stripes only.
-fn stripe_index(region: tallytree_proto::RegionCode, month: tallytree_proto::Month) -> usize {
-    let mut x = region.as_u64() ^ u64::from(month.index()).rotate_left(40);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^= x >> 31;
-    (x % STRIPES as u64) as usize
-}
-
 /// What the federation parts of a node share.
 #[derive(Debug)]
 pub struct Federation {
@@ -55,7 +42,7 @@ pub struct Federation {
     /// Which keys speak for which regions of the subtree.
     trust: RwLock<Trust>,
     /// Serialises the revision rules of one child and month.
-    stripes: Vec<Mutex<()>>,
+    stripes: revisions::Stripes,
     /// Wakes the pusher (new revision, enrolment installed).
     pusher_wake: Notify,
 }
@@ -87,7 +74,7 @@ impl Federation {
             identity,
             clock,
             trust: RwLock::new(trust),
-            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            stripes: revisions::Stripes::new(),
             pusher_wake: Notify::new(),
         })
     }
@@ -112,10 +99,8 @@ impl Federation {
         &self,
         region: tallytree_proto::RegionCode,
         month: tallytree_proto::Month,
-    ) -> std::sync::MutexGuard<'_, ()> {
-        self.stripes[stripe_index(region, month)]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+    ) -> MutexGuard<'_, revisions::Stripe> {
+        self.stripes.lock(region, month)
     }
 
     /// The parent's key, once this node's enrolment is installed.
@@ -135,37 +120,5 @@ impl Federation {
     /// Resolves when the pusher is woken.
     pub async fn pusher_woken(&self) {
         self.pusher_wake.notified().await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::HashSet;
-
-    use tallytree_proto::{Month, RegionCode};
-
-    use super::{STRIPES, stripe_index};
-
-    /// Siblings at every level (codes 1, 1,000 or 1,000,000 apart) spread
-    /// over the stripes, so concurrent children rarely wait for each other.
-    #[test]
-    fn siblings_spread_over_the_stripes() {
-        let month = Month::from_index(24_300).expect("month");
-        for (parent, step) in [
-            (210_000_000_000u64, 100_000_000u64),
-            (210_200_000_000, 1_000_000),
-            (210_214_000_000, 1_000),
-            (210_214_001_000, 1),
-        ] {
-            let stripes: HashSet<usize> = (1..=STRIPES as u64)
-                .filter_map(|i| RegionCode::from_u64(parent + i * step).ok())
-                .map(|code| stripe_index(code, month))
-                .collect();
-            assert!(
-                stripes.len() >= STRIPES / 2,
-                "children of {parent} {step} apart use {} of {STRIPES} stripes",
-                stripes.len()
-            );
-        }
     }
 }

@@ -4,19 +4,15 @@
 
 use std::collections::HashMap;
 
-use prost::Message;
 use tallytree_aggregator::{
     Candidate, ChildEntry, Finding, SummarySource, SummaryView, summary::check_not_future,
     verify_opened,
 };
 use tallytree_proto::{Digest, Month, RegionCode, pb, statement};
-use tracing::{info, warn};
+use tracing::info;
 
-use super::Federation;
-use crate::store::{
-    Batch, Cf, Store, StoreError,
-    layout::{self, SummaryRow},
-};
+use super::{Federation, revisions::Accepted};
+use crate::store::{Batch, Cf, Store, StoreError, layout};
 
 /// Why a submission is refused.
 #[derive(Debug, thiserror::Error)]
@@ -66,8 +62,8 @@ struct Source<'a> {
     included: HashMap<Digest, &'a pb::Envelope>,
 }
 
-impl SummarySource for Source<'_> {
-    fn find(&self, child: &ChildEntry, period: Month) -> Option<Candidate> {
+impl<'a> SummarySource<'a> for Source<'a> {
+    fn find(&self, child: &ChildEntry, period: Month) -> Option<Candidate<'a>> {
         if let Ok(Some(row)) = layout::summary_at(self.store, child.region, period, child.revision)
             && let (Ok(view), Ok(digest)) = (row.view(), row.digest())
         {
@@ -75,7 +71,7 @@ impl SummarySource for Source<'_> {
         }
         self.included
             .get(&child.digest)
-            .map(|env| Candidate::Unverified((*env).clone()))
+            .map(|env| Candidate::Unverified(env))
     }
 }
 
@@ -102,7 +98,12 @@ impl Federation {
         check_not_future(view.region, view.period, self.clock.month()).map_err(Finding::from)?;
         // A duplicate or a stale revision is answered before its
         // descendants are verified.
-        if let Some(receipt) = self.check_revision(&view, digest, env)? {
+        if let Some(receipt) = self.check_revision(
+            &mut self.stripe(view.region, view.period),
+            &view,
+            digest,
+            env,
+        )? {
             return Ok(receipt);
         }
 
@@ -121,36 +122,29 @@ impl Federation {
         };
         let verified = {
             let trust = self.trust();
-            verify_opened(&trust, &source, view.clone(), digest)?
+            verify_opened(&trust, &source, view, digest)?
         };
+        let view = &verified.view;
 
-        let _stripe = self.stripe(view.region, view.period);
+        let mut stripe = self.stripe(view.region, view.period);
         // Again under the stripe: another submission of this child and month
         // may have been stored meanwhile.
-        if let Some(receipt) = self.check_revision(&view, digest, env)? {
+        if let Some(receipt) = self.check_revision(&mut stripe, view, digest, env)? {
             return Ok(receipt);
         }
         let now = self.clock.now_ms();
         let mut batch = Batch::default();
-        let row = |env: &pb::Envelope| {
-            SummaryRow {
-                envelope: Some(env.clone()),
-                received_at_ms: now,
-                verified: true,
-            }
-            .encode_to_vec()
-        };
         for (d, _, denv) in &verified.descendants {
             batch.put(
                 Cf::Summaries,
                 layout::summary_key(d.region, d.period, d.revision),
-                row(denv),
+                layout::summary_row_bytes(denv, now),
             );
         }
         batch.put(
             Cf::Summaries,
             layout::summary_key(view.region, view.period, view.revision),
-            row(env),
+            layout::summary_row_bytes(env, now),
         );
         batch.put(Cf::Dirty, layout::month_key(view.period), Vec::new());
         {
@@ -159,8 +153,18 @@ impl Federation {
             let _writer = self.ledger.shared();
             self.ledger.write_changes(batch)?;
         }
+        stripe.stored(
+            view.region,
+            view.period,
+            Accepted {
+                revision: view.revision,
+                digest,
+                received_at_ms: now,
+            },
+        );
+        drop(stripe);
         // Durable now: only from here on may a receipt exist.
-        let receipt = self.issue_receipt(&view, digest, now);
+        let receipt = self.issue_receipt(view, digest, now);
         info!(child = %view.region, period = %view.period, revision = view.revision, descendants = verified.descendants.len(), digest = %digest.short(), "accepted summary");
         Ok(receipt)
     }
@@ -226,62 +230,5 @@ impl Federation {
         }
         self.ledger.store().write(batch)?;
         Ok(())
-    }
-
-    /// The revision rules: the same digest again gets the same receipt; a
-    /// revision at or below one accepted, with another digest, is refused
-    /// and both are kept as evidence.
-    fn check_revision(
-        &self,
-        view: &SummaryView,
-        digest: Digest,
-        env: &pb::Envelope,
-    ) -> Result<Option<pb::Envelope>, SubmitError> {
-        let store = self.ledger.store();
-        if let Some(held) = layout::summary_at(store, view.region, view.period, view.revision)? {
-            if held.digest()? == digest {
-                return Ok(Some(self.issue_receipt(view, digest, held.received_at_ms)));
-            }
-            return Err(self.equivocation(view, digest, env, &held)?);
-        }
-        if let Some(latest) = layout::latest_summary(store, view.region, view.period)? {
-            let held = latest.view()?;
-            if held.revision > view.revision {
-                return Err(self.equivocation(view, digest, env, &latest)?);
-            }
-        }
-        Ok(None)
-    }
-
-    fn equivocation(
-        &self,
-        view: &SummaryView,
-        digest: Digest,
-        env: &pb::Envelope,
-        held: &SummaryRow,
-    ) -> Result<SubmitError, StoreError> {
-        let held_view = held.view()?;
-        let held_digest = held.digest()?;
-        let mut batch = Batch::default();
-        batch.put(
-            Cf::Evidence,
-            layout::evidence_key(view.region, view.period, &digest),
-            layout::envelope_bytes(env),
-        );
-        batch.put(
-            Cf::Evidence,
-            layout::evidence_key(view.region, view.period, &held_digest),
-            layout::envelope_bytes(held.envelope()?),
-        );
-        self.ledger.store().write(batch)?;
-        warn!(child = %view.region, period = %view.period, revision = view.revision, held = held_view.revision, "equivocation refused");
-        Ok(SubmitError::Equivocation {
-            region: view.region,
-            period: view.period,
-            revision: view.revision,
-            digest: digest.short(),
-            held: held_view.revision,
-            held_digest: held_digest.short(),
-        })
     }
 }
