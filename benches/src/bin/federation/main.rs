@@ -11,6 +11,8 @@
 //!
 //! Both bind 127.0.0.1 only, bound their loops and stop by themselves.
 
+mod subtree;
+
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -18,7 +20,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use tallytree_aggregator::{CaseCounts, SummaryView, Tally};
+use tallytree_aggregator::Tally;
 use tallytree_node::{Node, config::Config};
 use tallytree_proto::{
     Category, Month, PeriodRange, RegionCode, SigningKey,
@@ -26,7 +28,6 @@ use tallytree_proto::{
         self, enrolments_client::EnrolmentsClient, federation_client::FederationClient,
         query_client::QueryClient,
     },
-    statement,
 };
 use tonic::{metadata::MetadataValue, transport::Channel};
 
@@ -42,7 +43,7 @@ enum Command {
     /// A parent's Submit throughput against the ring verify limit × cores.
     Submit {
         /// Children enrolled at the parent.
-        #[arg(long, default_value_t = 200)]
+        #[arg(long, default_value_t = 14)]
         children: u32,
         /// Revisions each child submits (the first untimed).
         #[arg(long, default_value_t = 41)]
@@ -50,11 +51,13 @@ enum Command {
         /// Submissions in flight at once.
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
-        /// Descendant summaries each submission carries (a street's villages,
-        /// new with every revision, as when a street pushes its roll-up);
-        /// 0 sends bare summaries.
-        #[arg(long, default_value_t = 15)]
-        descendants: u32,
+        /// Each child's subtree, as children per unit level by level: the
+        /// default is a city's (5 districts of 5 streets of 10 villages)
+        /// pushing to the province, every unit changed since its last push;
+        /// `15` is a street pushing its 15 villages to its district; `none`
+        /// sends bare village summaries to their street.
+        #[arg(long, default_value = "5,5,10", value_parser = parse_fanout)]
+        fanout: Fanout,
     },
     /// Village-to-province latency in the demo federation.
     Latency {
@@ -78,44 +81,52 @@ fn main() -> Result<()> {
                 children,
                 revisions,
                 concurrency,
-                descendants,
-            } => submit(children, revisions, concurrency, descendants).await,
+                fanout,
+            } => submit(children, revisions, concurrency, &fanout.0).await,
             Command::Latency { samples, bin_dir } => latency(samples, bin_dir).await,
         }
     })
 }
 
+/// Children per unit, level by level below the parent's children.
+#[derive(Clone, Debug)]
+struct Fanout(Vec<u32>);
+
+fn parse_fanout(s: &str) -> Result<Fanout, String> {
+    if s == "none" || s.is_empty() {
+        return Ok(Fanout(Vec::new()));
+    }
+    s.split(',')
+        .map(|n| match n.trim().parse::<u32>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("{n:?}: a positive number of children per unit")),
+        })
+        .collect::<Result<_, _>>()
+        .map(Fanout)
+}
+
 /// Rounds of a Submit run; the ring verify limit is sampled between them.
 const ROUNDS: u64 = 8;
 
-/// The `i`-th child of `parent` (a street's villages, a district's streets).
-fn village(parent: RegionCode, i: u32) -> RegionCode {
-    let step = match parent.level() {
-        tallytree_proto::Level::District => 1000,
-        _ => 1,
-    };
-    RegionCode::from_u64(parent.as_u64() + (u64::from(i) + 1) * step).expect("child code")
-}
-
-fn tally(r: u64) -> Tally {
-    let mut local = Tally::default();
-    *local.category_mut(Category::Neighbour) = CaseCounts {
-        registered: 10 + r,
-        resolved: 8 + r,
-        escalated: 1,
-        in_progress: 1,
-        resolved_on_time: 7,
-    };
-    local
-}
-
-async fn submit(children: u32, revisions: u64, concurrency: usize, descendants: u32) -> Result<()> {
-    if children == 0 || children > 999 || descendants > 999 {
-        bail!("--children and --descendants: at most 999");
-    }
+async fn submit(children: u32, revisions: u64, concurrency: usize, fanout: &[u32]) -> Result<()> {
     if revisions < 2 {
         bail!("--revisions: at least 2 (the first is an untimed warm-up)");
     }
+    // The parent is as far above the villages as the children's subtrees
+    // are deep: the province for cities, a district for streets, a street
+    // for bare village summaries.
+    let (parent_code, parent_name) = match fanout.len() {
+        0 => ("210214001000", "铁西街道"),
+        1 => ("210214000000", "普兰店区"),
+        2 => ("210200000000", "大连市"),
+        3 => ("210000000000", "辽宁省"),
+        _ => bail!("--fanout: at most three levels below the children"),
+    };
+    let parent_code = RegionCode::parse(parent_code)?;
+    let child_codes: Vec<RegionCode> = (0..children)
+        .map(|i| subtree::child_code(parent_code, i))
+        .collect::<Result<_>>()
+        .context("--children")?;
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let one = tallytree_benches::ring_verify_limit(1, 20_000);
     // The limit on every core at once, sampled before, between rounds of
@@ -127,17 +138,12 @@ async fn submit(children: u32, revisions: u64, concurrency: usize, descendants: 
         limit.mean()
     );
 
-    // The parent: a street node, in-process, RocksDB in a temporary dir.
+    // The parent, in-process, RocksDB in a temporary dir.
     let dir = tempfile::tempdir()?;
-    let parent_code = RegionCode::parse(if descendants > 0 {
-        "210214000000"
-    } else {
-        "210214001000"
-    })?;
     SigningKey::generate_to_file(&dir.path().join("node.key"))?;
     let config = Config {
         region: parent_code,
-        name: "铁西街道".into(),
+        name: parent_name.into(),
         data_dir: dir.path().join("data"),
         key_file: dir.path().join("node.key"),
         listen: "127.0.0.1:0".parse()?,
@@ -162,18 +168,19 @@ async fn submit(children: u32, revisions: u64, concurrency: usize, descendants: 
             r.metadata_mut().insert("authorization", token.clone());
             Ok(r)
         });
-    let mut keys = Vec::new();
-    for i in 0..children {
-        let (key, _) = SigningKey::generate()?;
+    let mut units = Vec::new();
+    for code in child_codes {
+        let unit = subtree::Unit::build(code, fanout)?;
         enrol
             .enrol(pb::EnrolRequest {
-                region: village(parent_code, i).to_string(),
-                name: format!("村{i}"),
-                public_key: key.public_key().0.to_vec(),
+                region: code.to_string(),
+                name: format!("单位{code}"),
+                public_key: unit.key.public_key().0.to_vec(),
             })
             .await?;
-        keys.push(key);
+        units.push(unit);
     }
+    let descendants = units.first().map_or(0, subtree::Unit::descendants);
     tokio::time::sleep(Duration::from_millis(5)).await;
 
     // Every submission signed beforehand: the harness measures the parent.
@@ -182,77 +189,19 @@ async fn submit(children: u32, revisions: u64, concurrency: usize, descendants: 
         .context("month")?;
     let now = chrono::Utc::now().timestamp_millis();
     let mut per_child: Vec<Vec<pb::SubmitRequest>> = Vec::new();
-    for (i, key) in keys.iter().enumerate() {
-        let region = village(parent_code, i as u32);
-        // The child's own children, enrolled by it: forwarded once, with
-        // its first submission.
-        let grandchildren: Vec<(RegionCode, SigningKey)> = (0..descendants)
-            .map(|j| Ok((village(region, j), SigningKey::generate()?.0)))
-            .collect::<Result<_>>()?;
-        let enrolments: Vec<pb::Envelope> = grandchildren
-            .iter()
-            .map(|(g, k)| {
-                let e = pb::Enrolment {
-                    parent: region.to_string(),
-                    region: g.to_string(),
-                    name: format!("村{g}"),
-                    public_key: k.public_key().0.to_vec(),
-                    serial: 1,
-                    valid_from_ms: now - 1000,
-                    issued_at_ms: now - 1000,
-                };
-                statement::seal(key, &e).envelope
-            })
-            .collect();
+    for unit in &units {
         let mut list = Vec::new();
         for r in 1..=revisions {
-            let mut refs = Vec::new();
-            let mut envs = Vec::new();
-            let mut total = tally(r);
-            for (g, gk) in &grandchildren {
-                let local = tally(r + 1);
-                let view = SummaryView {
-                    region: *g,
-                    name: format!("村{g}"),
-                    parent: Some(region),
-                    period: month,
-                    revision: r,
-                    issued_at_ms: now,
-                    local,
-                    total: local,
-                    children: Vec::new(),
-                    children_expected: 0,
-                };
-                let sealed = statement::seal(gk, &view.to_pb());
-                refs.push(tallytree_aggregator::ChildEntry {
-                    region: *g,
-                    revision: r,
-                    digest: sealed.digest,
-                });
-                envs.push(sealed.envelope);
-                total = total.checked_add(&local).context("overflow")?;
+            let mut envs = Vec::with_capacity(descendants);
+            let (_, _, env) = unit.seal(month, r, now, &mut envs)?;
+            let mut enrolments = Vec::new();
+            if r == 1 {
+                unit.enrolments(now, &mut enrolments);
             }
-            let view = SummaryView {
-                region,
-                name: format!("单位{i}"),
-                parent: Some(parent_code),
-                period: month,
-                revision: r,
-                issued_at_ms: now,
-                local: tally(r),
-                total,
-                children: refs,
-                children_expected: descendants,
-            };
-            let env = statement::seal(key, &view.to_pb()).envelope;
             list.push(pb::SubmitRequest {
                 summary: Some(env),
                 descendants: envs,
-                enrolments: if r == 1 {
-                    enrolments.clone()
-                } else {
-                    Vec::new()
-                },
+                enrolments,
                 revocations: Vec::new(),
             });
         }
@@ -261,9 +210,9 @@ async fn submit(children: u32, revisions: u64, concurrency: usize, descendants: 
     // Each child's first revision carries the enrolments of its children,
     // forwarded once: sent before the timed rounds, as a warm-up.
     let submissions = u64::from(children) * (revisions - 1);
-    let total = submissions * (1 + u64::from(descendants));
+    let total = submissions * (1 + descendants as u64);
     println!(
-        "submitting {submissions} submissions ({total} signed summaries: each child's with {descendants} descendants) from {children} children, {concurrency} in flight, after one untimed revision each that forwards the enrolments"
+        "{parent_name} {parent_code}: {submissions} submissions ({total} signed summaries: each child's with its {descendants} descendants) from {children} children, {concurrency} in flight at most, after one untimed revision each that forwards the enrolments"
     );
 
     let channels: Vec<Channel> = {
@@ -274,7 +223,7 @@ async fn submit(children: u32, revisions: u64, concurrency: usize, descendants: 
         c
     };
     let receipts = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let per_submission = f64::from(1 + descendants);
+    let per_submission = (1 + descendants) as f64;
     // In rounds of revisions, the limit sampled between them: each round is
     // read against the mean of the samples just before and after it.
     let per_round = (revisions - 1).div_ceil(ROUNDS).max(1) as usize;
