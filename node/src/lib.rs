@@ -153,6 +153,7 @@ impl Node {
         let fed = self.fed.clone();
         let region = fed.identity.region;
         let signer = Signer::new(fed.clone(), self.config.signer.clone());
+        signer.catch_up().await;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;

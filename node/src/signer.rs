@@ -179,18 +179,23 @@ impl Signer {
         Ok(signed)
     }
 
+    /// At start, before the node takes calls: tasks may have fallen overdue
+    /// while it was down, and a previous run may have left months marked.
+    /// Re-derives, then signs. Done before serving, so no change recorded
+    /// meanwhile is split off into a revision of its own.
+    pub async fn catch_up(&self) {
+        self.mark_task_months_in_background().await;
+        self.sign_in_background().await;
+    }
+
     /// Runs until `shutdown` resolves, signing after changes settle and
     /// re-deriving at each date change (tasks fall overdue). Signs what is
-    /// pending once more before returning.
+    /// pending once more before returning. [`Signer::catch_up`] first.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         let debounce = Duration::from_millis(self.config.debounce_ms);
         let max_delay = Duration::from_millis(self.config.max_delay_ms);
         let mut today = self.fed.clock.today();
-        // Tasks may have fallen overdue while the node was down, and a
-        // previous run may have left months marked: re-derive, then sign.
-        self.mark_task_months_in_background().await;
-        self.sign_in_background().await;
         let mut date_check = tokio::time::interval(Duration::from_secs(60));
         date_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         'run: loop {
