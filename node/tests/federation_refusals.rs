@@ -694,6 +694,69 @@ async fn duplicates_get_the_same_receipt_and_conflicting_revisions_are_already_e
     assert!(kept.len() >= 3, "{kept:?}");
 }
 
+/// The parent keeps each child's latest accepted revision in memory; after
+/// a restart it is read back from the store, and every revision rule still
+/// holds: the latest and a stale revision get their own receipts again, a
+/// conflicting or a skipped lower revision is refused, the next is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_revision_rules_hold_across_a_restart() {
+    let mut t = Setup::start().await;
+    let street = t.street.region.to_string();
+    let second = t.valid();
+    let second_receipt = t.accept(second.clone()).await;
+    // Revision 4 next: revision 3 is never submitted.
+    let view = t.street.view(t.period, 4, cases(9, 2), &[], 1);
+    let fourth = request(t.street.seal(&view.to_pb()));
+    let fourth_receipt = t.accept(fourth.clone()).await;
+
+    let Setup {
+        unit,
+        node,
+        period,
+        street: child,
+        revision,
+        village,
+        ..
+    } = t;
+    node.stop().await;
+    let node = serve(&unit.config, bind_any().await).await;
+    let client = FederationClient::new(channel(node.addr));
+    let mut t = Setup {
+        unit,
+        node,
+        client,
+        period,
+        street: child,
+        revision,
+        village,
+    };
+
+    let again = t.accept(fourth).await;
+    assert_eq!(again.encode_to_vec(), fourth_receipt.encode_to_vec());
+    let again = t.accept(second).await;
+    assert_eq!(again.encode_to_vec(), second_receipt.encode_to_vec());
+    // The same revision, a skipped one (held against the latest) and an
+    // older one held itself.
+    for (revision, registered, held) in [(4, 40, 4), (3, 41, 4), (2, 42, 2)] {
+        let view = t
+            .street
+            .view(t.period, revision, cases(registered, 0), &[], 1);
+        let st = t.refuse(request(t.street.seal(&view.to_pb()))).await;
+        assert_refused(
+            &st,
+            Code::AlreadyExists,
+            &[
+                &format!("conflicts with accepted revision {held}"),
+                &street,
+                &format!("revision {revision}"),
+            ],
+        );
+    }
+    let fifth = t.valid();
+    t.accept(fifth).await;
+    assert_eq!(t.revision, 5);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_oversized_submission_is_refused_and_the_node_keeps_serving() {
     let mut t = Setup::start_with(|c| c.federation.max_submission_bytes = 64 << 10).await;
