@@ -264,3 +264,129 @@ fn record_receipt(
     info!(period = %p.month, revision = p.revision, digest = %p.digest.short(), "pushed to parent");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use tallytree_proto::{RegionCode, SigningKey};
+
+    use super::*;
+    use crate::{
+        clock::Clock,
+        config::{IntakeConfig, SignerConfig},
+        identity::Identity,
+        intake::{Intake, Submission},
+        ledger::Ledger,
+        signer::Signer,
+        store::{MemStore, layout::meta},
+    };
+
+    /// A village with a signed revision waiting for each of two months, and
+    /// its parent's key installed.
+    fn village_with_two_months(parent: &SigningKey) -> Arc<Federation> {
+        let ledger = Arc::new(Ledger::new(Arc::new(MemStore::new())));
+        let identity = Arc::new(Identity::new(
+            RegionCode::parse("210214001001").expect("code"),
+            "玉皇庙社区".into(),
+            SigningKey::generate().expect("key").0,
+            None,
+        ));
+        let clock = Clock::new(8);
+        let fed = Arc::new(Federation::open(ledger.clone(), identity, clock).expect("open"));
+        let intake = Intake::new(ledger.clone(), clock, IntakeConfig::default());
+        let cases = ["2025-01-05", "2025-02-05"]
+            .iter()
+            .enumerate()
+            .map(|(i, day)| {
+                let case = pb::Case {
+                    id: format!("C-{i}"),
+                    category: pb::Category::Land as i32,
+                    registered_on: (*day).into(),
+                    state: pb::CaseState::InProgress as i32,
+                    closed_on: String::new(),
+                    deadline: String::new(),
+                };
+                (i as u64, case)
+            })
+            .collect();
+        intake
+            .record(Submission {
+                cases,
+                ..Default::default()
+            })
+            .expect("record");
+        let signed = Signer::new(fed.clone(), SignerConfig::default())
+            .sign_dirty()
+            .expect("sign");
+        assert_eq!(signed.len(), 2);
+        let mut batch = Batch::default();
+        batch.put(Cf::Meta, meta::PARENT_KEY, parent.public_key().0.to_vec());
+        ledger.store().write(batch).expect("parent key");
+        fed
+    }
+
+    /// A parent that refuses `refused` and receipts every other month.
+    fn parent(
+        key: Arc<SigningKey>,
+        refused: Month,
+    ) -> impl Service<pb::SubmitRequest, Response = pb::SubmitResponse, Error = BoxError> {
+        tower::service_fn(move |req: pb::SubmitRequest| {
+            let key = key.clone();
+            async move {
+                let env = req.summary.ok_or("summary: required")?;
+                let s: pb::Summary = statement::decode_verified(&env)?;
+                if s.period == refused.to_string() {
+                    return Err(format!("summary {} {}: refused", s.region, s.period).into());
+                }
+                let receipt = pb::Receipt {
+                    parent: "210214001000".into(),
+                    region: s.region,
+                    period: s.period,
+                    revision: s.revision,
+                    digest: Digest::of(&env.payload).0.to_vec(),
+                    received_at_ms: 1,
+                };
+                Ok(pb::SubmitResponse {
+                    receipt: Some(statement::seal(&key, &receipt).envelope),
+                })
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn a_refused_month_does_not_hold_back_the_others() {
+        let parent_key = Arc::new(SigningKey::generate().expect("key").0);
+        let fed = village_with_two_months(&parent_key);
+        let pusher = Pusher::new(fed.clone(), ParentConfig::default());
+        let (january, february) = (
+            Month::parse("2025-01").expect("month"),
+            Month::parse("2025-02").expect("month"),
+        );
+
+        let mut refusing = parent(parent_key.clone(), january);
+        let err = pusher
+            .round(&mut refusing)
+            .await
+            .expect_err("the refusal is reported");
+        assert!(err.to_string().contains("2025-01: refused"), "{err}");
+        // February went through: its receipt is stored, its entry gone;
+        // January waits for the next round.
+        let store = fed.ledger.store();
+        assert_eq!(layout::outbox(store).expect("outbox"), vec![(january, 1)]);
+        assert!(
+            store
+                .get(Cf::Receipts, &layout::receipt_key(february, 1))
+                .expect("get")
+                .is_some()
+        );
+
+        let mut accepting = parent(parent_key, Month::parse("2000-01").expect("month"));
+        assert!(pusher.round(&mut accepting).await.expect("pushed"));
+        assert!(layout::outbox(store).expect("outbox").is_empty());
+        assert!(
+            store
+                .get(Cf::Receipts, &layout::receipt_key(january, 1))
+                .expect("get")
+                .is_some()
+        );
+    }
+}

@@ -3,7 +3,8 @@
 //! `federation submit`: a parent's Federation.Submit throughput — summaries
 //! verified, durably stored and receipted per second over real gRPC into a
 //! real RocksDB — read against the raw ring verify limit × cores measured
-//! in the same run.
+//! in the same run. By default the parent is the province and its children
+//! are cities pushing their whole changed subtree (see [`subtree`]).
 //!
 //! `federation latency`: the demo's 47-process federation on loopback; one
 //! village change after another, timed until the province shows it,
