@@ -5,6 +5,11 @@
 // Each test file uses a different part of this module.
 #![allow(dead_code)]
 
+#[path = "../serving/mod.rs"]
+mod serving;
+
+pub(crate) use serving::Running;
+
 use std::{
     net::SocketAddr,
     path::PathBuf,
@@ -14,7 +19,7 @@ use std::{
 
 use chrono::{Days, NaiveDate, Utc};
 use tallytree_node::{
-    Node, NodeError,
+    Node,
     config::{Config, SignerConfig},
 };
 use tallytree_proto::{
@@ -22,7 +27,6 @@ use tallytree_proto::{
     pb::{self, audit_client::AuditClient, intake_client::IntakeClient, query_client::QueryClient},
 };
 use tempfile::TempDir;
-use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::{
     Request,
     transport::{Channel, Endpoint},
@@ -86,21 +90,12 @@ impl Unit {
 
     /// Opens the node on the unit's data and serves it in-process on a
     /// fresh `127.0.0.1:0` listener.
-    pub(crate) async fn start(&self) -> RunningNode {
+    pub(crate) async fn start(&self) -> Running {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local addr");
         let node = Node::open(self.config.clone()).expect("node opens");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(node.run(listener, async {
-            let _ = stopped.await;
-        }));
-        RunningNode {
-            addr,
-            stop: Some(stop),
-            task: Some(task),
-        }
+        Running::spawn(node, listener)
     }
 
     /// Writes the config (on a concrete free port, as an operator would)
@@ -271,43 +266,10 @@ impl Clients {
     }
 }
 
-/// A node served in-process.
-pub(crate) struct RunningNode {
-    /// Where it listens.
-    pub(crate) addr: SocketAddr,
-    /// Resolves the shutdown future.
-    stop: Option<oneshot::Sender<()>>,
-    /// The serving task.
-    task: Option<JoinHandle<Result<(), NodeError>>>,
-}
-
-impl RunningNode {
+impl Running {
     /// Clients of this node.
     pub(crate) fn clients(&self) -> Clients {
         Clients::new(self.addr)
-    }
-
-    /// Shuts down gracefully and waits until the node has stopped (and its
-    /// store is closed).
-    pub(crate) async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(WAIT, task)
-                .await
-                .expect("node stops in time")
-                .expect("node task")
-                .expect("node ran without error");
-        }
-    }
-}
-
-impl Drop for RunningNode {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
     }
 }
 

@@ -7,12 +7,17 @@
 // Each test file uses a different part of this module.
 #![allow(dead_code)]
 
+#[path = "../serving/mod.rs"]
+mod serving;
+
+pub(crate) use serving::Running;
+
 use std::{collections::BTreeMap, future::Future, net::SocketAddr, path::Path, time::Duration};
 
 use chrono::{Days, NaiveDate, Utc};
 use tallytree_aggregator::{SummaryView, Tally};
 use tallytree_node::{
-    Node, NodeError,
+    Node,
     config::{Config, ParentConfig, SignerConfig},
     records::{Rules, parse_case},
     store::RocksStore,
@@ -26,7 +31,7 @@ use tallytree_proto::{
     statement,
 };
 use tempfile::TempDir;
-use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tokio::net::TcpListener;
 use tonic::{
     Request,
     transport::{Channel, Endpoint},
@@ -118,16 +123,6 @@ impl Unit {
     }
 }
 
-/// A node served in-process.
-pub(crate) struct Running {
-    /// Where it listens.
-    pub(crate) addr: SocketAddr,
-    /// Resolves the node's shutdown future.
-    stop: Option<oneshot::Sender<()>>,
-    /// The serving task.
-    task: Option<JoinHandle<Result<(), NodeError>>>,
-}
-
 /// Opens the node of `config` (off the async threads: RocksDB's open
 /// blocks) and serves it on `listener` in a task.
 pub(crate) async fn serve(config: &Config, listener: TcpListener) -> Running {
@@ -137,15 +132,7 @@ pub(crate) async fn serve(config: &Config, listener: TcpListener) -> Running {
         .await
         .expect("open task")
         .unwrap_or_else(|e| panic!("node {addr} opens: {e}"));
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(node.run(listener, async {
-        let _ = stopped.await;
-    }));
-    Running {
-        addr,
-        stop: Some(stop),
-        task: Some(task),
-    }
+    Running::spawn(node, listener)
 }
 
 /// A fresh loopback listener.
@@ -162,30 +149,6 @@ pub(crate) async fn bind_again(addr: SocketAddr) -> TcpListener {
         TcpListener::bind(addr).await.map_err(|e| e.to_string())
     })
     .await
-}
-
-impl Running {
-    /// Shuts down gracefully and waits until the node has stopped.
-    pub(crate) async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(WAIT, task)
-                .await
-                .expect("node stops in time")
-                .expect("node task")
-                .expect("node ran without error");
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
 }
 
 /// A lazily connected channel to `addr`: calls fail while nothing listens
