@@ -211,6 +211,14 @@ impl Setup {
         }
     }
 
+    /// Submits `req`, expecting a refusal with `code` naming each of
+    /// `parts`; then a valid summary is still accepted.
+    async fn refused_as(&mut self, req: pb::SubmitRequest, code: Code, parts: &[&str]) {
+        let st = self.refuse(req).await;
+        assert_refused(&st, code, parts);
+        self.still_serving().await;
+    }
+
     /// A valid submission still succeeds.
     async fn still_serving(&mut self) {
         let req = self.valid();
@@ -241,9 +249,8 @@ async fn bad_signatures_and_keys_that_may_not_speak_are_permission_denied() {
         let last = env.payload.len() - 1;
         env.payload[last] ^= 0x01;
     }
-    let st = t.refuse(req).await;
-    assert_refused(&st, Code::PermissionDenied, &["does not verify", &street]);
-    t.still_serving().await;
+    t.refused_as(req, Code::PermissionDenied, &["does not verify", &street])
+        .await;
 
     // A key no enrolment binds.
     let stranger = Child {
@@ -260,37 +267,34 @@ async fn bad_signatures_and_keys_that_may_not_speak_are_permission_denied() {
     let other = Child::new(STREET_2);
     let mut view = other.view(t.period, 1, cases(1, 0), &[], 0);
     view.name = "大谭街道".into();
-    let st = t.refuse(request(t.street.seal(&view.to_pb()))).await;
-    assert_refused(
-        &st,
+    t.refused_as(
+        request(t.street.seal(&view.to_pb())),
         Code::PermissionDenied,
         &["speaks only for itself", STREET_2.0],
-    );
-    t.still_serving().await;
+    )
+    .await;
 
     // A grandchild (the village, enrolled by the street) submitting
     // straight to the district.
     let view = t.village.view(t.period, 1, cases(2, 2), &[], 0);
-    let st = t.refuse(request(t.village.seal(&view.to_pb()))).await;
-    assert_refused(
-        &st,
+    t.refused_as(
+        request(t.village.seal(&view.to_pb())),
         Code::PermissionDenied,
         &["not a direct child", VILLAGE_1.0, DISTRICT.0],
-    );
-    t.still_serving().await;
+    )
+    .await;
 
     // An enrolment the street signed for a village of another street,
     // forwarded as if it were of its subtree.
     let foreign = Child::new(VILLAGE_3);
     let mut req = t.valid();
     req.enrolments = vec![t.street.enrolment_of(&foreign)];
-    let st = t.refuse(req).await;
-    assert_refused(
-        &st,
+    t.refused_as(
+        req,
         Code::InvalidArgument,
         &["not a direct child of its signer", VILLAGE_3.0, &street],
-    );
-    t.still_serving().await;
+    )
+    .await;
 
     // A revoked key: what it signed before stays counted; what it signs
     // after is refused; the unit reports again with a newly enrolled key.
@@ -314,9 +318,12 @@ async fn bad_signatures_and_keys_that_may_not_speak_are_permission_denied() {
         .await
         .expect("revoked");
     let after = street_2.view(t.period, 2, cases(5, 1), &[], 0);
-    let st = t.refuse(request(street_2.seal(&after.to_pb()))).await;
-    assert_refused(&st, Code::PermissionDenied, &["revoked", STREET_2.0]);
-    t.still_serving().await;
+    t.refused_as(
+        request(street_2.seal(&after.to_pb())),
+        Code::PermissionDenied,
+        &["revoked", STREET_2.0],
+    )
+    .await;
 
     // The district re-signs the month after the revocation (the street's
     // new revision changed it) and still counts street 2's earlier summary.
@@ -385,9 +392,12 @@ async fn malformed_future_and_inconsistent_summaries_are_invalid_argument() {
         .view(t.period, next(&t), cases(1, 0), &[], 1)
         .to_pb();
     s.period = "2026-13".into();
-    let st = t.refuse(request(t.street.seal(&s))).await;
-    assert_refused(&st, Code::InvalidArgument, &["period", "2026-13"]);
-    t.still_serving().await;
+    t.refused_as(
+        request(t.street.seal(&s)),
+        Code::InvalidArgument,
+        &["period", "2026-13"],
+    )
+    .await;
 
     // Malformed region.
     let mut s = t
@@ -395,13 +405,12 @@ async fn malformed_future_and_inconsistent_summaries_are_invalid_argument() {
         .view(t.period, next(&t), cases(1, 0), &[], 1)
         .to_pb();
     s.region = "21021400100".into();
-    let st = t.refuse(request(t.street.seal(&s))).await;
-    assert_refused(
-        &st,
+    t.refused_as(
+        request(t.street.seal(&s)),
         Code::InvalidArgument,
         &["region", "21021400100", "12 digits"],
-    );
-    t.still_serving().await;
+    )
+    .await;
 
     // A parent field that is not the region's parent.
     let mut s = t
@@ -409,81 +418,78 @@ async fn malformed_future_and_inconsistent_summaries_are_invalid_argument() {
         .view(t.period, next(&t), cases(1, 0), &[], 1)
         .to_pb();
     s.parent = "210281000000".into();
-    let st = t.refuse(request(t.street.seal(&s))).await;
-    assert_refused(
-        &st,
+    t.refused_as(
+        request(t.street.seal(&s)),
         Code::InvalidArgument,
         &["parent", "210281000000", &street],
-    );
-    t.still_serving().await;
+    )
+    .await;
 
     // A period after the current month.
     let future = fed::this_month().next();
     let view = t.street.view(future, next(&t), cases(1, 0), &[], 1);
-    let st = t.refuse(request(t.street.seal(&view.to_pb()))).await;
-    assert_refused(
-        &st,
+    t.refused_as(
+        request(t.street.seal(&view.to_pb())),
         Code::InvalidArgument,
         &["in the future", &future.to_string()],
-    );
-    t.still_serving().await;
+    )
+    .await;
 
     // Revision 0.
     let view = t.street.view(t.period, 0, cases(1, 0), &[], 1);
-    let st = t.refuse(request(t.street.seal(&view.to_pb()))).await;
-    assert_refused(&st, Code::InvalidArgument, &["revision", &street]);
-    t.still_serving().await;
+    t.refused_as(
+        request(t.street.seal(&view.to_pb())),
+        Code::InvalidArgument,
+        &["revision", &street],
+    )
+    .await;
 
     // Broken tally invariants: more resolved than registered; more on time
     // than resolved; tasks that do not add up.
     let mut broken = cases(1, 0);
     broken.category_mut(Category::Neighbour).resolved = 2;
     let view = t.street.view(t.period, next(&t), broken, &[], 1);
-    let st = t.refuse(request(t.street.seal(&view.to_pb()))).await;
-    assert_refused(
-        &st,
+    t.refused_as(
+        request(t.street.seal(&view.to_pb())),
         Code::InvalidArgument,
         &["resolved (2)", "!= registered (1)", &street],
-    );
-    t.still_serving().await;
+    )
+    .await;
 
     let mut broken = cases(2, 1);
     broken.category_mut(Category::Neighbour).resolved_on_time = 2;
     let view = t.street.view(t.period, next(&t), broken, &[], 1);
-    let st = t.refuse(request(t.street.seal(&view.to_pb()))).await;
-    assert_refused(
-        &st,
+    t.refused_as(
+        request(t.street.seal(&view.to_pb())),
         Code::InvalidArgument,
         &["resolved_on_time (2) > resolved (1)", &street],
-    );
-    t.still_serving().await;
+    )
+    .await;
 
     let mut broken = cases(1, 0);
     broken.tasks.assigned = 3;
     broken.tasks.completed = 1;
     let view = t.street.view(t.period, next(&t), broken, &[], 1);
-    let st = t.refuse(request(t.street.seal(&view.to_pb()))).await;
-    assert_refused(
-        &st,
+    t.refused_as(
+        request(t.street.seal(&view.to_pb())),
         Code::InvalidArgument,
         &["tasks", "!= assigned (3)", &street],
-    );
-    t.still_serving().await;
+    )
+    .await;
 
     // A total that is not local + children (no children: total != local).
     let mut view = t.street.view(t.period, next(&t), cases(4, 1), &[], 1);
     view.total = cases(5, 1);
-    let st = t.refuse(request(t.street.seal(&view.to_pb()))).await;
-    assert_refused(
-        &st,
+    t.refused_as(
+        request(t.street.seal(&view.to_pb())),
         Code::InvalidArgument,
         &[
             "total != local + sum",
             "registered is 5, the sum is 4",
             &street,
         ],
-    );
-    t.still_serving().await;
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -503,13 +509,12 @@ async fn roll_ups_need_their_child_summaries_the_right_sums_and_counts() {
     let view = t
         .street
         .view(t.period, t.revision + 1, cases(1, 0), &counted, 1);
-    let st = t.refuse(request(t.street.seal(&view.to_pb()))).await;
-    assert_refused(
-        &st,
+    t.refused_as(
+        request(t.street.seal(&view.to_pb())),
         Code::FailedPrecondition,
         &["referenced but not provided", &street, VILLAGE_1.0],
-    );
-    t.still_serving().await;
+    )
+    .await;
 
     // Sent, but the street's total is not local + the village's total.
     let mut view = t
@@ -520,13 +525,12 @@ async fn roll_ups_need_their_child_summaries_the_right_sums_and_counts() {
         descendants: vec![village_env.clone()],
         ..request(t.street.seal(&view.to_pb()))
     };
-    let st = t.refuse(req).await;
-    assert_refused(
-        &st,
+    t.refused_as(
+        req,
         Code::InvalidArgument,
         &["total != local + sum of 1 child totals", &street],
-    );
-    t.still_serving().await;
+    )
+    .await;
 
     // A reference whose revision is not the summary's.
     let wrong = [(
@@ -543,13 +547,12 @@ async fn roll_ups_need_their_child_summaries_the_right_sums_and_counts() {
         descendants: vec![village_env.clone()],
         ..request(t.street.seal(&view.to_pb()))
     };
-    let st = t.refuse(req).await;
-    assert_refused(
-        &st,
+    t.refused_as(
+        req,
         Code::InvalidArgument,
         &["does not match its reference", &street, VILLAGE_1.0],
-    );
-    t.still_serving().await;
+    )
+    .await;
 
     // Completeness: more children expected than enrolled, and more counted
     // than expected.
@@ -560,16 +563,15 @@ async fn roll_ups_need_their_child_summaries_the_right_sums_and_counts() {
         descendants: vec![village_env.clone()],
         ..request(t.street.seal(&view.to_pb()))
     };
-    let st = t.refuse(req).await;
-    assert_refused(
-        &st,
+    t.refused_as(
+        req,
         Code::InvalidArgument,
         &[
             "children_expected is 3 but 1 children are enrolled",
             &street,
         ],
-    );
-    t.still_serving().await;
+    )
+    .await;
 
     let view = t
         .street
@@ -578,13 +580,12 @@ async fn roll_ups_need_their_child_summaries_the_right_sums_and_counts() {
         descendants: vec![village_env.clone()],
         ..request(t.street.seal(&view.to_pb()))
     };
-    let st = t.refuse(req).await;
-    assert_refused(
-        &st,
+    t.refused_as(
+        req,
         Code::InvalidArgument,
         &["1 children counted but only 0 expected", &street],
-    );
-    t.still_serving().await;
+    )
+    .await;
 
     // Done right, the district verifies and keeps the village's summary too,
     // and can drill down to it.
@@ -640,9 +641,8 @@ async fn duplicates_get_the_same_receipt_and_conflicting_revisions_are_already_e
     // The same revision with other figures.
     let view = t.street.view(t.period, revision, cases(40, 0), &[], 1);
     let conflicting = t.street.seal(&view.to_pb());
-    let st = t.refuse(request(conflicting.clone())).await;
-    assert_refused(
-        &st,
+    t.refused_as(
+        request(conflicting.clone()),
         Code::AlreadyExists,
         &[
             "conflicts with accepted revision",
@@ -650,8 +650,8 @@ async fn duplicates_get_the_same_receipt_and_conflicting_revisions_are_already_e
             &street,
             &format!("revision {revision}"),
         ],
-    );
-    t.still_serving().await;
+    )
+    .await;
 
     // A lower revision never submitted, after higher ones were accepted.
     for _ in 0..3 {
@@ -661,13 +661,12 @@ async fn duplicates_get_the_same_receipt_and_conflicting_revisions_are_already_e
         .street
         .view(t.period, t.revision - 1, cases(41, 0), &[], 1);
     let lower = t.street.seal(&view.to_pb());
-    let st = t.refuse(request(lower.clone())).await;
-    assert_refused(
-        &st,
+    t.refused_as(
+        request(lower.clone()),
         Code::AlreadyExists,
         &["conflicts with accepted revision", &street],
-    );
-    t.still_serving().await;
+    )
+    .await;
 
     // The first summary again, now stale: still its own receipt.
     let stale = t.accept(req).await;
@@ -767,9 +766,8 @@ async fn an_oversized_submission_is_refused_and_the_node_keeps_serving() {
         payload: vec![0; 100 << 10],
         ..Default::default()
     }];
-    let st = t.refuse(req).await;
-    assert_refused(&st, Code::OutOfRange, &["too large", "65536"]);
-    t.still_serving().await;
+    t.refused_as(req, Code::OutOfRange, &["too large", "65536"])
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
