@@ -504,6 +504,11 @@ async fn roll_ups_need_their_child_summaries_the_right_sums_and_counts() {
         digest: Digest::of(&village_env.payload),
     };
     let counted = [(village_ref, village_view.total)];
+    // The street's summary, the village's sent along.
+    let with_village = |t: &Setup, view: &SummaryView| pb::SubmitRequest {
+        descendants: vec![village_env.clone()],
+        ..request(t.street.seal(&view.to_pb()))
+    };
 
     // The village's summary referenced but neither sent nor held.
     let view = t
@@ -521,10 +526,7 @@ async fn roll_ups_need_their_child_summaries_the_right_sums_and_counts() {
         .street
         .view(t.period, t.revision + 1, cases(1, 0), &counted, 1);
     view.total = cases(8, 5);
-    let req = pb::SubmitRequest {
-        descendants: vec![village_env.clone()],
-        ..request(t.street.seal(&view.to_pb()))
-    };
+    let req = with_village(&t, &view);
     t.refused_as(
         req,
         Code::InvalidArgument,
@@ -543,10 +545,7 @@ async fn roll_ups_need_their_child_summaries_the_right_sums_and_counts() {
     let view = t
         .street
         .view(t.period, t.revision + 1, cases(1, 0), &wrong, 1);
-    let req = pb::SubmitRequest {
-        descendants: vec![village_env.clone()],
-        ..request(t.street.seal(&view.to_pb()))
-    };
+    let req = with_village(&t, &view);
     t.refused_as(
         req,
         Code::InvalidArgument,
@@ -559,10 +558,7 @@ async fn roll_ups_need_their_child_summaries_the_right_sums_and_counts() {
     let view = t
         .street
         .view(t.period, t.revision + 1, cases(1, 0), &counted, 3);
-    let req = pb::SubmitRequest {
-        descendants: vec![village_env.clone()],
-        ..request(t.street.seal(&view.to_pb()))
-    };
+    let req = with_village(&t, &view);
     t.refused_as(
         req,
         Code::InvalidArgument,
@@ -576,10 +572,7 @@ async fn roll_ups_need_their_child_summaries_the_right_sums_and_counts() {
     let view = t
         .street
         .view(t.period, t.revision + 1, cases(1, 0), &counted, 0);
-    let req = pb::SubmitRequest {
-        descendants: vec![village_env.clone()],
-        ..request(t.street.seal(&view.to_pb()))
-    };
+    let req = with_village(&t, &view);
     t.refused_as(
         req,
         Code::InvalidArgument,
@@ -592,10 +585,7 @@ async fn roll_ups_need_their_child_summaries_the_right_sums_and_counts() {
     let view = t
         .street
         .view(t.period, t.revision + 1, cases(1, 0), &counted, 1);
-    let req = pb::SubmitRequest {
-        descendants: vec![village_env.clone()],
-        ..request(t.street.seal(&view.to_pb()))
-    };
+    let req = with_village(&t, &view);
     t.accept(req).await;
     let held = revisions(t.node.addr, t.village.region, t.period).await;
     assert_eq!(held.len(), 1);
