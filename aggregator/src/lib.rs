@@ -5,6 +5,8 @@
 //!
 //! # Layout
 //!
+//! - [`admission`]: checking enrolments and revocations before trusting
+//!   them, so a node trusts them only once they are durable.
 //! - [`audit`]: offline verification of evidence bundles and inclusion proofs.
 //! - [`bundle`]: reading and writing evidence bundle files.
 //! - [`tally`]: [`Tally`] (case and task counts per category), its invariants,
@@ -17,6 +19,7 @@
 //!   down the enrolment chain) and [`verify_tree`], the recursive check of a
 //!   summary with every descendant it counts.
 
+pub mod admission;
 pub mod audit;
 pub mod bundle;
 pub mod derive;
@@ -25,6 +28,7 @@ pub mod summary;
 pub mod tally;
 pub mod verify;
 
+pub use admission::Admission;
 pub use derive::{CaseRecord, CaseState, TaskRecord, TaskState};
 pub use summary::{ChildEntry, SummaryError, SummaryView};
 pub use tally::{CaseCounts, Rates, Tally, TallyError, TaskCounts};

@@ -348,30 +348,16 @@ impl Trust {
 
     /// Verifies a revocation against the keys trusted for its parent.
     pub fn admit_revocation(&mut self, env: &pb::Envelope) -> Result<RevocationView, Finding> {
-        let signer = self.signer_of::<pb::Revocation>(env, "revocation")?;
-        let r: pb::Revocation = signer.open(env, "revocation")?;
-        let signer = signer.region;
-        let tree = |rule: String| Finding::Tree {
-            what: "revocation",
-            region: r.region.clone(),
-            rule,
-        };
-        let region = RegionCode::parse(&r.region).map_err(|err| tree(err.to_string()))?;
-        if r.parent != signer.to_string() || !region.is_direct_child_of(signer) {
-            return Err(tree(format!(
-                "must be signed by the parent of the region, not {signer}"
-            )));
-        }
-        let key = PublicKey::from_slice(&r.public_key).map_err(|err| tree(err.to_string()))?;
-        let view = RevocationView {
-            parent: signer,
-            region,
-            key,
-            revoked_at_ms: r.revoked_at_ms,
-            digest: Digest::of(&env.payload),
-        };
-        self.revocations.insert(id_of(&key), view.clone());
+        let view = self
+            .signer_of::<pb::Revocation>(env, "revocation")?
+            .open_revocation(env)?;
+        self.insert_revocation(view.clone());
         Ok(view)
+    }
+
+    /// Trusts a revocation checked with [`Signer::open_revocation`].
+    pub fn insert_revocation(&mut self, view: RevocationView) {
+        self.revocations.insert(id_of(&view.key), view);
     }
 
     /// Admits enrolments and revocations given in any order, parents first;
@@ -489,6 +475,32 @@ impl Signer {
             key,
             serial: e.serial,
             valid_from_ms: e.valid_from_ms,
+            digest: Digest::of(&env.payload),
+        })
+    }
+
+    /// Verifies a revocation signed by this key (the parent's): signature,
+    /// then its place in the tree.
+    pub fn open_revocation(&self, env: &pb::Envelope) -> Result<RevocationView, Finding> {
+        let r: pb::Revocation = self.open(env, "revocation")?;
+        let signer = self.region;
+        let tree = |rule: String| Finding::Tree {
+            what: "revocation",
+            region: r.region.clone(),
+            rule,
+        };
+        let region = RegionCode::parse(&r.region).map_err(|err| tree(err.to_string()))?;
+        if r.parent != signer.to_string() || !region.is_direct_child_of(signer) {
+            return Err(tree(format!(
+                "must be signed by the parent of the region, not {signer}"
+            )));
+        }
+        let key = PublicKey::from_slice(&r.public_key).map_err(|err| tree(err.to_string()))?;
+        Ok(RevocationView {
+            parent: signer,
+            region,
+            key,
+            revoked_at_ms: r.revoked_at_ms,
             digest: Digest::of(&env.payload),
         })
     }

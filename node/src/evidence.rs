@@ -3,14 +3,14 @@
 //! (see evidence.proto) and handed to a sink one by one, so a large bundle
 //! is streamed, never assembled in memory.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, sync::Arc};
 
 use prost::Message;
 use tallytree_aggregator::SummaryView;
 use tallytree_proto::{Digest, Month, PeriodRange, RegionCode, pb, statement};
 
 use crate::{
-    federation::Federation,
+    context::NodeContext,
     query::QueryError,
     store::{
         Cf, StoreError,
@@ -63,12 +63,24 @@ impl<'a> Writer<'a> {
     }
 }
 
-impl Federation {
+/// Evidence for auditors, from the summaries this node holds.
+#[derive(Debug, Clone)]
+pub struct Evidence {
+    /// The node's shared context.
+    ctx: Arc<NodeContext>,
+}
+
+impl Evidence {
+    /// Evidence of the node of `ctx`.
+    pub fn new(ctx: Arc<NodeContext>) -> Evidence {
+        Evidence { ctx }
+    }
+
     fn check_region(&self, region: RegionCode) -> Result<(), QueryError> {
-        if !region.is_within(self.identity.region) {
+        if !region.is_within(self.ctx.identity.region) {
             return Err(QueryError::OutsideSubtree {
                 region,
-                node: self.identity.region,
+                node: self.ctx.identity.region,
             });
         }
         Ok(())
@@ -79,9 +91,9 @@ impl Federation {
             format: FORMAT.into(),
             region: region.to_string(),
             period,
-            exported_by: self.identity.region.to_string(),
-            exported_at_ms: self.clock.now_ms(),
-            exported_by_key: self.identity.public_key().0.to_vec(),
+            exported_by: self.ctx.identity.region.to_string(),
+            exported_at_ms: self.ctx.clock.now_ms(),
+            exported_by_key: self.ctx.identity.public_key().0.to_vec(),
         })
     }
 
@@ -94,7 +106,7 @@ impl Federation {
         for env in self.enrolments_for(regions)? {
             w.emit(pb::evidence_item::Item::Enrolment(env));
         }
-        for env in layout::envelopes(self.ledger.store(), Cf::Revocations, b"")? {
+        for env in layout::envelopes(self.ctx.ledger.store(), Cf::Revocations, b"")? {
             let Ok(r) = statement::decode_verified::<pb::Revocation>(&env) else {
                 continue;
             };
@@ -111,14 +123,14 @@ impl Federation {
         &self,
         regions: &HashSet<RegionCode>,
     ) -> Result<Vec<pb::Envelope>, StoreError> {
-        let store = self.ledger.store();
+        let store = self.ctx.ledger.store();
         let mut out: Vec<(u8, RegionCode, u64, pb::Envelope)> = Vec::new();
-        if regions.contains(&self.identity.region) {
+        if regions.contains(&self.ctx.identity.region) {
             for env in layout::envelopes(store, Cf::Meta, meta::OWN_ENROLMENT)? {
                 if let Ok(e) = statement::decode_verified::<pb::Enrolment>(&env) {
                     out.push((
-                        self.identity.region.level() as u8,
-                        self.identity.region,
+                        self.ctx.identity.region.level() as u8,
+                        self.ctx.identity.region,
                         e.serial,
                         env,
                     ));
@@ -150,7 +162,7 @@ impl Federation {
         sink: &mut dyn FnMut(pb::EvidenceItem) -> bool,
     ) -> Result<(), QueryError> {
         self.check_region(region)?;
-        let store = self.ledger.store();
+        let store = self.ctx.ledger.store();
         // Collect the summaries (post-order) and the regions they involve.
         let mut summaries: Vec<(SummaryView, pb::Envelope, i64)> = Vec::new();
         let mut seen: HashSet<Digest> = HashSet::new();
@@ -161,7 +173,8 @@ impl Federation {
         }
         let mut regions: HashSet<RegionCode> = summaries.iter().map(|(v, _, _)| v.region).collect();
         regions.extend(
-            self.trust()
+            self.ctx
+                .trust()
                 .enrolments()
                 .filter(|e| e.region.is_within(region))
                 .map(|e| e.region),
@@ -170,7 +183,7 @@ impl Federation {
         regions.extend(
             region
                 .ancestry()
-                .take_while(|r| r.is_within(self.identity.region)),
+                .take_while(|r| r.is_within(self.ctx.identity.region)),
         );
 
         let mut w = Writer::new(sink);
@@ -180,10 +193,14 @@ impl Federation {
         for (view, env, received_at_ms) in summaries {
             // The receipts this node gave its children, signed again from the
             // stored rows (Ed25519 is deterministic: the same bytes).
-            if view.region.is_direct_child_of(self.identity.region) {
-                receipts.push(self.issue_receipt(&view, Digest::of(&env.payload), received_at_ms));
+            if view.region.is_direct_child_of(self.ctx.identity.region) {
+                receipts.push(self.ctx.issue_receipt(
+                    &view,
+                    Digest::of(&env.payload),
+                    received_at_ms,
+                ));
             }
-            if view.region == self.identity.region
+            if view.region == self.ctx.identity.region
                 && let Some(r) = store.get(
                     Cf::Receipts,
                     &layout::receipt_key(view.period, view.revision),
@@ -194,7 +211,7 @@ impl Federation {
             w.emit(pb::evidence_item::Item::Summary(env));
         }
         // Receipts this node holds from its parent for the region's months.
-        if region == self.identity.region {
+        if region == self.ctx.identity.region {
             for month in range.months() {
                 for env in layout::envelopes(store, Cf::Receipts, &layout::month_key(month))? {
                     if !receipts.contains(&env) {
@@ -224,7 +241,7 @@ impl Federation {
         let view = row.view()?;
         for child in &view.children {
             if let Some(child_row) =
-                layout::summary_at(self.ledger.store(), child.region, month, child.revision)?
+                layout::summary_at(self.ctx.ledger.store(), child.region, month, child.revision)?
             {
                 self.post_order(child_row, month, seen, out)?;
             }
@@ -245,13 +262,13 @@ impl Federation {
         sink: &mut dyn FnMut(pb::EvidenceItem) -> bool,
     ) -> Result<(), QueryError> {
         self.check_region(unit)?;
-        let store = self.ledger.store();
+        let store = self.ctx.ledger.store();
         let not_found = |what: String| QueryError::NotCounted(what);
         let mut row =
-            layout::latest_summary(store, self.identity.region, month)?.ok_or_else(|| {
+            layout::latest_summary(store, self.ctx.identity.region, month)?.ok_or_else(|| {
                 not_found(format!(
                     "{} has no summary for {month}",
-                    self.identity.region
+                    self.ctx.identity.region
                 ))
             })?;
         let mut chain = vec![row.clone()];
@@ -281,7 +298,7 @@ impl Federation {
         }
         let regions: HashSet<RegionCode> = unit
             .ancestry()
-            .take_while(|r| r.is_within(self.identity.region))
+            .take_while(|r| r.is_within(self.ctx.identity.region))
             .collect();
         let mut w = Writer::new(sink);
         w.emit(self.header(unit, month.to_string()));

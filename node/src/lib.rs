@@ -10,6 +10,9 @@
 //!   the key layout ([`store::layout`]).
 //! - [`ledger`]: the store with its writer lock and change signal.
 //! - [`identity`]: the unit's code, name and (rotatable) signing key.
+//! - [`context`]: [`context::NodeContext`], what every part of a running
+//!   node shares (ledger, identity, clock, trust); trust changes only after
+//!   the write that makes them durable.
 //! - [`federation`]: enrolment, verified submissions from children, and the
 //!   pusher that sends this node's revisions to its parent.
 //! - [`records`]: the rules cases, tasks and direct tallies must meet.
@@ -17,203 +20,41 @@
 //! - [`signer`]: debounced signing of new summary revisions.
 //! - [`query`]: figures of the subtree from signed summaries.
 //! - [`evidence`]: evidence bundles and inclusion proofs for auditors.
+//! - [`error`]: [`error::ErrorCode`], the one mapping of every service
+//!   error to what a caller is told.
 //! - [`grpc`]: thin tonic adapters and the operator credential.
-//! - [`Node`]: wiring it all together; [`Node::run`] serves until shutdown.
+//! - [`server`]: [`Node`], wiring it all together; [`Node::run`] serves
+//!   until shutdown.
+//!
+//! Without the `server` feature (on by default) the crate is only what a
+//! node's tools need: [`config`], [`clock`], [`identity`] and [`records`].
 
 pub mod clock;
 pub mod config;
+#[cfg(feature = "server")]
+pub mod context;
+#[cfg(feature = "server")]
+pub mod error;
+#[cfg(feature = "server")]
 pub mod evidence;
+#[cfg(feature = "server")]
 pub mod federation;
+#[cfg(feature = "server")]
 pub mod grpc;
 pub mod identity;
+#[cfg(feature = "server")]
 pub mod intake;
+#[cfg(feature = "server")]
 pub mod ledger;
+#[cfg(feature = "server")]
 pub mod query;
 pub mod records;
+#[cfg(feature = "server")]
+pub mod server;
+#[cfg(feature = "server")]
 pub mod signer;
+#[cfg(feature = "server")]
 pub mod store;
 
-use std::{future::Future, sync::Arc};
-
-use tallytree_proto::{
-    SigningKey,
-    pb::{
-        audit_server::AuditServer, enrolments_server::EnrolmentsServer,
-        federation_server::FederationServer, intake_server::IntakeServer,
-        query_server::QueryServer,
-    },
-};
-use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::service::interceptor::InterceptedService;
-use tracing::info;
-
-use crate::{
-    clock::Clock,
-    config::Config,
-    federation::{Federation, pusher::Pusher},
-    grpc::{
-        AuditService, EnrolmentsService, FederationService, IntakeService, OperatorAuth,
-        QueryService,
-    },
-    identity::Identity,
-    intake::Intake,
-    ledger::Ledger,
-    query::Query,
-    signer::Signer,
-    store::{RocksStore, Store},
-};
-
-/// Accepted connections with Nagle's algorithm off: gRPC answers are small
-/// and must not wait for delayed ACKs (40 ms a round trip otherwise).
-fn incoming(
-    listener: TcpListener,
-) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use tokio_stream::StreamExt;
-    TcpListenerStream::new(listener).map(|conn| {
-        let conn = conn?;
-        conn.set_nodelay(true)?;
-        Ok(conn)
-    })
-}
-
-/// Why a node cannot start or stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum NodeError {
-    /// The key file is missing or unreadable.
-    #[error(transparent)]
-    Key(#[from] tallytree_proto::KeyError),
-    /// The data directory cannot be opened.
-    #[error("data_dir {path}: {source}")]
-    Store {
-        /// The directory.
-        path: String,
-        /// The cause.
-        source: store::StoreError,
-    },
-    /// The gRPC server failed.
-    #[error("grpc server: {0}")]
-    Serve(#[from] tonic::transport::Error),
-}
-
-/// A node, opened and ready to serve.
-#[derive(Debug)]
-pub struct Node {
-    /// The configuration it runs with.
-    config: Config,
-    /// Store, identity, clock and trust, shared by every part.
-    fed: Arc<Federation>,
-}
-
-impl Node {
-    /// Opens the node's store and key.
-    pub fn open(config: Config) -> Result<Node, NodeError> {
-        let key = SigningKey::load(&config.key_file)?;
-        let data_dir = config.data_dir.display().to_string();
-        let store_err = |source| NodeError::Store {
-            path: data_dir.clone(),
-            source,
-        };
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|e| store_err(store::StoreError::Engine(e.to_string())))?;
-        let store = RocksStore::open(&config.data_dir).map_err(store_err)?;
-        let key_file = Some(config.key_file.clone());
-        Node::with_store(config, key, key_file, Arc::new(store)).map_err(store_err)
-    }
-
-    /// A node over any store (tests use [`store::MemStore`]).
-    pub fn with_store(
-        config: Config,
-        key: SigningKey,
-        key_file: Option<std::path::PathBuf>,
-        store: Arc<dyn Store>,
-    ) -> Result<Node, store::StoreError> {
-        let identity = Arc::new(Identity::new(
-            config.region,
-            config.name.clone(),
-            key,
-            key_file,
-        ));
-        let clock = Clock::new(config.utc_offset_hours);
-        let fed = Arc::new(Federation::open(
-            Arc::new(Ledger::new(store)),
-            identity,
-            clock,
-        )?);
-        Ok(Node { config, fed })
-    }
-
-    /// Serves gRPC on `listener` until `shutdown` resolves, then stops
-    /// accepting calls, lets running ones finish, and signs what is pending.
-    pub async fn run(
-        self,
-        listener: TcpListener,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), NodeError> {
-        let fed = self.fed.clone();
-        let region = fed.identity.region;
-        let signer = Signer::new(fed.clone(), self.config.signer.clone());
-        signer.catch_up().await;
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
-        let signer_task = tokio::spawn(signer.run(wait(stopped.clone())));
-        let pusher = Pusher::new(fed.clone(), self.config.parent.clone());
-        let pusher_task = tokio::spawn(pusher.run(wait(stopped)));
-
-        let intake = Intake::new(fed.ledger.clone(), fed.clock, self.config.intake.clone());
-        let query = Query::new(fed.clone());
-        let max = self.config.intake.max_message_bytes;
-        let auth = OperatorAuth::new(&self.config.operator_token);
-
-        let (health, health_service) = tonic_health::server::health_reporter();
-        health.set_serving::<IntakeServer<IntakeService>>().await;
-        health.set_serving::<QueryServer<QueryService>>().await;
-        health.set_serving::<AuditServer<AuditService>>().await;
-        health
-            .set_serving::<FederationServer<FederationService>>()
-            .await;
-        health
-            .set_serving::<EnrolmentsServer<EnrolmentsService>>()
-            .await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(tallytree_proto::pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|e| NodeError::Store {
-                path: "reflection".into(),
-                source: store::StoreError::Engine(e.to_string()),
-            })?;
-
-        let intake_server =
-            IntakeServer::new(IntakeService::new(intake)).max_decoding_message_size(max);
-        let query_server =
-            QueryServer::new(QueryService::new(query.clone())).max_decoding_message_size(max);
-        let audit_server =
-            AuditServer::new(AuditService::new(query, fed.clone())).max_decoding_message_size(max);
-        // Submissions carry descendant summaries: allow large ones.
-        let federation_server = FederationServer::new(FederationService::new(fed.clone()))
-            .max_decoding_message_size(self.config.federation.max_submission_bytes);
-        let enrolments_server = EnrolmentsServer::new(EnrolmentsService::new(fed.clone()))
-            .max_decoding_message_size(max);
-
-        let addr = listener.local_addr().ok();
-        info!(region = %region, name = %fed.identity.name, addr = ?addr, key = %&fed.identity.public_key().key_id()[..16], "node serving");
-        let served = tonic::transport::Server::builder()
-            .add_service(health_service)
-            .add_service(reflection)
-            .add_service(InterceptedService::new(intake_server, auth.clone()))
-            .add_service(InterceptedService::new(enrolments_server, auth))
-            .add_service(federation_server)
-            .add_service(query_server)
-            .add_service(audit_server)
-            .serve_with_incoming_shutdown(incoming(listener), shutdown)
-            .await;
-        let _ = stop.send(true);
-        let _ = signer_task.await;
-        let _ = pusher_task.await;
-        info!(region = %region, "node stopped");
-        served.map_err(NodeError::from)
-    }
-}
+#[cfg(feature = "server")]
+pub use server::{Node, NodeError};

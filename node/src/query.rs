@@ -11,7 +11,7 @@ use tallytree_aggregator::{SummaryView, Tally};
 use tallytree_proto::{Month, PeriodRange, RegionCode, pb};
 
 use crate::{
-    federation::Federation,
+    context::NodeContext,
     store::{
         StoreError,
         layout::{self, SummaryRow},
@@ -47,7 +47,7 @@ pub enum QueryError {
 #[derive(Debug, Clone)]
 pub struct Query {
     /// Store, identity, clock and the enrolments of the subtree.
-    fed: Arc<Federation>,
+    ctx: Arc<NodeContext>,
 }
 
 /// A month's figures as one region's row needs them.
@@ -59,12 +59,17 @@ struct MonthEntry {
 
 impl Query {
     /// Queries over `ledger` for the node `identity`.
-    pub fn new(fed: Arc<Federation>) -> Query {
-        Query { fed }
+    pub fn new(ctx: Arc<NodeContext>) -> Query {
+        Query { ctx }
+    }
+
+    /// This node's region: the default of every call.
+    pub fn region(&self) -> RegionCode {
+        self.ctx.identity.region
     }
 
     fn store(&self) -> &dyn crate::store::Store {
-        self.fed.ledger.store()
+        self.ctx.ledger.store()
     }
 
     /// Rows for `region` (default: this node's) and its descendants to `depth`.
@@ -75,17 +80,17 @@ impl Query {
         range: PeriodRange,
         depth: u32,
     ) -> Result<pb::TallyResponse, QueryError> {
-        let region = region.unwrap_or(self.fed.identity.region);
-        if !region.is_within(self.fed.identity.region) {
+        let region = region.unwrap_or(self.ctx.identity.region);
+        if !region.is_within(self.ctx.identity.region) {
             return Err(QueryError::OutsideSubtree {
                 region,
-                node: self.fed.identity.region,
+                node: self.ctx.identity.region,
             });
         }
         if depth > MAX_DEPTH {
             return Err(QueryError::Depth(depth));
         }
-        let now = self.fed.clock.month();
+        let now = self.ctx.clock.month();
         let dirty: BTreeSet<Month> = layout::dirty_months(self.store())?
             .into_iter()
             .filter(|m| *m <= now)
@@ -98,7 +103,7 @@ impl Query {
             entries.push((month, latest.map(entry).transpose()?));
         }
         let pending =
-            region == self.fed.identity.region && range.months().any(|m| dirty.contains(&m));
+            region == self.ctx.identity.region && range.months().any(|m| dirty.contains(&m));
         self.walk(region, 0, depth, &entries, pending, &mut rows)?;
         Ok(pb::TallyResponse {
             rows,
@@ -126,7 +131,7 @@ impl Query {
             .filter_map(|(_, e)| e.as_ref())
             .flat_map(|e| e.view.children.iter().map(|c| c.region))
             .collect();
-        children.extend(self.fed.trust().enrolled_children(region, i64::MAX));
+        children.extend(self.ctx.trust().enrolled_children(region, i64::MAX));
         for child in children {
             let mut child_entries = Vec::with_capacity(entries.len());
             for (month, e) in entries {
@@ -158,10 +163,10 @@ impl Query {
         let mut missing = Vec::new();
         let (mut reported, mut expected) = (0u32, 0u32);
         let mut verified = true;
-        let mut name = if region == self.fed.identity.region {
-            Some(self.fed.identity.name.clone())
+        let mut name = if region == self.ctx.identity.region {
+            Some(self.ctx.identity.name.clone())
         } else {
-            self.fed.trust().name_of(region).map(str::to_owned)
+            self.ctx.trust().name_of(region).map(str::to_owned)
         };
         for (month, e) in entries {
             let Some(e) = e else {
@@ -217,10 +222,10 @@ impl Query {
         region: RegionCode,
         month: Month,
     ) -> Result<Vec<pb::Envelope>, QueryError> {
-        if !region.is_within(self.fed.identity.region) {
+        if !region.is_within(self.ctx.identity.region) {
             return Err(QueryError::OutsideSubtree {
                 region,
-                node: self.fed.identity.region,
+                node: self.ctx.identity.region,
             });
         }
         Ok(layout::summary_revisions(self.store(), region, month)?

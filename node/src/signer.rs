@@ -18,7 +18,7 @@ use tracing::{debug, error, info};
 
 use crate::{
     config::SignerConfig,
-    federation::Federation,
+    context::NodeContext,
     ledger::Ledger,
     store::{
         Batch, Cf, StoreError,
@@ -30,7 +30,7 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct Signer {
     /// Store, identity, clock and the enrolled children.
-    fed: Arc<Federation>,
+    ctx: Arc<NodeContext>,
     /// Debounce settings.
     config: SignerConfig,
 }
@@ -45,13 +45,13 @@ pub struct Signed {
 }
 
 impl Signer {
-    /// A signer over `fed`.
-    pub fn new(fed: Arc<Federation>, config: SignerConfig) -> Signer {
-        Signer { fed, config }
+    /// A signer over `ctx`.
+    pub fn new(ctx: Arc<NodeContext>, config: SignerConfig) -> Signer {
+        Signer { ctx, config }
     }
 
     fn ledger(&self) -> &Ledger {
-        &self.fed.ledger
+        &self.ctx.ledger
     }
 
     /// Marks every month with tasks dirty, so that tasks that became overdue
@@ -86,8 +86,8 @@ impl Signer {
     /// Signs every dirty month up to the current one: local tally plus the
     /// latest accepted revision of each enrolled child. Blocking.
     pub fn sign_dirty(&self) -> Result<Vec<Signed>, StoreError> {
-        let clock = self.fed.clock;
-        let region = self.fed.identity.region;
+        let clock = self.ctx.clock;
+        let region = self.ctx.identity.region;
         let now = clock.month();
         let today = clock.today();
         let mut signed = Vec::new();
@@ -101,7 +101,7 @@ impl Signer {
             let store = self.ledger().store();
             let local = layout::local_tally(store, month, today)?;
             let issued_at_ms = clock.now_ms();
-            let enrolled = self.fed.trust().enrolled_children(region, issued_at_ms);
+            let enrolled = self.ctx.trust().enrolled_children(region, issued_at_ms);
             let mut children = Vec::new();
             let mut total = Some(local);
             for child in &enrolled {
@@ -139,7 +139,7 @@ impl Signer {
                 let revision = previous.as_ref().map_or(1, |p| p.revision + 1);
                 let summary = SummaryView {
                     region,
-                    name: self.fed.identity.name.clone(),
+                    name: self.ctx.identity.name.clone(),
                     parent: region.parent(),
                     period: month,
                     revision,
@@ -153,7 +153,7 @@ impl Signer {
                     SummaryView::from_pb(&summary.to_pb()).is_ok(),
                     "own summary well formed"
                 );
-                let sealed = statement::seal(&self.fed.identity.key(), &summary.to_pb());
+                let sealed = statement::seal(&self.ctx.identity.key(), &summary.to_pb());
                 batch.put(
                     Cf::Summaries,
                     layout::summary_key(region, month, revision),
@@ -174,7 +174,7 @@ impl Signer {
             store.write(batch)?;
         }
         if !signed.is_empty() {
-            self.fed.wake_pusher();
+            self.ctx.wake_pusher();
         }
         Ok(signed)
     }
@@ -195,15 +195,15 @@ impl Signer {
         tokio::pin!(shutdown);
         let debounce = Duration::from_millis(self.config.debounce_ms);
         let max_delay = Duration::from_millis(self.config.max_delay_ms);
-        let mut today = self.fed.clock.today();
+        let mut today = self.ctx.clock.today();
         let mut date_check = tokio::time::interval(Duration::from_secs(60));
         date_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         'run: loop {
             tokio::select! {
                 _ = &mut shutdown => break 'run,
-                _ = self.fed.ledger.changed() => {}
+                _ = self.ctx.ledger.changed() => {}
                 _ = date_check.tick() => {
-                    let now = self.fed.clock.today();
+                    let now = self.ctx.clock.today();
                     if now == today {
                         continue;
                     }
@@ -217,7 +217,7 @@ impl Signer {
             loop {
                 tokio::select! {
                     _ = &mut shutdown => break 'run,
-                    _ = self.fed.ledger.changed() => {
+                    _ = self.ctx.ledger.changed() => {
                         if Instant::now() >= deadline { break; }
                     }
                     _ = tokio::time::sleep(debounce) => break,
@@ -274,9 +274,9 @@ mod tests {
             None,
         ));
         let clock = Clock::new(8);
-        let fed = Arc::new(Federation::open(ledger.clone(), identity, clock).expect("open"));
+        let ctx = Arc::new(NodeContext::open(ledger.clone(), identity, clock).expect("open"));
         let intake = Intake::new(ledger, clock, IntakeConfig::default());
-        (intake, Signer::new(fed, SignerConfig::default()))
+        (intake, Signer::new(ctx, SignerConfig::default()))
     }
 
     fn cases(n: usize, state: pb::CaseState) -> Submission {
@@ -324,7 +324,7 @@ mod tests {
         assert_eq!(signed[0].revision, 2);
 
         let month = Month::parse("2025-01").expect("month");
-        let identity = &signer.fed.identity;
+        let identity = &signer.ctx.identity;
         let store = signer.ledger().store();
         let revisions = layout::summary_revisions(store, identity.region, month).expect("revs");
         assert_eq!(revisions.len(), 2);

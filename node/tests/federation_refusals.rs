@@ -7,8 +7,8 @@
 mod fed;
 
 use fed::{
-    DISTRICT, Running, STREET, STREET_2, Unit, VILLAGE_1, VILLAGE_3, authed, bind_any, channel,
-    enrol, open_store, past_month, revisions, rows, serve, total, wait_until,
+    DISTRICT, Running, STREET, STREET_2, Unit, VILLAGE_1, VILLAGE_2, VILLAGE_3, authed, bind_any,
+    channel, enrol, open_store, past_month, revisions, rows, serve, total, wait_until,
 };
 use prost::Message;
 use tallytree_aggregator::{ChildEntry, SummaryView, Tally};
@@ -223,6 +223,31 @@ impl Setup {
     async fn still_serving(&mut self) {
         let req = self.valid();
         self.accept(req).await;
+    }
+
+    /// Stops the district's node and serves its data again.
+    async fn restart(self) -> Setup {
+        let Setup {
+            unit,
+            node,
+            period,
+            street,
+            revision,
+            village,
+            ..
+        } = self;
+        node.stop().await;
+        let node = serve(&unit.config, bind_any().await).await;
+        let client = FederationClient::new(channel(node.addr));
+        Setup {
+            unit,
+            node,
+            client,
+            period,
+            street,
+            revision,
+            village,
+        }
     }
 }
 
@@ -698,28 +723,7 @@ async fn the_revision_rules_hold_across_a_restart() {
     let fourth = request(t.street.seal(&view.to_pb()));
     let fourth_receipt = t.accept(fourth.clone()).await;
 
-    let Setup {
-        unit,
-        node,
-        period,
-        street: child,
-        revision,
-        village,
-        ..
-    } = t;
-    node.stop().await;
-    let node = serve(&unit.config, bind_any().await).await;
-    let client = FederationClient::new(channel(node.addr));
-    let mut t = Setup {
-        unit,
-        node,
-        client,
-        period,
-        street: child,
-        revision,
-        village,
-    };
-
+    let mut t = t.restart().await;
     let again = t.accept(fourth).await;
     assert_eq!(again.encode_to_vec(), fourth_receipt.encode_to_vec());
     let again = t.accept(second).await;
@@ -744,6 +748,42 @@ async fn the_revision_rules_hold_across_a_restart() {
     let fifth = t.valid();
     t.accept(fifth).await;
     assert_eq!(t.revision, 5);
+}
+
+/// Forwarded enrolments are trusted all together or not at all, and only
+/// once they are stored: one that does not verify refuses the submission and
+/// admits none of its siblings, in memory or in the store, before and after
+/// a restart. (A trusted second village would make the street's summaries,
+/// which expect one child, fail the completeness rule.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_enrolment_admits_none_of_its_siblings_across_a_restart() {
+    let mut t = Setup::start().await;
+    let village_2 = Child::new(VILLAGE_2);
+    let impostor = Child::new(STREET);
+    let mut req = t.valid();
+    req.enrolments = vec![
+        t.street.enrolment_of(&village_2),
+        impostor.enrolment_of(&Child::new(VILLAGE_2)),
+    ];
+    t.refused_as(
+        req,
+        Code::PermissionDenied,
+        &["enrolment for 210214001002", "not enrolled"],
+    )
+    .await;
+    let mut t = t.restart().await;
+    t.still_serving().await;
+    let Setup { unit, node, .. } = t;
+    node.stop().await;
+    let store = open_store(&unit.config.data_dir).await;
+    let stored = layout::envelopes(&store, Cf::Enrolments, b"").expect("read");
+    let village_2_code = RegionCode::parse(VILLAGE_2.0).expect("code");
+    let held: Vec<pb::Enrolment> = stored
+        .iter()
+        .map(|e| statement::decode_verified(e).expect("enrolment"))
+        .filter(|e: &pb::Enrolment| e.region == village_2_code.to_string())
+        .collect();
+    assert!(held.is_empty(), "stored: {held:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

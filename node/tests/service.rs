@@ -116,6 +116,66 @@ async fn reflection_lists_and_describes_the_tallytree_services() {
     node.stop().await;
 }
 
+/// grpcio's Python reflection, Postman, older grpcurl and grpc_cli speak
+/// reflection v1alpha: they list and describe the same services.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_v1alpha_lists_and_describes_the_services_too() {
+    use tonic_reflection::pb::v1alpha::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let unit = Unit::new();
+    let node = unit.start().await;
+    let mut client = ServerReflectionClient::new(channel(node.addr));
+    let ask = |request| ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(request),
+    };
+    let requests = vec![
+        ask(MessageRequest::ListServices(String::new())),
+        ask(MessageRequest::FileContainingSymbol(
+            "tallytree.v1.Federation".into(),
+        )),
+    ];
+    let mut answers = client
+        .server_reflection_info(tokio_stream::iter(requests))
+        .await
+        .expect("v1alpha reflection answers")
+        .into_inner();
+    let mut next = async || {
+        answers
+            .message()
+            .await
+            .expect("reflection stream")
+            .expect("an answer")
+            .message_response
+            .expect("a response")
+    };
+    let MessageResponse::ListServicesResponse(list) = next().await else {
+        panic!("not a service list");
+    };
+    let names: Vec<&str> = list.service.iter().map(|s| s.name.as_str()).collect();
+    for service in SERVICES.into_iter().chain([
+        "tallytree.v1.Federation",
+        "tallytree.v1.Enrolments",
+        "grpc.health.v1.Health",
+    ]) {
+        assert!(names.contains(&service), "{service} not in {names:?}");
+    }
+    let MessageResponse::FileDescriptorResponse(files) = next().await else {
+        panic!("tallytree.v1.Federation: no file descriptor");
+    };
+    let file = "tallytree/v1/federation.proto";
+    assert!(
+        files
+            .file_descriptor_proto
+            .iter()
+            .any(|f| f.windows(file.len()).any(|w| w == file.as_bytes())),
+        "{file} not among the descriptors"
+    );
+    node.stop().await;
+}
+
 #[test]
 fn the_default_config_printed_by_the_binary_loads() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tallytree-node"))

@@ -1,14 +1,18 @@
 //! Enrolment at the parent (enrol, rotate, revoke a child) and at the child
 //! (install the enrolment the parent signed).
 
-use tallytree_aggregator::Finding;
+use std::sync::Arc;
+
+use tallytree_aggregator::{Admission, Finding};
 use tallytree_proto::{Digest, PublicKey, RegionCode, pb, statement};
 use tracing::info;
 
-use super::Federation;
-use crate::store::{
-    Batch, Cf, StoreError,
-    layout::{self, meta},
+use crate::{
+    context::NodeContext,
+    store::{
+        Batch, Cf, StoreError,
+        layout::{self, meta},
+    },
 };
 
 /// Why an enrolment call is refused.
@@ -29,16 +33,34 @@ fn invalid(msg: String) -> EnrolmentError {
     EnrolmentError::Invalid(msg)
 }
 
-impl Federation {
+/// Enrolment of this node's children, and of this node by its parent.
+#[derive(Debug, Clone)]
+pub struct Enrolments {
+    /// The node's shared context.
+    ctx: Arc<NodeContext>,
+}
+
+impl Enrolments {
+    /// Enrolments at the node of `ctx`.
+    pub fn new(ctx: Arc<NodeContext>) -> Enrolments {
+        Enrolments { ctx }
+    }
+
     fn child_code(&self, region: &str) -> Result<RegionCode, EnrolmentError> {
         let code = RegionCode::parse(region).map_err(|e| invalid(e.to_string()))?;
-        if !code.is_direct_child_of(self.identity.region) {
+        if !code.is_direct_child_of(self.ctx.identity.region) {
             return Err(invalid(format!(
                 "region ({code}): not a direct child of this node ({})",
-                self.identity.region
+                self.ctx.identity.region
             )));
         }
         Ok(code)
+    }
+
+    /// This node's public key (handed to an enrolled child with its
+    /// enrolment).
+    pub fn public_key(&self) -> PublicKey {
+        self.ctx.identity.public_key()
     }
 
     /// Enrols a child's key (a new key of an enrolled child is a rotation:
@@ -50,8 +72,9 @@ impl Federation {
             return Err(invalid("name: required (the child's Chinese name)".into()));
         }
         let key = PublicKey::from_slice(&req.public_key).map_err(|e| invalid(e.to_string()))?;
-        let _writer = self.ledger.lock();
-        let store = self.ledger.store();
+        let ctx = &self.ctx;
+        let _writer = ctx.ledger.lock();
+        let store = ctx.ledger.store();
         let serial = match store.last(Cf::Enrolments, &region.as_u64().to_be_bytes())? {
             Some((k, _)) => k
                 .get(8..16)
@@ -61,9 +84,9 @@ impl Federation {
                 .saturating_add(1),
             None => 1,
         };
-        let now = self.clock.now_ms();
+        let now = ctx.clock.now_ms();
         let enrolment = pb::Enrolment {
-            parent: self.identity.region.to_string(),
+            parent: ctx.identity.region.to_string(),
             region: region.to_string(),
             name: name.to_owned(),
             public_key: key.0.to_vec(),
@@ -71,17 +94,23 @@ impl Federation {
             valid_from_ms: now,
             issued_at_ms: now,
         };
-        let sealed = statement::seal(&self.identity.key(), &enrolment);
-        self.trust_mut().admit_enrolment(&sealed.envelope)?;
-        let mut batch = Batch::default();
-        batch.put(
-            Cf::Enrolments,
-            layout::enrolment_key(region, serial),
-            layout::envelope_bytes(&sealed.envelope),
-        );
-        // The expected number of children changes this month's summary.
-        batch.put(Cf::Dirty, layout::month_key(self.clock.month()), Vec::new());
-        self.ledger.write_changes(batch)?;
+        let sealed = statement::seal(&ctx.identity.key(), &enrolment);
+        ctx.admit(|trust| {
+            let view = trust.check_enrolment(&sealed.envelope)?;
+            let mut batch = Batch::default();
+            batch.put(
+                Cf::Enrolments,
+                layout::enrolment_key(region, serial),
+                layout::envelope_bytes(&sealed.envelope),
+            );
+            // The expected number of children changes this month's summary.
+            batch.put(Cf::Dirty, layout::month_key(ctx.clock.month()), Vec::new());
+            let admission = Admission {
+                enrolments: vec![view],
+                revocations: Vec::new(),
+            };
+            Ok::<_, EnrolmentError>((admission, Vec::new(), batch))
+        })?;
         info!(child = %region, name, serial, key = %&key.key_id()[..16], "enrolled");
         Ok(sealed.envelope)
     }
@@ -90,7 +119,8 @@ impl Federation {
     pub fn revoke(&self, req: &pb::RevokeRequest) -> Result<pb::Envelope, EnrolmentError> {
         let region = self.child_code(&req.region)?;
         let key = PublicKey::from_slice(&req.public_key).map_err(|e| invalid(e.to_string()))?;
-        let enrolled = self
+        let ctx = &self.ctx;
+        let enrolled = ctx
             .trust()
             .enrolment(&key.key_id())
             .is_some_and(|e| e.region == region);
@@ -100,9 +130,9 @@ impl Federation {
                 &key.key_id()[..16]
             )));
         }
-        let now = self.clock.now_ms();
+        let now = ctx.clock.now_ms();
         let revocation = pb::Revocation {
-            parent: self.identity.region.to_string(),
+            parent: ctx.identity.region.to_string(),
             region: region.to_string(),
             public_key: key.0.to_vec(),
             revoked_at_ms: if req.revoked_at_ms == 0 {
@@ -112,17 +142,25 @@ impl Federation {
             },
             reason: req.reason.clone(),
         };
-        let _writer = self.ledger.lock();
-        let sealed = statement::seal(&self.identity.key(), &revocation);
-        self.trust_mut().admit_revocation(&sealed.envelope)?;
-        let mut batch = Batch::default();
-        batch.put(
-            Cf::Revocations,
-            layout::revocation_key(region, &key),
-            layout::envelope_bytes(&sealed.envelope),
-        );
-        batch.put(Cf::Dirty, layout::month_key(self.clock.month()), Vec::new());
-        self.ledger.write_changes(batch)?;
+        let _writer = ctx.ledger.lock();
+        let sealed = statement::seal(&ctx.identity.key(), &revocation);
+        ctx.admit(|trust| {
+            let view = trust
+                .signer_of::<pb::Revocation>(&sealed.envelope, "revocation")?
+                .open_revocation(&sealed.envelope)?;
+            let mut batch = Batch::default();
+            batch.put(
+                Cf::Revocations,
+                layout::revocation_key(region, &key),
+                layout::envelope_bytes(&sealed.envelope),
+            );
+            batch.put(Cf::Dirty, layout::month_key(ctx.clock.month()), Vec::new());
+            let admission = Admission {
+                enrolments: Vec::new(),
+                revocations: vec![view],
+            };
+            Ok::<_, EnrolmentError>((admission, Vec::new(), batch))
+        })?;
         info!(child = %region, key = %&key.key_id()[..16], "revoked");
         Ok(sealed.envelope)
     }
@@ -131,10 +169,11 @@ impl Federation {
     /// must be this node's key, or a rotated key waiting in `<key>.next`,
     /// which then becomes the signing key. Blocking.
     pub fn install(&self, req: &pb::InstallRequest) -> Result<(), EnrolmentError> {
-        let Some(parent) = self.identity.region.parent() else {
+        let ctx = &self.ctx;
+        let Some(parent) = ctx.identity.region.parent() else {
             return Err(invalid(format!(
                 "{}: the top of the tree has no parent to be enrolled by",
-                self.identity.region
+                ctx.identity.region
             )));
         };
         let parent_key = PublicKey::from_slice(&req.parent_public_key)
@@ -148,15 +187,17 @@ impl Federation {
                 "enrolment: {err} (is parent_public_key the parent's key?)"
             ))
         })?;
-        if e.parent != parent.to_string() || e.region != self.identity.region.to_string() {
+        if e.parent != parent.to_string() || e.region != ctx.identity.region.to_string() {
             return Err(invalid(format!(
                 "enrolment: binds {} under {}, but this node is {} under {parent}",
-                e.region, e.parent, self.identity.region
+                e.region, e.parent, ctx.identity.region
             )));
         }
         let key = PublicKey::from_slice(&e.public_key).map_err(|err| invalid(err.to_string()))?;
-        if key != self.identity.public_key() {
-            let next = self.identity.next_key_file();
+        let old = ctx.identity.public_key();
+        let rotating = key != old;
+        if rotating {
+            let next = ctx.identity.next_key_file();
             let matches_next = next
                 .as_deref()
                 .and_then(|p| tallytree_proto::SigningKey::load(p).ok())
@@ -165,35 +206,38 @@ impl Federation {
                 return Err(invalid(format!(
                     "enrolment: enrols key {}, which is neither this node's key {} nor a rotated key waiting in {}",
                     &key.key_id()[..16],
-                    &self.identity.public_key().key_id()[..16],
+                    &old.key_id()[..16],
                     next.map(|p| p.display().to_string()).unwrap_or_default()
                 )));
             }
-            let old = self.identity.public_key();
-            self.identity
+        }
+        let _writer = ctx.ledger.lock();
+        // Stored first; then this node's keys (the earlier one still signed
+        // statements held) are trusted, then the key is switched.
+        ctx.admit(|_| {
+            let mut batch = Batch::default();
+            let mut own_key = meta::OWN_ENROLMENT.to_vec();
+            own_key.extend_from_slice(&e.serial.to_be_bytes());
+            batch.put(Cf::Meta, own_key, layout::envelope_bytes(env));
+            batch.put(Cf::Meta, meta::PARENT_KEY, parent_key.0.to_vec());
+            Ok::<_, EnrolmentError>((Admission::default(), vec![old, key], batch))
+        })?;
+        if rotating {
+            ctx.identity
                 .rotate()
                 .map_err(|err| invalid(format!("rotating the key: {err}")))?;
-            self.trust_mut().add_anchor(self.identity.region, old);
             info!(key = %&key.key_id()[..16], "rotated to the newly enrolled key");
         }
-        self.trust_mut().add_anchor(self.identity.region, key);
-        let _writer = self.ledger.lock();
-        let mut batch = Batch::default();
-        let mut own_key = meta::OWN_ENROLMENT.to_vec();
-        own_key.extend_from_slice(&e.serial.to_be_bytes());
-        batch.put(Cf::Meta, own_key, layout::envelope_bytes(env));
-        batch.put(Cf::Meta, meta::PARENT_KEY, parent_key.0.to_vec());
-        self.ledger.store().write(batch)?;
         info!(parent = %parent, serial = e.serial, digest = %Digest::of(&env.payload).short(), "enrolment installed");
-        self.wake_pusher();
+        ctx.wake_pusher();
         Ok(())
     }
 
     /// The enrolments and revocations this node signed for its children.
     pub fn list(&self) -> Result<pb::ListEnrolmentsResponse, StoreError> {
-        let store = self.ledger.store();
+        let store = self.ctx.ledger.store();
         let own = |env: &pb::Envelope, parent_field: fn(&pb::Envelope) -> Option<String>| {
-            parent_field(env).is_some_and(|p| p == self.identity.region.to_string())
+            parent_field(env).is_some_and(|p| p == self.ctx.identity.region.to_string())
         };
         let enrolments = layout::envelopes(store, Cf::Enrolments, b"")?
             .into_iter()

@@ -21,9 +21,9 @@ use tower::{
 };
 use tracing::{debug, info, warn};
 
-use super::Federation;
 use crate::{
     config::ParentConfig,
+    context::NodeContext,
     store::{Batch, Cf, StoreError, layout},
 };
 
@@ -39,8 +39,8 @@ struct Prepared {
 /// Pushes this node's revisions to its parent.
 #[derive(Debug, Clone)]
 pub struct Pusher {
-    /// Shared federation state.
-    fed: Arc<Federation>,
+    /// The node's shared context.
+    ctx: Arc<NodeContext>,
     /// Parent address, timeout and backoff.
     config: ParentConfig,
 }
@@ -48,9 +48,9 @@ pub struct Pusher {
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl Pusher {
-    /// A pusher for `fed` with `config`.
-    pub fn new(fed: Arc<Federation>, config: ParentConfig) -> Pusher {
-        Pusher { fed, config }
+    /// A pusher for `ctx` with `config`.
+    pub fn new(ctx: Arc<NodeContext>, config: ParentConfig) -> Pusher {
+        Pusher { ctx, config }
     }
 
     /// Runs until `shutdown` resolves. Without a parent address it only waits.
@@ -102,7 +102,7 @@ impl Pusher {
                 Ok(false) => {
                     tokio::select! {
                         _ = &mut shutdown => return,
-                        _ = self.fed.pusher_woken() => {}
+                        _ = self.ctx.pusher_woken() => {}
                         _ = tokio::time::sleep(Duration::from_secs(30)) => {}
                     }
                 }
@@ -125,9 +125,9 @@ impl Pusher {
     where
         S: Service<pb::SubmitRequest, Response = pb::SubmitResponse, Error = BoxError>,
     {
-        let fed = self.fed.clone();
+        let ctx = self.ctx.clone();
         let (parent_key, outbox) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
-            Ok((fed.parent_key()?, layout::outbox(fed.ledger.store())?))
+            Ok((ctx.parent_key()?, layout::outbox(ctx.ledger.store())?))
         })
         .await??;
         let Some(parent_key) = parent_key else {
@@ -140,9 +140,9 @@ impl Pusher {
         // then report the first failure (the caller backs off and retries).
         let mut first_error: Option<BoxError> = None;
         for (month, revision) in outbox {
-            let fed = self.fed.clone();
+            let ctx = self.ctx.clone();
             let prepared =
-                tokio::task::spawn_blocking(move || prepare(&fed, month, revision)).await??;
+                tokio::task::spawn_blocking(move || prepare(&ctx, month, revision)).await??;
             let Some(p) = prepared else { continue };
             let response = match submit.ready().await?.call(p.request.clone()).await {
                 Ok(r) => r,
@@ -155,8 +155,8 @@ impl Pusher {
             let receipt = response
                 .receipt
                 .ok_or("parent answered without a receipt")?;
-            let fed = self.fed.clone();
-            tokio::task::spawn_blocking(move || record_receipt(&fed, &parent_key, p, receipt))
+            let ctx = self.ctx.clone();
+            tokio::task::spawn_blocking(move || record_receipt(&ctx, &parent_key, p, receipt))
                 .await??;
         }
         if let Some(e) = first_error {
@@ -167,9 +167,9 @@ impl Pusher {
 }
 
 /// Builds the request for one outbox entry. Blocking.
-fn prepare(fed: &Federation, month: Month, revision: u64) -> Result<Option<Prepared>, StoreError> {
-    let store = fed.ledger.store();
-    let Some(row) = layout::summary_at(store, fed.identity.region, month, revision)? else {
+fn prepare(ctx: &NodeContext, month: Month, revision: u64) -> Result<Option<Prepared>, StoreError> {
+    let store = ctx.ledger.store();
+    let Some(row) = layout::summary_at(store, ctx.identity.region, month, revision)? else {
         return Ok(None);
     };
     let digest = row.digest()?;
@@ -224,14 +224,14 @@ fn prepare(fed: &Federation, month: Month, revision: u64) -> Result<Option<Prepa
 /// Checks the parent's receipt and stores it; marks what was forwarded and
 /// clears the outbox entry unless a newer revision replaced it. Blocking.
 fn record_receipt(
-    fed: &Federation,
+    ctx: &NodeContext,
     parent_key: &PublicKey,
     p: Prepared,
     receipt_env: pb::Envelope,
 ) -> Result<(), BoxError> {
     let receipt: pb::Receipt = statement::open(&receipt_env, parent_key)
         .map_err(|e| format!("receipt from parent does not verify: {e}"))?;
-    let matches = receipt.region == fed.identity.region.to_string()
+    let matches = receipt.region == ctx.identity.region.to_string()
         && receipt.period == p.month.to_string()
         && receipt.revision == p.revision
         && receipt.digest == p.digest.0;
@@ -242,8 +242,8 @@ fn record_receipt(
         )
         .into());
     }
-    let _writer = fed.ledger.lock();
-    let store = fed.ledger.store();
+    let _writer = ctx.ledger.lock();
+    let store = ctx.ledger.store();
     let mut batch = Batch::default();
     batch.put(
         Cf::Receipts,
@@ -282,7 +282,7 @@ mod tests {
 
     /// A village with a signed revision waiting for each of two months, and
     /// its parent's key installed.
-    fn village_with_two_months(parent: &SigningKey) -> Arc<Federation> {
+    fn village_with_two_months(parent: &SigningKey) -> Arc<NodeContext> {
         let ledger = Arc::new(Ledger::new(Arc::new(MemStore::new())));
         let identity = Arc::new(Identity::new(
             RegionCode::parse("210214001001").expect("code"),
@@ -291,7 +291,7 @@ mod tests {
             None,
         ));
         let clock = Clock::new(8);
-        let fed = Arc::new(Federation::open(ledger.clone(), identity, clock).expect("open"));
+        let ctx = Arc::new(NodeContext::open(ledger.clone(), identity, clock).expect("open"));
         let intake = Intake::new(ledger.clone(), clock, IntakeConfig::default());
         let cases = ["2025-01-05", "2025-02-05"]
             .iter()
@@ -314,14 +314,14 @@ mod tests {
                 ..Default::default()
             })
             .expect("record");
-        let signed = Signer::new(fed.clone(), SignerConfig::default())
+        let signed = Signer::new(ctx.clone(), SignerConfig::default())
             .sign_dirty()
             .expect("sign");
         assert_eq!(signed.len(), 2);
         let mut batch = Batch::default();
         batch.put(Cf::Meta, meta::PARENT_KEY, parent.public_key().0.to_vec());
         ledger.store().write(batch).expect("parent key");
-        fed
+        ctx
     }
 
     /// A parent that refuses `refused` and receipts every other month.
@@ -355,8 +355,8 @@ mod tests {
     #[tokio::test]
     async fn a_refused_month_does_not_hold_back_the_others() {
         let parent_key = Arc::new(SigningKey::generate().expect("key").0);
-        let fed = village_with_two_months(&parent_key);
-        let pusher = Pusher::new(fed.clone(), ParentConfig::default());
+        let ctx = village_with_two_months(&parent_key);
+        let pusher = Pusher::new(ctx.clone(), ParentConfig::default());
         let (january, february) = (
             Month::parse("2025-01").expect("month"),
             Month::parse("2025-02").expect("month"),
@@ -370,7 +370,7 @@ mod tests {
         assert!(err.to_string().contains("2025-01: refused"), "{err}");
         // February went through: its receipt is stored, its entry gone;
         // January waits for the next round.
-        let store = fed.ledger.store();
+        let store = ctx.ledger.store();
         assert_eq!(layout::outbox(store).expect("outbox"), vec![(january, 1)]);
         assert!(
             store

@@ -16,12 +16,10 @@ use std::{
 };
 
 use tallytree_aggregator::SummaryView;
-use tallytree_proto::{Digest, Month, RegionCode, pb};
-use tracing::warn;
+use tallytree_proto::{Digest, Month, RegionCode};
 
-use super::{Federation, submit::SubmitError};
 use crate::store::{
-    Batch, Cf, StoreError,
+    Store, StoreError,
     layout::{self, SummaryRow},
 };
 
@@ -78,19 +76,38 @@ fn stripe_index(region: RegionCode, month: Month) -> usize {
     (x % STRIPES as u64) as usize
 }
 
+/// What the revision rules say of a verified summary of a direct child.
+#[derive(Debug)]
+pub(crate) enum Verdict {
+    /// A revision above every one held: to be stored.
+    New,
+    /// A revision already held with the same digest: the same receipt again,
+    /// with the time it was first received.
+    Duplicate {
+        /// When the held revision was received.
+        received_at_ms: i64,
+    },
+    /// A revision at or below one held, with another digest: refused, and
+    /// both kept as evidence.
+    Equivocation {
+        /// The conflicting row held: the same revision, or the latest.
+        held: Box<SummaryRow>,
+    },
+}
+
 impl Stripe {
     /// The latest accepted revision of `region` for `month`, from memory or,
     /// the first time, from the store.
     fn latest(
         &mut self,
-        fed: &Federation,
+        store: &dyn Store,
         region: RegionCode,
         month: Month,
     ) -> Result<Option<Accepted>, StoreError> {
         if let Some(held) = self.latest.get(&(region, month)) {
             return Ok(*held);
         }
-        let held = match layout::latest_summary(fed.ledger.store(), region, month)? {
+        let held = match layout::latest_summary(store, region, month)? {
             Some(row) => Some(Accepted {
                 revision: row.view()?.revision,
                 digest: row.digest()?,
@@ -106,40 +123,37 @@ impl Stripe {
     pub(crate) fn stored(&mut self, region: RegionCode, month: Month, accepted: Accepted) {
         self.latest.insert((region, month), Some(accepted));
     }
-}
 
-impl Federation {
-    /// Applies the revision rules to a verified summary under its stripe:
-    /// `Some(receipt)` for a revision already held with the same digest,
-    /// `None` for a new revision, an equivocation error otherwise (both
-    /// summaries kept as evidence).
-    pub(crate) fn check_revision(
-        &self,
-        stripe: &mut Stripe,
+    /// Applies the revision rules to a verified summary of a child whose
+    /// month this stripe covers. Reads the store only for a revision at or
+    /// below the latest (a duplicate of an older one, or an equivocation).
+    pub(crate) fn judge(
+        &mut self,
+        store: &dyn Store,
         view: &SummaryView,
         digest: Digest,
-        env: &pb::Envelope,
-    ) -> Result<Option<pb::Envelope>, SubmitError> {
-        let Some(latest) = stripe.latest(self, view.region, view.period)? else {
-            return Ok(None);
+    ) -> Result<Verdict, StoreError> {
+        let Some(latest) = self.latest(store, view.region, view.period)? else {
+            return Ok(Verdict::New);
         };
         if view.revision > latest.revision {
-            return Ok(None);
+            return Ok(Verdict::New);
         }
         if view.revision == latest.revision && digest == latest.digest {
-            return Ok(Some(self.issue_receipt(
-                view,
-                digest,
-                latest.received_at_ms,
-            )));
+            return Ok(Verdict::Duplicate {
+                received_at_ms: latest.received_at_ms,
+            });
         }
         // At or below the latest: the revision held, if any, decides.
-        let store = self.ledger.store();
         if let Some(held) = layout::summary_at(store, view.region, view.period, view.revision)? {
             if held.digest()? == digest {
-                return Ok(Some(self.issue_receipt(view, digest, held.received_at_ms)));
+                return Ok(Verdict::Duplicate {
+                    received_at_ms: held.received_at_ms,
+                });
             }
-            return Err(self.equivocation(view, digest, env, &held)?);
+            return Ok(Verdict::Equivocation {
+                held: Box::new(held),
+            });
         }
         let latest_row =
             layout::latest_summary(store, view.region, view.period)?.ok_or_else(|| {
@@ -151,38 +165,8 @@ impl Federation {
                     ),
                 }
             })?;
-        Err(self.equivocation(view, digest, env, &latest_row)?)
-    }
-
-    fn equivocation(
-        &self,
-        view: &SummaryView,
-        digest: Digest,
-        env: &pb::Envelope,
-        held: &SummaryRow,
-    ) -> Result<SubmitError, StoreError> {
-        let held_view = held.view()?;
-        let held_digest = held.digest()?;
-        let mut batch = Batch::default();
-        batch.put(
-            Cf::Evidence,
-            layout::evidence_key(view.region, view.period, &digest),
-            layout::envelope_bytes(env),
-        );
-        batch.put(
-            Cf::Evidence,
-            layout::evidence_key(view.region, view.period, &held_digest),
-            layout::envelope_bytes(held.envelope()?),
-        );
-        self.ledger.store().write(batch)?;
-        warn!(child = %view.region, period = %view.period, revision = view.revision, held = held_view.revision, "equivocation refused");
-        Ok(SubmitError::Equivocation {
-            region: view.region,
-            period: view.period,
-            revision: view.revision,
-            digest: digest.short(),
-            held: held_view.revision,
-            held_digest: held_digest.short(),
+        Ok(Verdict::Equivocation {
+            held: Box::new(latest_row),
         })
     }
 }
@@ -191,9 +175,11 @@ impl Federation {
 mod tests {
     use std::collections::HashSet;
 
-    use tallytree_proto::{Month, RegionCode};
+    use tallytree_aggregator::Tally;
+    use tallytree_proto::{SigningKey, statement};
 
-    use super::{STRIPES, stripe_index};
+    use super::*;
+    use crate::store::{Batch, Cf, MemStore};
 
     /// Siblings at every level (codes 1, 1,000, 1,000,000 or 100,000,000
     /// apart) spread over the stripes, so concurrent children rarely wait
@@ -216,6 +202,125 @@ mod tests {
                 "children of {parent} {step} apart use {} of {STRIPES} stripes",
                 stripes.len()
             );
+        }
+    }
+
+    const VILLAGE: u64 = 210_214_001_001;
+
+    fn month() -> Month {
+        Month::parse("2026-03").expect("month")
+    }
+
+    /// A signed summary of the village for March: its view, digest and row.
+    fn summary(key: &SigningKey, revision: u64, registered: u64) -> (SummaryView, Digest, Vec<u8>) {
+        let mut local = Tally::default();
+        local.tasks.assigned = registered;
+        local.tasks.in_progress = registered;
+        let view = SummaryView {
+            region: RegionCode::from_u64(VILLAGE).expect("code"),
+            name: "玉皇庙社区".into(),
+            parent: RegionCode::from_u64(VILLAGE).expect("code").parent(),
+            period: month(),
+            revision,
+            issued_at_ms: 1_000 + revision as i64,
+            local,
+            total: local,
+            children: Vec::new(),
+            children_expected: 0,
+        };
+        let signed = statement::seal(key, &view.to_pb());
+        let row = layout::summary_row_bytes(&signed.envelope, 5_000 + revision as i64);
+        (view, signed.digest, row)
+    }
+
+    fn store_row(store: &MemStore, view: &SummaryView, row: Vec<u8>) {
+        let mut batch = Batch::default();
+        batch.put(
+            Cf::Summaries,
+            layout::summary_key(view.region, view.period, view.revision),
+            row,
+        );
+        store.write(batch).expect("write");
+    }
+
+    #[test]
+    fn a_new_revision_is_new_and_the_same_again_a_duplicate() {
+        let store = MemStore::new();
+        let key = SigningKey::generate().expect("key").0;
+        let mut stripe = Stripe::default();
+        let (v1, d1, row1) = summary(&key, 1, 3);
+        assert!(matches!(stripe.judge(&store, &v1, d1), Ok(Verdict::New)));
+        store_row(&store, &v1, row1);
+        stripe.stored(
+            v1.region,
+            v1.period,
+            Accepted {
+                revision: 1,
+                digest: d1,
+                received_at_ms: 5_001,
+            },
+        );
+        assert!(matches!(
+            stripe.judge(&store, &v1, d1),
+            Ok(Verdict::Duplicate {
+                received_at_ms: 5_001
+            })
+        ));
+        let (v2, d2, _) = summary(&key, 2, 4);
+        assert!(matches!(stripe.judge(&store, &v2, d2), Ok(Verdict::New)));
+    }
+
+    #[test]
+    fn the_latest_revision_is_read_from_the_store_after_a_restart() {
+        let store = MemStore::new();
+        let key = SigningKey::generate().expect("key").0;
+        let (v1, d1, row1) = summary(&key, 1, 3);
+        let (v2, d2, row2) = summary(&key, 2, 4);
+        store_row(&store, &v1, row1);
+        store_row(&store, &v2, row2);
+        // A fresh stripe, as after a start: the rules read what is stored.
+        let mut stripe = Stripe::default();
+        assert!(matches!(
+            stripe.judge(&store, &v2, d2),
+            Ok(Verdict::Duplicate {
+                received_at_ms: 5_002
+            })
+        ));
+        // An older revision held, the same digest: its own receipt again.
+        assert!(matches!(
+            stripe.judge(&store, &v1, d1),
+            Ok(Verdict::Duplicate {
+                received_at_ms: 5_001
+            })
+        ));
+        let (v3, d3, _) = summary(&key, 3, 5);
+        assert!(matches!(stripe.judge(&store, &v3, d3), Ok(Verdict::New)));
+    }
+
+    #[test]
+    fn other_figures_at_or_below_the_latest_are_equivocation() {
+        let store = MemStore::new();
+        let key = SigningKey::generate().expect("key").0;
+        let (v1, _, row1) = summary(&key, 1, 3);
+        let (v3, _, row3) = summary(&key, 3, 5);
+        store_row(&store, &v1, row1);
+        store_row(&store, &v3, row3);
+        let mut stripe = Stripe::default();
+        // Revision 1 again with other figures: the held revision 1 conflicts.
+        let (other1, od1, _) = summary(&key, 1, 9);
+        match stripe.judge(&store, &other1, od1) {
+            Ok(Verdict::Equivocation { held }) => {
+                assert_eq!(held.view().expect("view").revision, 1)
+            }
+            other => panic!("expected equivocation, got {other:?}"),
+        }
+        // Revision 2 was skipped: below the latest, it conflicts with 3.
+        let (v2, d2, _) = summary(&key, 2, 4);
+        match stripe.judge(&store, &v2, d2) {
+            Ok(Verdict::Equivocation { held }) => {
+                assert_eq!(held.view().expect("view").revision, 3)
+            }
+            other => panic!("expected equivocation, got {other:?}"),
         }
     }
 }

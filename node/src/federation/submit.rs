@@ -2,17 +2,23 @@
 //! descendant it counts (the aggregator's checks), apply the revision rules,
 //! store it durably with the receipt, and only then answer.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use tallytree_aggregator::{
-    Candidate, ChildEntry, Finding, SummarySource, SummaryView, summary::check_not_future,
-    verify_opened,
+    Admission, Candidate, ChildEntry, EnrolmentView, Finding, SummarySource, SummaryView,
+    summary::check_not_future, verify_opened,
 };
-use tallytree_proto::{Digest, Month, RegionCode, pb, statement};
-use tracing::info;
+use tallytree_proto::{Digest, Month, RegionCode, pb};
+use tracing::{info, warn};
 
-use super::{Federation, revisions::Accepted};
-use crate::store::{Batch, Cf, Store, StoreError, layout};
+use super::revisions::{Accepted, Stripe, Stripes, Verdict};
+use crate::{
+    context::NodeContext,
+    store::{
+        Batch, Cf, Store, StoreError,
+        layout::{self, SummaryRow},
+    },
+};
 
 /// Why a submission is refused.
 #[derive(Debug, thiserror::Error)]
@@ -75,9 +81,28 @@ impl<'a> SummarySource<'a> for Source<'a> {
     }
 }
 
-impl Federation {
+/// Federation.Submit at the parent: children's summaries verified, stored
+/// durably and receipted.
+#[derive(Debug)]
+pub struct Submissions {
+    /// The node's shared context.
+    ctx: Arc<NodeContext>,
+    /// Serialises the revision rules of one child and month.
+    stripes: Stripes,
+}
+
+impl Submissions {
+    /// Submissions to the node of `ctx`.
+    pub fn new(ctx: Arc<NodeContext>) -> Submissions {
+        Submissions {
+            ctx,
+            stripes: Stripes::new(),
+        }
+    }
+
     /// Handles one submission; returns the signed receipt. Blocking.
     pub fn submit(&self, req: &pb::SubmitRequest) -> Result<pb::Envelope, SubmitError> {
+        let ctx = &self.ctx;
         let env = req
             .summary
             .as_ref()
@@ -87,19 +112,19 @@ impl Federation {
         }
         // Lock order: stripe, then ledger, then trust, innermost; the trust
         // guard is never held while waiting for another lock (see
-        // `Federation::trust`).
-        let (view, digest) = self.trust().open_summary(env)?;
-        if !view.region.is_direct_child_of(self.identity.region) {
+        // `NodeContext::trust`).
+        let (view, digest) = ctx.trust().open_summary(env)?;
+        if !view.region.is_direct_child_of(ctx.identity.region) {
             return Err(SubmitError::NotChild {
                 region: view.region,
-                node: self.identity.region,
+                node: ctx.identity.region,
             });
         }
-        check_not_future(view.region, view.period, self.clock.month()).map_err(Finding::from)?;
+        check_not_future(view.region, view.period, ctx.clock.month()).map_err(Finding::from)?;
         // A duplicate or a stale revision is answered before its
         // descendants are verified.
-        if let Some(receipt) = self.check_revision(
-            &mut self.stripe(view.region, view.period),
+        if let Some(receipt) = self.apply_rules(
+            &mut self.stripes.lock(view.region, view.period),
             &view,
             digest,
             env,
@@ -111,7 +136,7 @@ impl Federation {
         // change, so only the revision rules and the write need it, and
         // other submissions of the child's stripe do not wait for the
         // verification.
-        let store = self.ledger.store();
+        let store = ctx.ledger.store();
         let source = Source {
             store,
             included: req
@@ -121,18 +146,18 @@ impl Federation {
                 .collect(),
         };
         let verified = {
-            let trust = self.trust();
+            let trust = ctx.trust();
             verify_opened(&trust, &source, view, digest)?
         };
         let view = &verified.view;
 
-        let mut stripe = self.stripe(view.region, view.period);
+        let mut stripe = self.stripes.lock(view.region, view.period);
         // Again under the stripe: another submission of this child and month
         // may have been stored meanwhile.
-        if let Some(receipt) = self.check_revision(&mut stripe, view, digest, env)? {
+        if let Some(receipt) = self.apply_rules(&mut stripe, view, digest, env)? {
             return Ok(receipt);
         }
-        let now = self.clock.now_ms();
+        let now = ctx.clock.now_ms();
         let mut batch = Batch::default();
         for (d, _, denv) in &verified.descendants {
             batch.put(
@@ -150,8 +175,8 @@ impl Federation {
         {
             // Shared: submissions write concurrently and share syncs; the
             // signer's derive-and-clear of a month is exclusive.
-            let _writer = self.ledger.shared();
-            self.ledger.write_changes(batch)?;
+            let _writer = ctx.ledger.shared();
+            ctx.ledger.write_changes(batch)?;
         }
         stripe.stored(
             view.region,
@@ -164,71 +189,95 @@ impl Federation {
         );
         drop(stripe);
         // Durable now: only from here on may a receipt exist.
-        let receipt = self.issue_receipt(view, digest, now);
+        let receipt = ctx.issue_receipt(view, digest, now);
         info!(child = %view.region, period = %view.period, revision = view.revision, descendants = verified.descendants.len(), digest = %digest.short(), "accepted summary");
         Ok(receipt)
     }
 
-    /// Signs the receipt of a stored summary. Ed25519 is deterministic, so
-    /// the receipt is signed again byte for byte from the stored row when it
-    /// is asked for again (a duplicate submission, an evidence export):
-    /// nothing but the summary needs storing, and one sync serves both.
-    pub(crate) fn issue_receipt(
+    /// Acts on the revision rules' verdict: `Some(receipt)` for a revision
+    /// held with the same digest, `None` for a new one; an equivocation is
+    /// stored as evidence (both summaries) and refused.
+    fn apply_rules(
+        &self,
+        stripe: &mut Stripe,
+        view: &SummaryView,
+        digest: Digest,
+        env: &pb::Envelope,
+    ) -> Result<Option<pb::Envelope>, SubmitError> {
+        match stripe.judge(self.ctx.ledger.store(), view, digest)? {
+            Verdict::New => Ok(None),
+            Verdict::Duplicate { received_at_ms } => {
+                Ok(Some(self.ctx.issue_receipt(view, digest, received_at_ms)))
+            }
+            Verdict::Equivocation { held } => Err(self.equivocation(view, digest, env, &held)?),
+        }
+    }
+
+    /// Keeps both conflicting summaries as evidence; returns the refusal.
+    fn equivocation(
         &self,
         view: &SummaryView,
         digest: Digest,
-        received_at_ms: i64,
-    ) -> pb::Envelope {
-        let receipt = pb::Receipt {
-            parent: self.identity.region.to_string(),
-            region: view.region.to_string(),
-            period: view.period.to_string(),
+        env: &pb::Envelope,
+        held: &SummaryRow,
+    ) -> Result<SubmitError, StoreError> {
+        let held_view = held.view()?;
+        let held_digest = held.digest()?;
+        let mut batch = Batch::default();
+        batch.put(
+            Cf::Evidence,
+            layout::evidence_key(view.region, view.period, &digest),
+            layout::envelope_bytes(env),
+        );
+        batch.put(
+            Cf::Evidence,
+            layout::evidence_key(view.region, view.period, &held_digest),
+            layout::envelope_bytes(held.envelope()?),
+        );
+        self.ctx.ledger.store().write(batch)?;
+        warn!(child = %view.region, period = %view.period, revision = view.revision, held = held_view.revision, "equivocation refused");
+        Ok(SubmitError::Equivocation {
+            region: view.region,
+            period: view.period,
             revision: view.revision,
-            digest: digest.0.to_vec(),
-            received_at_ms,
-        };
-        statement::seal(&self.identity.key(), &receipt).envelope
+            digest: digest.short(),
+            held: held_view.revision,
+            held_digest: held_digest.short(),
+        })
     }
 
-    /// Admits enrolments and revocations sent from the subtree, storing the
-    /// ones that verify.
+    /// Admits the enrolments and revocations sent from the subtree: all of
+    /// them verified, stored durably, and only then trusted; one that does
+    /// not verify refuses the submission and admits none.
     fn admit_statements(
         &self,
         enrolments: &[pb::Envelope],
         revocations: &[pb::Envelope],
     ) -> Result<(), SubmitError> {
-        let mut trust = self.trust_mut();
-        let findings = trust.admit_all(enrolments, revocations);
-        if let Some(f) = findings.into_iter().next() {
-            return Err(f.into());
-        }
-        drop(trust);
-        let mut batch = Batch::default();
-        for env in enrolments {
-            let e: pb::Enrolment =
-                statement::decode_verified(env).map_err(|e| SubmitError::Invalid(e.to_string()))?;
-            let region =
-                RegionCode::parse(&e.region).map_err(|e| SubmitError::Invalid(e.to_string()))?;
-            batch.put(
-                Cf::Enrolments,
-                layout::enrolment_key(region, e.serial),
-                layout::envelope_bytes(env),
-            );
-        }
-        for env in revocations {
-            let r: pb::Revocation =
-                statement::decode_verified(env).map_err(|e| SubmitError::Invalid(e.to_string()))?;
-            let region =
-                RegionCode::parse(&r.region).map_err(|e| SubmitError::Invalid(e.to_string()))?;
-            let key = tallytree_proto::PublicKey::from_slice(&r.public_key)
-                .map_err(|e| SubmitError::Invalid(e.to_string()))?;
-            batch.put(
-                Cf::Revocations,
-                layout::revocation_key(region, &key),
-                layout::envelope_bytes(env),
-            );
-        }
-        self.ledger.store().write(batch)?;
-        Ok(())
+        self.ctx.admit(|trust| {
+            let admission: Admission = trust.check_all(enrolments, revocations)?;
+            let mut batch = Batch::default();
+            // Checked in dependency order; stored as received.
+            let checked: HashMap<Digest, &EnrolmentView> =
+                admission.enrolments.iter().map(|v| (v.digest, v)).collect();
+            for env in enrolments {
+                if let Some(view) = checked.get(&Digest::of(&env.payload)) {
+                    batch.put(
+                        Cf::Enrolments,
+                        layout::enrolment_key(view.region, view.serial),
+                        layout::envelope_bytes(env),
+                    );
+                }
+            }
+            // Checked in the order received.
+            for (view, env) in admission.revocations.iter().zip(revocations) {
+                batch.put(
+                    Cf::Revocations,
+                    layout::revocation_key(view.region, &view.key),
+                    layout::envelope_bytes(env),
+                );
+            }
+            Ok((admission, Vec::new(), batch))
+        })
     }
 }

@@ -1,7 +1,7 @@
 //! `tallytree.v1.Audit`: signed revisions, evidence bundles and inclusion
 //! proofs, streamed.
 
-use std::{pin::Pin, sync::Arc};
+use std::pin::Pin;
 
 use tallytree_proto::{
     Month, PeriodRange,
@@ -10,8 +10,8 @@ use tallytree_proto::{
 use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 
-use super::{blocking, query::optional_region, query_status};
-use crate::{federation::Federation, query::Query};
+use super::{blocking, query::optional_region, status};
+use crate::{evidence::Evidence, query::Query};
 
 /// Items in flight between the exporting thread and the gRPC stream.
 const STREAM_BUFFER: usize = 256;
@@ -22,13 +22,13 @@ pub struct AuditService {
     /// Reads the stored summaries.
     query: Query,
     /// Exports bundles and proofs.
-    fed: Arc<Federation>,
+    evidence: Evidence,
 }
 
 impl AuditService {
-    /// Serves `query` and `fed`.
-    pub fn new(query: Query, fed: Arc<Federation>) -> AuditService {
-        AuditService { query, fed }
+    /// Serves `query` and `evidence`.
+    pub fn new(query: Query, evidence: Evidence) -> AuditService {
+        AuditService { query, evidence }
     }
 }
 
@@ -57,12 +57,10 @@ impl AuditRpc for AuditService {
         request: Request<pb::RevisionsRequest>,
     ) -> Result<Response<pb::RevisionsResponse>, Status> {
         let req = request.into_inner();
-        let region = optional_region(&req.region)?.unwrap_or(self.fed.identity.region);
-        let month =
-            Month::parse(&req.period).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let region = optional_region(&req.region)?.unwrap_or(self.query.region());
+        let month = Month::parse(&req.period).map_err(status)?;
         let query = self.query.clone();
-        let summaries =
-            blocking(move || query.revisions(region, month).map_err(query_status)).await?;
+        let summaries = blocking(move || query.revisions(region, month).map_err(status)).await?;
         Ok(Response::new(pb::RevisionsResponse { summaries }))
     }
 
@@ -73,13 +71,13 @@ impl AuditRpc for AuditService {
         request: Request<pb::ExportEvidenceRequest>,
     ) -> Result<Response<Self::ExportEvidenceStream>, Status> {
         let req = request.into_inner();
-        let region = optional_region(&req.region)?.unwrap_or(self.fed.identity.region);
-        let range =
-            PeriodRange::parse(&req.period).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let fed = self.fed.clone();
+        let region = optional_region(&req.region)?.unwrap_or(self.query.region());
+        let range = PeriodRange::parse(&req.period).map_err(status)?;
+        let evidence = self.evidence.clone();
         Ok(Response::new(stream_from(move |sink| {
-            fed.export_evidence(region, range, sink)
-                .map_err(query_status)
+            evidence
+                .export_evidence(region, range, sink)
+                .map_err(status)
         })))
     }
 
@@ -92,11 +90,10 @@ impl AuditRpc for AuditService {
         let req = request.into_inner();
         let region = optional_region(&req.region)?
             .ok_or_else(|| Status::invalid_argument("region: required (the unit to prove)"))?;
-        let month =
-            Month::parse(&req.period).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let fed = self.fed.clone();
+        let month = Month::parse(&req.period).map_err(status)?;
+        let evidence = self.evidence.clone();
         Ok(Response::new(stream_from(move |sink| {
-            fed.prove(region, month, sink).map_err(query_status)
+            evidence.prove(region, month, sink).map_err(status)
         })))
     }
 }

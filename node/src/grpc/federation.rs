@@ -1,80 +1,42 @@
 //! `tallytree.v1.Federation` and `tallytree.v1.Enrolments` over
-//! [`crate::federation::Federation`].
+//! [`crate::federation::Submissions`] and [`crate::federation::Enrolments`].
 
 use std::sync::Arc;
 
-use tallytree_aggregator::{Finding, SummaryError};
 use tallytree_proto::pb::{
     self, enrolments_server::Enrolments as EnrolmentsRpc,
     federation_server::Federation as FederationRpc,
 };
 use tonic::{Request, Response, Status};
 
-use super::{blocking, store_status};
-use crate::federation::{Federation, enrolment::EnrolmentError, submit::SubmitError};
+use super::{blocking, status};
+use crate::federation::{Enrolments, Submissions};
 
 /// The Federation gRPC service (children submit here; signatures authenticate).
 #[derive(Debug, Clone)]
 pub struct FederationService {
     /// The domain service.
-    fed: Arc<Federation>,
+    submissions: Arc<Submissions>,
 }
 
 /// The Enrolments gRPC service (operator only).
 #[derive(Debug, Clone)]
 pub struct EnrolmentsService {
     /// The domain service.
-    fed: Arc<Federation>,
+    enrolments: Enrolments,
 }
 
 impl FederationService {
-    /// Serves `fed`.
-    pub fn new(fed: Arc<Federation>) -> FederationService {
-        FederationService { fed }
+    /// Serves `submissions`.
+    pub fn new(submissions: Arc<Submissions>) -> FederationService {
+        FederationService { submissions }
     }
 }
 
 impl EnrolmentsService {
-    /// Serves `fed`.
-    pub fn new(fed: Arc<Federation>) -> EnrolmentsService {
-        EnrolmentsService { fed }
-    }
-}
-
-/// The status of a finding: key problems are PERMISSION_DENIED, missing
-/// evidence FAILED_PRECONDITION, everything else INVALID_ARGUMENT.
-pub(crate) fn finding_status(f: &Finding) -> Status {
-    let msg = f.to_string();
-    match f {
-        Finding::UnknownKey { .. }
-        | Finding::WrongSigner { .. }
-        | Finding::Revoked { .. }
-        | Finding::NotYetValid { .. }
-        | Finding::Envelope { .. } => Status::permission_denied(msg),
-        Finding::MissingChild { .. } => Status::failed_precondition(msg),
-        Finding::Summary(SummaryError::FuturePeriod { .. })
-        | Finding::Summary(_)
-        | Finding::Tree { .. }
-        | Finding::ChildMismatch { .. }
-        | Finding::Completeness { .. } => Status::invalid_argument(msg),
-    }
-}
-
-fn submit_status(e: SubmitError) -> Status {
-    match e {
-        SubmitError::Invalid(m) => Status::invalid_argument(m),
-        SubmitError::Finding(f) => finding_status(&f),
-        e @ SubmitError::NotChild { .. } => Status::permission_denied(e.to_string()),
-        e @ SubmitError::Equivocation { .. } => Status::already_exists(e.to_string()),
-        SubmitError::Store(e) => store_status(e),
-    }
-}
-
-fn enrolment_status(e: EnrolmentError) -> Status {
-    match e {
-        EnrolmentError::Invalid(m) => Status::invalid_argument(m),
-        EnrolmentError::Finding(f) => finding_status(&f),
-        EnrolmentError::Store(e) => store_status(e),
+    /// Serves `enrolments`.
+    pub fn new(enrolments: Enrolments) -> EnrolmentsService {
+        EnrolmentsService { enrolments }
     }
 }
 
@@ -85,8 +47,8 @@ impl FederationRpc for FederationService {
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         let req = request.into_inner();
-        let fed = self.fed.clone();
-        let receipt = blocking(move || fed.submit(&req).map_err(submit_status)).await?;
+        let submissions = self.submissions.clone();
+        let receipt = blocking(move || submissions.submit(&req).map_err(status)).await?;
         Ok(Response::new(pb::SubmitResponse {
             receipt: Some(receipt),
         }))
@@ -100,11 +62,11 @@ impl EnrolmentsRpc for EnrolmentsService {
         request: Request<pb::EnrolRequest>,
     ) -> Result<Response<pb::EnrolResponse>, Status> {
         let req = request.into_inner();
-        let fed = self.fed.clone();
-        let env = blocking(move || fed.enrol(&req).map_err(enrolment_status)).await?;
+        let enrolments = self.enrolments.clone();
+        let env = blocking(move || enrolments.enrol(&req).map_err(status)).await?;
         Ok(Response::new(pb::EnrolResponse {
             enrolment: Some(env),
-            parent_public_key: self.fed.identity.public_key().0.to_vec(),
+            parent_public_key: self.enrolments.public_key().0.to_vec(),
         }))
     }
 
@@ -113,8 +75,8 @@ impl EnrolmentsRpc for EnrolmentsService {
         request: Request<pb::RevokeRequest>,
     ) -> Result<Response<pb::RevokeResponse>, Status> {
         let req = request.into_inner();
-        let fed = self.fed.clone();
-        let env = blocking(move || fed.revoke(&req).map_err(enrolment_status)).await?;
+        let enrolments = self.enrolments.clone();
+        let env = blocking(move || enrolments.revoke(&req).map_err(status)).await?;
         Ok(Response::new(pb::RevokeResponse {
             revocation: Some(env),
         }))
@@ -125,8 +87,8 @@ impl EnrolmentsRpc for EnrolmentsService {
         request: Request<pb::InstallRequest>,
     ) -> Result<Response<pb::InstallResponse>, Status> {
         let req = request.into_inner();
-        let fed = self.fed.clone();
-        blocking(move || fed.install(&req).map_err(enrolment_status)).await?;
+        let enrolments = self.enrolments.clone();
+        blocking(move || enrolments.install(&req).map_err(status)).await?;
         Ok(Response::new(pb::InstallResponse {}))
     }
 
@@ -134,8 +96,8 @@ impl EnrolmentsRpc for EnrolmentsService {
         &self,
         _request: Request<pb::ListEnrolmentsRequest>,
     ) -> Result<Response<pb::ListEnrolmentsResponse>, Status> {
-        let fed = self.fed.clone();
-        blocking(move || fed.list().map_err(store_status))
+        let enrolments = self.enrolments.clone();
+        blocking(move || enrolments.list().map_err(status))
             .await
             .map(Response::new)
     }

@@ -4,7 +4,7 @@ use tallytree_proto::pb::{self, intake_server::Intake as IntakeRpc};
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{blocking, store_status};
+use super::{blocking, status};
 use crate::intake::{Intake, Outcome, Submission};
 
 /// Most refusals quoted in an INVALID_ARGUMENT message.
@@ -31,7 +31,7 @@ impl IntakeService {
     ) -> Result<Response<pb::RecordResponse>, Status> {
         let intake = self.intake.clone();
         let rows = sub.len();
-        let out = blocking(move || intake.record(sub).map_err(store_status)).await?;
+        let out = blocking(move || intake.record(sub).map_err(status)).await?;
         if !out.refused.is_empty() {
             return Err(Status::invalid_argument(refusal_message(&out, rows, what)));
         }
@@ -96,7 +96,7 @@ impl IntakeRpc for IntakeService {
     ) -> Result<Response<pb::RecordResponse>, Status> {
         let entry = request.into_inner();
         let intake = self.intake.clone();
-        let out = blocking(move || intake.record_direct(&entry).map_err(store_status)).await?;
+        let out = blocking(move || intake.record_direct(&entry).map_err(status)).await?;
         out.map(|o| Response::new(o.to_pb()))
             .map_err(Status::invalid_argument)
     }
@@ -139,7 +139,7 @@ impl IntakeRpc for IntakeService {
             }
         }
         let intake = self.intake.clone();
-        let out = blocking(move || intake.record(sub).map_err(store_status)).await?;
+        let out = blocking(move || intake.record(sub).map_err(status)).await?;
         Ok(Response::new(out.to_pb()))
     }
 }

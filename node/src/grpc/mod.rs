@@ -13,25 +13,33 @@ pub use auth::OperatorAuth;
 pub use federation::{EnrolmentsService, FederationService};
 pub use intake::IntakeService;
 pub use query::QueryService;
-use tonic::Status;
+use tonic::{Code, Status};
 use tracing::error;
 
-use crate::{query::QueryError, store::StoreError};
+use crate::error::{ErrorCode, ServiceError};
 
-/// Storage failures are the node's problem, not the caller's: INTERNAL, logged.
-pub(crate) fn store_status(e: StoreError) -> Status {
-    error!(error = %e, "storage failure");
-    Status::internal(e.to_string())
+impl From<ErrorCode> for Code {
+    fn from(code: ErrorCode) -> Code {
+        match code {
+            ErrorCode::InvalidArgument => Code::InvalidArgument,
+            ErrorCode::PermissionDenied => Code::PermissionDenied,
+            ErrorCode::FailedPrecondition => Code::FailedPrecondition,
+            ErrorCode::NotFound => Code::NotFound,
+            ErrorCode::AlreadyExists => Code::AlreadyExists,
+            ErrorCode::Internal => Code::Internal,
+        }
+    }
 }
 
-pub(crate) fn query_status(e: QueryError) -> Status {
-    match e {
-        QueryError::OutsideSubtree { .. } | QueryError::NotCounted(_) => {
-            Status::not_found(e.to_string())
-        }
-        QueryError::Depth(_) => Status::invalid_argument(e.to_string()),
-        QueryError::Store(e) => store_status(e),
+/// The status of a service error, with its message (naming the field and
+/// the rule). The node's own failures are logged: they are its operator's
+/// problem, not the caller's.
+pub(crate) fn status(e: impl ServiceError) -> Status {
+    let code = e.error_code();
+    if code == ErrorCode::Internal {
+        error!(error = %e, "internal failure");
     }
+    Status::new(code.into(), e.to_string())
 }
 
 /// Runs blocking work off the async threads.

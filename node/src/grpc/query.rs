@@ -6,7 +6,7 @@ use tallytree_proto::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{blocking, query_status};
+use super::{blocking, status};
 use crate::query::Query;
 
 /// The Query gRPC service.
@@ -28,9 +28,7 @@ pub(crate) fn optional_region(s: &str) -> Result<Option<RegionCode>, Status> {
     if s.is_empty() {
         return Ok(None);
     }
-    RegionCode::parse(s)
-        .map(Some)
-        .map_err(|e| Status::invalid_argument(e.to_string()))
+    RegionCode::parse(s).map(Some).map_err(status)
 }
 
 #[tonic::async_trait]
@@ -41,11 +39,10 @@ impl QueryRpc for QueryService {
     ) -> Result<Response<pb::TallyResponse>, Status> {
         let req = request.into_inner();
         let region = optional_region(&req.region)?;
-        let range =
-            PeriodRange::parse(&req.period).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let range = PeriodRange::parse(&req.period).map_err(status)?;
         let query = self.query.clone();
         let depth = req.depth;
-        blocking(move || query.tally(region, range, depth).map_err(query_status))
+        blocking(move || query.tally(region, range, depth).map_err(status))
             .await
             .map(Response::new)
     }

@@ -1,0 +1,200 @@
+//! The node wired together: [`Node::open`] opens the store and key,
+//! [`Node::run`] serves every service until shutdown.
+
+use std::{future::Future, sync::Arc};
+
+use tallytree_proto::{
+    SigningKey,
+    pb::{
+        audit_server::AuditServer, enrolments_server::EnrolmentsServer,
+        federation_server::FederationServer, intake_server::IntakeServer,
+        query_server::QueryServer,
+    },
+};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
+use tracing::info;
+
+use crate::{
+    clock::Clock,
+    config::Config,
+    context::NodeContext,
+    evidence::Evidence,
+    federation::{Enrolments, Submissions, pusher::Pusher},
+    grpc::{
+        AuditService, EnrolmentsService, FederationService, IntakeService, OperatorAuth,
+        QueryService,
+    },
+    identity::Identity,
+    intake::Intake,
+    ledger::Ledger,
+    query::Query,
+    signer::Signer,
+    store::{self, RocksStore, Store},
+};
+
+/// Accepted connections with Nagle's algorithm off: gRPC answers are small
+/// and must not wait for delayed ACKs (40 ms a round trip otherwise).
+fn incoming(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    TcpListenerStream::new(listener).map(|conn| {
+        let conn = conn?;
+        conn.set_nodelay(true)?;
+        Ok(conn)
+    })
+}
+
+/// Why a node cannot start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The key file is missing or unreadable.
+    #[error(transparent)]
+    Key(#[from] tallytree_proto::KeyError),
+    /// The data directory cannot be opened.
+    #[error("data_dir {path}: {source}")]
+    Store {
+        /// The directory.
+        path: String,
+        /// The cause.
+        source: store::StoreError,
+    },
+    /// The reflection service could not be built from the descriptors.
+    #[error("reflection: {0}")]
+    Reflection(String),
+    /// The gRPC server failed.
+    #[error("grpc server: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// A node, opened and ready to serve.
+#[derive(Debug)]
+pub struct Node {
+    /// The configuration it runs with.
+    config: Config,
+    /// Store, identity, clock and trust, shared by every part.
+    ctx: Arc<NodeContext>,
+}
+
+impl Node {
+    /// Opens the node's store and key.
+    pub fn open(config: Config) -> Result<Node, NodeError> {
+        let key = SigningKey::load(&config.key_file)?;
+        let data_dir = config.data_dir.display().to_string();
+        let store_err = |source| NodeError::Store {
+            path: data_dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| store_err(store::StoreError::Engine(e.to_string())))?;
+        let store = RocksStore::open(&config.data_dir).map_err(store_err)?;
+        let key_file = Some(config.key_file.clone());
+        Node::with_store(config, key, key_file, Arc::new(store)).map_err(store_err)
+    }
+
+    /// A node over any store (tests use [`store::MemStore`]).
+    pub fn with_store(
+        config: Config,
+        key: SigningKey,
+        key_file: Option<std::path::PathBuf>,
+        store: Arc<dyn Store>,
+    ) -> Result<Node, store::StoreError> {
+        let identity = Arc::new(Identity::new(
+            config.region,
+            config.name.clone(),
+            key,
+            key_file,
+        ));
+        let clock = Clock::new(config.utc_offset_hours);
+        let ctx = Arc::new(NodeContext::open(
+            Arc::new(Ledger::new(store)),
+            identity,
+            clock,
+        )?);
+        Ok(Node { config, ctx })
+    }
+
+    /// Serves gRPC on `listener` until `shutdown` resolves, then stops
+    /// accepting calls, lets running ones finish, and signs what is pending.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), NodeError> {
+        let ctx = self.ctx.clone();
+        let region = ctx.identity.region;
+        let signer = Signer::new(ctx.clone(), self.config.signer.clone());
+        signer.catch_up().await;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let signer_task = tokio::spawn(signer.run(wait(stopped.clone())));
+        let pusher = Pusher::new(ctx.clone(), self.config.parent.clone());
+        let pusher_task = tokio::spawn(pusher.run(wait(stopped)));
+
+        let intake = Intake::new(ctx.ledger.clone(), ctx.clock, self.config.intake.clone());
+        let query = Query::new(ctx.clone());
+        let max = self.config.intake.max_message_bytes;
+        let auth = OperatorAuth::new(&self.config.operator_token);
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<IntakeServer<IntakeService>>().await;
+        health.set_serving::<QueryServer<QueryService>>().await;
+        health.set_serving::<AuditServer<AuditService>>().await;
+        health
+            .set_serving::<FederationServer<FederationService>>()
+            .await;
+        health
+            .set_serving::<EnrolmentsServer<EnrolmentsService>>()
+            .await;
+        // Both generations of the reflection protocol: grpcurl and current
+        // clients speak v1; grpcio's Python reflection, Postman, older
+        // grpcurl and grpc_cli speak v1alpha.
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(tallytree_proto::pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_err =
+            |e: tonic_reflection::server::Error| NodeError::Reflection(e.to_string());
+        let reflection_v1 = reflection().build_v1().map_err(reflection_err)?;
+        let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_err)?;
+
+        let intake_server =
+            IntakeServer::new(IntakeService::new(intake)).max_decoding_message_size(max);
+        let query_server =
+            QueryServer::new(QueryService::new(query.clone())).max_decoding_message_size(max);
+        let audit_server = AuditServer::new(AuditService::new(query, Evidence::new(ctx.clone())))
+            .max_decoding_message_size(max);
+        // Submissions carry descendant summaries: allow large ones.
+        let federation_server = FederationServer::new(FederationService::new(Arc::new(
+            Submissions::new(ctx.clone()),
+        )))
+        .max_decoding_message_size(self.config.federation.max_submission_bytes);
+        let enrolments_server =
+            EnrolmentsServer::new(EnrolmentsService::new(Enrolments::new(ctx.clone())))
+                .max_decoding_message_size(max);
+
+        let addr = listener.local_addr().ok();
+        info!(region = %region, name = %ctx.identity.name, addr = ?addr, key = %&ctx.identity.public_key().key_id()[..16], "node serving");
+        let served = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(InterceptedService::new(intake_server, auth.clone()))
+            .add_service(InterceptedService::new(enrolments_server, auth))
+            .add_service(federation_server)
+            .add_service(query_server)
+            .add_service(audit_server)
+            .serve_with_incoming_shutdown(incoming(listener), shutdown)
+            .await;
+        let _ = stop.send(true);
+        let _ = signer_task.await;
+        let _ = pusher_task.await;
+        info!(region = %region, "node stopped");
+        served.map_err(NodeError::from)
+    }
+}
