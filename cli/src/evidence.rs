@@ -161,7 +161,7 @@ async fn write_dsse_json(
                 continue;
             }
             Some(Item::Enrolment(e)) => {
-                if let Ok(en) = statement::decode_verified::<pb::Enrolment>(&e)
+                if let Ok(en) = statement::peek_unverified::<pb::Enrolment>(&e)
                     && let Ok(k) = PublicKey::from_slice(&en.public_key)
                 {
                     keys.insert(

@@ -199,7 +199,7 @@ impl Federation {
             .into_iter()
             .filter(|e| {
                 own(e, |e| {
-                    statement::decode_verified::<pb::Enrolment>(e)
+                    statement::decode_stored::<pb::Enrolment>(e)
                         .ok()
                         .map(|s| s.parent)
                 })
@@ -209,7 +209,7 @@ impl Federation {
             .into_iter()
             .filter(|e| {
                 own(e, |e| {
-                    statement::decode_verified::<pb::Revocation>(e)
+                    statement::decode_stored::<pb::Revocation>(e)
                         .ok()
                         .map(|s| s.parent)
                 })

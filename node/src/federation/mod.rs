@@ -58,7 +58,7 @@ impl Federation {
         let mut trust = Trust::with_anchor(identity.region, identity.public_key());
         // Earlier keys of this node signed enrolments still held.
         for env in layout::envelopes(store, Cf::Meta, meta::OWN_ENROLMENT)? {
-            if let Ok(e) = statement::decode_verified::<pb::Enrolment>(&env)
+            if let Ok(e) = statement::decode_stored::<pb::Enrolment>(&env)
                 && let Ok(key) = PublicKey::from_slice(&e.public_key)
             {
                 trust.add_anchor(identity.region, key);

@@ -47,6 +47,8 @@ pub(crate) fn finding_status(f: &Finding) -> Status {
     let msg = f.to_string();
     match f {
         Finding::UnknownKey { .. }
+        | Finding::Unsigned { .. }
+        | Finding::ManySignatures { .. }
         | Finding::WrongSigner { .. }
         | Finding::Revoked { .. }
         | Finding::NotYetValid { .. }
