@@ -347,7 +347,9 @@ impl Auditor {
         for f in &findings {
             self.finding(f, Some(region), Some(period));
         }
-        if self.detail || self.report.regions.contains_key(&region) {
+        // The tops' verdicts are kept always: a problem found at the end
+        // (a month missing) is shown with what the top's summaries counted.
+        if self.detail || self.is_top(region) || self.report.regions.contains_key(&region) {
             let verdict = self.report.regions.entry(region).or_default();
             verdict.summaries += 1;
             verdict.reported += view.children.len() as u32;
