@@ -5,7 +5,7 @@
 //! - this module: the trust anchor file, `audit export` and `audit prove`
 //!   (the node's stream checked against its trailer before it is kept).
 //! - [`dsse_json`]: the DSSE JSON form of a bundle, written and read.
-//! - [`verify`]: `audit verify` and `audit verify-proof`, and what they print.
+//! - [`mod@verify`]: `audit verify` and `audit verify-proof`, and what they print.
 
 pub mod dsse_json;
 pub mod verify;
