@@ -8,7 +8,10 @@ use std::collections::HashMap;
 
 use tallytree_proto::{Digest, pb, statement::Statement};
 
-use crate::verify::{EnrolmentView, Finding, RevocationView, Signer, Trust};
+use crate::{
+    finding::Finding,
+    trust::{EnrolmentView, RevocationView, Trust, TrustedKey},
+};
 
 /// Statements checked against a [`Trust`], not yet trusted.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -37,7 +40,7 @@ impl Trust {
         revocations: &[pb::Envelope],
     ) -> Result<Admission, Finding> {
         // Keys enrolled by the set itself, by key id.
-        let mut staged: HashMap<Digest, Signer> = HashMap::new();
+        let mut staged: HashMap<Digest, TrustedKey> = HashMap::new();
         let mut admission = Admission::default();
         let mut pending: Vec<&pb::Envelope> = enrolments.iter().collect();
         // Each round checks at least one more level; the tree has five.
@@ -53,7 +56,7 @@ impl Trust {
                     Ok(view) => {
                         staged.insert(
                             Digest::of(&view.key.0),
-                            Signer {
+                            TrustedKey {
                                 region: view.region,
                                 key: view.key,
                                 valid_from_ms: view.valid_from_ms,
@@ -100,8 +103,8 @@ impl Trust {
         &self,
         env: &pb::Envelope,
         what: &'static str,
-        staged: &HashMap<Digest, Signer>,
-    ) -> Result<Signer, Finding> {
+        staged: &HashMap<Digest, TrustedKey>,
+    ) -> Result<TrustedKey, Finding> {
         self.signer_of::<S>(env, what).or_else(|finding| {
             env.signatures
                 .first()

@@ -1,6 +1,10 @@
 //! Evidence bundle files: a stream of length-delimited `EvidenceItem`s
 //! ending with a trailer that counts the items and digests their bytes, so
 //! a truncated or altered file is detected before anything is trusted.
+//!
+//! [`TrailerDigest`] is that count and digest, computed once here for every
+//! writer (the node's export stream, bundle files) and every reader (bundle
+//! files, `tallytree audit export` receiving the node's stream).
 
 use std::io::{Read, Write};
 
@@ -32,14 +36,86 @@ pub enum BundleError {
     Trailer(String),
 }
 
+/// The running item count and SHA-256 a trailer states: over the
+/// length-delimited bytes of every item before the trailer, header
+/// included.
+pub struct TrailerDigest {
+    /// Digest of every item added.
+    hasher: ring::digest::Context,
+    /// Items added.
+    items: u64,
+}
+
+impl Default for TrailerDigest {
+    fn default() -> TrailerDigest {
+        TrailerDigest {
+            hasher: ring::digest::Context::new(&ring::digest::SHA256),
+            items: 0,
+        }
+    }
+}
+
+impl std::fmt::Debug for TrailerDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrailerDigest")
+            .field("items", &self.items)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TrailerDigest {
+    /// Adds an item; returns its length-delimited bytes, for a writer.
+    pub fn add(&mut self, item: &pb::EvidenceItem) -> Vec<u8> {
+        let bytes = item.encode_length_delimited_to_vec();
+        self.add_bytes(&bytes, &[]);
+        bytes
+    }
+
+    /// Adds an item read as its length prefix and its message bytes.
+    pub fn add_bytes(&mut self, length_prefix: &[u8], message: &[u8]) {
+        self.hasher.update(length_prefix);
+        self.hasher.update(message);
+        self.items += 1;
+    }
+
+    /// Items added so far.
+    pub fn items(&self) -> u64 {
+        self.items
+    }
+
+    /// The trailer stating the items added.
+    pub fn trailer(self) -> pb::EvidenceTrailer {
+        pb::EvidenceTrailer {
+            items: self.items,
+            digest: self.hasher.finish().as_ref().to_vec(),
+        }
+    }
+
+    /// Checks a trailer against the items added.
+    pub fn check(self, trailer: &pb::EvidenceTrailer) -> Result<(), BundleError> {
+        let items = self.items;
+        let digest = self.hasher.finish();
+        if trailer.items != items {
+            return Err(BundleError::Trailer(format!(
+                "states {} items, but {items} precede it",
+                trailer.items
+            )));
+        }
+        if trailer.digest != digest.as_ref() {
+            return Err(BundleError::Trailer(
+                "digest does not match the items (altered or corrupted)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Writes items and, on [`BundleWriter::finish`], the trailer.
 pub struct BundleWriter<W: Write> {
     /// The destination.
     out: W,
-    /// Digest of every item written.
-    hasher: ring::digest::Context,
-    /// Items written.
-    items: u64,
+    /// Count and digest of every item written.
+    digest: TrailerDigest,
 }
 
 impl<W: Write> BundleWriter<W> {
@@ -47,8 +123,7 @@ impl<W: Write> BundleWriter<W> {
     pub fn new(out: W) -> BundleWriter<W> {
         BundleWriter {
             out,
-            hasher: ring::digest::Context::new(&ring::digest::SHA256),
-            items: 0,
+            digest: TrailerDigest::default(),
         }
     }
 
@@ -58,19 +133,14 @@ impl<W: Write> BundleWriter<W> {
         if matches!(item.item, Some(pb::evidence_item::Item::Trailer(_))) {
             return Ok(());
         }
-        let bytes = item.encode_length_delimited_to_vec();
-        self.hasher.update(&bytes);
-        self.items += 1;
+        let bytes = self.digest.add(item);
         self.out.write_all(&bytes)
     }
 
     /// Writes the trailer and returns the destination.
     pub fn finish(mut self) -> std::io::Result<W> {
         let trailer = pb::EvidenceItem {
-            item: Some(pb::evidence_item::Item::Trailer(pb::EvidenceTrailer {
-                items: self.items,
-                digest: self.hasher.finish().as_ref().to_vec(),
-            })),
+            item: Some(pb::evidence_item::Item::Trailer(self.digest.trailer())),
         };
         self.out
             .write_all(&trailer.encode_length_delimited_to_vec())?;
@@ -84,10 +154,8 @@ impl<W: Write> BundleWriter<W> {
 pub struct BundleReader<R: Read> {
     /// The source.
     input: R,
-    /// Digest of every item read.
-    hasher: ring::digest::Context,
-    /// Items read.
-    items: u64,
+    /// Count and digest of every item read.
+    digest: TrailerDigest,
     /// The trailer was checked (or an error returned).
     done: bool,
     /// Reused buffer.
@@ -99,8 +167,7 @@ impl<R: Read> BundleReader<R> {
     pub fn new(input: R) -> BundleReader<R> {
         BundleReader {
             input,
-            hasher: ring::digest::Context::new(&ring::digest::SHA256),
-            items: 0,
+            digest: TrailerDigest::default(),
             done: false,
             buf: Vec::new(),
         }
@@ -117,7 +184,7 @@ impl<R: Read> BundleReader<R> {
                 if prefix.is_empty() {
                     return Ok(None);
                 }
-                return Err(BundleError::Truncated(self.items));
+                return Err(BundleError::Truncated(self.digest.items()));
             }
             prefix.push(byte[0]);
             value |= u64::from(byte[0] & 0x7f) << shift;
@@ -126,18 +193,18 @@ impl<R: Read> BundleReader<R> {
             }
         }
         Err(BundleError::Corrupt {
-            index: self.items,
+            index: self.digest.items(),
             reason: "length prefix too long".into(),
         })
     }
 
     fn next_item(&mut self) -> Result<Option<pb::EvidenceItem>, BundleError> {
         let Some((len, prefix)) = self.read_len()? else {
-            return Err(BundleError::Truncated(self.items));
+            return Err(BundleError::Truncated(self.digest.items()));
         };
         if len > MAX_ITEM_BYTES {
             return Err(BundleError::Corrupt {
-                index: self.items,
+                index: self.digest.items(),
                 reason: format!("item of {len} bytes exceeds {MAX_ITEM_BYTES}"),
             });
         }
@@ -145,40 +212,23 @@ impl<R: Read> BundleReader<R> {
         self.input
             .read_exact(&mut self.buf)
             .map_err(|e| match e.kind() {
-                std::io::ErrorKind::UnexpectedEof => BundleError::Truncated(self.items),
+                std::io::ErrorKind::UnexpectedEof => BundleError::Truncated(self.digest.items()),
                 _ => BundleError::Io(e),
             })?;
         let item =
             pb::EvidenceItem::decode(self.buf.as_slice()).map_err(|e| BundleError::Corrupt {
-                index: self.items,
+                index: self.digest.items(),
                 reason: e.to_string(),
             })?;
         if let Some(pb::evidence_item::Item::Trailer(t)) = &item.item {
-            let digest = std::mem::replace(
-                &mut self.hasher,
-                ring::digest::Context::new(&ring::digest::SHA256),
-            )
-            .finish();
-            if t.items != self.items {
-                return Err(BundleError::Trailer(format!(
-                    "states {} items, the file has {}",
-                    t.items, self.items
-                )));
-            }
-            if t.digest != digest.as_ref() {
-                return Err(BundleError::Trailer(
-                    "digest does not match the items (altered or corrupted file)".into(),
-                ));
-            }
+            std::mem::take(&mut self.digest).check(t)?;
             let mut rest = [0u8];
             if self.input.read(&mut rest)? != 0 {
                 return Err(BundleError::Trailer("data after the trailer".into()));
             }
             return Ok(None);
         }
-        self.hasher.update(&prefix);
-        self.hasher.update(&self.buf);
-        self.items += 1;
+        self.digest.add_bytes(&prefix, &self.buf);
         Ok(Some(item))
     }
 }

@@ -5,34 +5,43 @@
 //!
 //! # Layout
 //!
+//! - [`tally`]: [`Tally`] (case and task counts per category), its invariants,
+//!   addition and derived [`Rates`].
+//! - [`derive`]: the local tally of a month from case and task records.
+//! - [`summary`]: a decoded, checked [`SummaryView`] of a signed summary, the
+//!   total's arithmetic, and building the summary a node signs.
+//! - [`finding`]: [`Finding`], what is wrong with a statement, the same for
+//!   parents, auditors and proofs.
+//! - [`trust`]: [`Trust`] (which keys speak for which regions, from an anchor
+//!   down the enrolment chain) and the [`TrustedKey`] that verifies a
+//!   statement's signature and content.
+//! - [`rollup`]: the roll-up rules written once: each child reference
+//!   matched, the total, completeness.
+//! - [`verify`]: [`verify_tree`], a parent's recursive check of a summary
+//!   with every descendant it counts.
 //! - [`admission`]: checking enrolments and revocations before trusting
 //!   them, so a node trusts them only once they are durable.
 //! - [`audit`]: offline verification of evidence bundles and inclusion proofs.
-//! - [`bundle`]: reading and writing evidence bundle files.
-//! - [`tally`]: [`Tally`] (case and task counts per category), its invariants,
-//!   addition and derived [`Rates`].
+//! - [`bundle`]: reading and writing evidence bundle files, and the trailer
+//!   digest every writer and reader computes.
 //! - [`parallel`]: ordered mapping on several threads.
-//! - [`derive`]: the local tally of a month from case and task records.
-//! - [`summary`]: a decoded, checked [`SummaryView`] of a signed summary, the
-//!   roll-up arithmetic, and building the summary a node signs.
-//! - [`verify`]: [`Trust`] (which keys speak for which regions, from an anchor
-//!   down the enrolment chain) and [`verify_tree`], the recursive check of a
-//!   summary with every descendant it counts.
 
 pub mod admission;
 pub mod audit;
 pub mod bundle;
 pub mod derive;
+pub mod finding;
 pub mod parallel;
+pub mod rollup;
 pub mod summary;
 pub mod tally;
+pub mod trust;
 pub mod verify;
 
 pub use admission::Admission;
 pub use derive::{CaseRecord, CaseState, TaskRecord, TaskState};
+pub use finding::{Absence, Finding, Mismatch};
 pub use summary::{ChildEntry, SummaryError, SummaryView};
 pub use tally::{CaseCounts, Rates, Tally, TallyError, TaskCounts};
-pub use verify::{
-    Candidate, EnrolmentView, Finding, RevocationView, SummarySource, Trust, Verified,
-    verify_opened, verify_tree,
-};
+pub use trust::{EnrolmentView, RevocationView, Trust, TrustedKey};
+pub use verify::{Candidate, SummarySource, Verified, verify_opened, verify_tree};

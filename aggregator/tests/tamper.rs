@@ -9,7 +9,7 @@ mod tamper_support;
 
 use prost::Message;
 use tallytree_aggregator::{
-    ChildEntry, Finding, SummaryError, Tally, Trust, Verified,
+    ChildEntry, Finding, Mismatch, SummaryError, Tally, Trust, Verified,
     audit::{AuditReport, verify_proof},
     bundle::{BundleError, BundleReader, BundleWriter},
 };
@@ -92,7 +92,7 @@ fn refused(result: Result<Verified<'_>, Finding>) -> Finding {
 /// The envelope with its payload changed after signing, signatures kept:
 /// what a figure edited in a file or in transit produces.
 fn edit_payload(env: &pb::Envelope, edit: impl FnOnce(&mut pb::Summary)) -> pb::Envelope {
-    let mut summary: pb::Summary = statement::decode_verified(env).expect("summary");
+    let mut summary: pb::Summary = statement::peek_unverified(env).expect("summary");
     edit(&mut summary);
     pb::Envelope {
         payload: summary.encode_to_vec(),
@@ -111,7 +111,10 @@ fn the_untampered_bundle_verifies() {
         (6, 5, 5)
     );
     let province = fed.view(code(PROVINCE));
-    assert_eq!(report.totals.get(&month(PERIOD)), Some(&province.total));
+    let proven = &report.proven[&code(PROVINCE)];
+    assert_eq!(proven.keys().copied().collect::<Vec<_>>(), [month(PERIOD)]);
+    assert_eq!(proven[&month(PERIOD)].total, province.total);
+    assert!(report.month_verified(month(PERIOD)));
     // The province's total is every unit's local tally, summed.
     let sum = (0..6).try_fold(Tally::default(), |acc, seed| acc.checked_add(&tally(seed)));
     assert_eq!(Some(province.total), sum);
@@ -648,7 +651,7 @@ fn a_child_summary_of_another_period_counted() {
         matches!(
             f,
             Finding::ChildMismatch {
-                rule: "summary of another period",
+                mismatch: Mismatch::Period { .. },
                 ..
             }
         ),
@@ -766,7 +769,8 @@ fn a_bundle_checked_against_the_wrong_anchor() {
 }
 
 /// The inclusion proof of `unit` as `Audit.Prove` streams it: header, the
-/// enrolments on the path, then the unit's summary and each ancestor's.
+/// enrolments on the path and of the children enrolled under it (for each
+/// link's completeness), then the unit's summary and each ancestor's.
 fn proof(fed: &Federation, unit: &str, summaries: &[pb::Envelope]) -> Vec<pb::EvidenceItem> {
     use pb::evidence_item::Item;
     let path: Vec<_> = code(unit).ancestry().collect();
@@ -780,8 +784,8 @@ fn proof(fed: &Federation, unit: &str, summaries: &[pb::Envelope]) -> Vec<pb::Ev
         })),
     }];
     for env in &fed.enrolments {
-        let e: pb::Enrolment = statement::decode_verified(env).expect("enrolment");
-        if path.contains(&code(&e.region)) {
+        let e: pb::Enrolment = statement::peek_unverified(env).expect("enrolment");
+        if path.contains(&code(&e.region)) || path.contains(&code(&e.parent)) {
             items.push(pb::EvidenceItem {
                 item: Some(Item::Enrolment(env.clone())),
             });
@@ -860,7 +864,9 @@ fn an_inclusion_proof_verifies_and_a_broken_link_fails() {
     links[1] = old_street;
     let err = verify_proof(proof(&fed, VILLAGE_1, &links), &anchors).expect_err("stale link");
     assert!(
-        err.contains("summary 210214000000 2026-03: counts 210214001000 revision 2, not the proven revision 1"),
+        err.contains(
+            "summary 210214000000 2026-03: child 210214001000 revision 2 does not match its reference (digest differs)"
+        ),
         "{err}"
     );
     // The current chain verifies again.

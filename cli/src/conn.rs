@@ -95,3 +95,31 @@ pub fn explain(status: Status) -> anyhow::Error {
         _ => anyhow::anyhow!("{}", status.message()),
     }
 }
+
+/// The node refused what was asked (a row breaks a rule, an enrolment does
+/// not verify): exit code 1, as for refused import rows, not 2 (the command
+/// could not run).
+#[derive(Debug)]
+pub struct Refused(pub String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "refused: {}", self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// For calls that write: a status by which the node refuses the request
+/// itself becomes [`Refused`]; any other (unreachable, unauthenticated, a
+/// storage failure) is [`explain`]ed.
+pub fn refusal(status: Status) -> anyhow::Error {
+    match status.code() {
+        tonic::Code::InvalidArgument
+        | tonic::Code::FailedPrecondition
+        | tonic::Code::AlreadyExists
+        | tonic::Code::PermissionDenied
+        | tonic::Code::OutOfRange => Refused(status.message().to_owned()).into(),
+        _ => explain(status),
+    }
+}

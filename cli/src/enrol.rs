@@ -18,7 +18,7 @@ use tallytree_proto::{
 };
 
 use crate::{
-    conn::{Conn, explain},
+    conn::{Conn, refusal},
     init::write_private,
 };
 
@@ -67,7 +67,7 @@ pub async fn enrol(
             public_key: key.0.to_vec(),
         })
         .await
-        .map_err(explain)?
+        .map_err(refusal)?
         .into_inner();
     let env = response
         .enrolment
@@ -86,7 +86,7 @@ pub async fn enrol(
 /// At the child: installs an enrolment file.
 pub async fn install(conn: &Conn, file: &EnrolmentFile) -> Result<()> {
     let mut client = EnrolmentsClient::new(conn.connect().await?);
-    client.install(file.to_request()?).await.map_err(explain)?;
+    client.install(file.to_request()?).await.map_err(refusal)?;
     Ok(())
 }
 
@@ -106,7 +106,7 @@ pub async fn revoke(
             revoked_at_ms: 0,
         })
         .await
-        .map_err(explain)?
+        .map_err(refusal)?
         .into_inner();
     response
         .revocation

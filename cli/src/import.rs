@@ -15,7 +15,7 @@ use tallytree_proto::pb::{self, intake_client::IntakeClient};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::{
-    conn::{Conn, explain},
+    conn::{Conn, refusal},
     sheet::{Kind, Refused, Row, Sheet},
     table::count,
 };
@@ -114,7 +114,7 @@ pub async fn run(conn: &Conn, path: &Path, opts: ImportOptions) -> Result<ExitCo
     let response = client.import(ReceiverStream::new(rx)).await;
     reader.await??;
     bar.finish_and_clear();
-    let report = response.map_err(explain)?.into_inner();
+    let report = response.map_err(refusal)?.into_inner();
     Ok(print_report(path, rows, pre_refused, report, opts, dry_run))
 }
 

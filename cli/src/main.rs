@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand};
 use tallytree_proto::RegionCode;
 
 use tallytree_cli::{
-    audit, conn::Conn, demo, enrol, evidence, import, init, keys, query, query::Format, record,
+    audit,
+    conn::{Conn, Refused},
+    demo, enrol, evidence, import, init, keys, query,
+    query::Format,
+    record,
     sheet::Kind,
 };
 
@@ -244,6 +248,11 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
+        // The node refused the request: exit 1, as for refused rows.
+        Err(e) if e.downcast_ref::<Refused>().is_some() => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)

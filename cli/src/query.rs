@@ -168,37 +168,116 @@ fn title_of(row: &pb::RegionRow, period: &str) -> String {
     title
 }
 
+/// One month of a region's figures, as a by-month table shows it.
+#[derive(Debug, Clone)]
+pub struct MonthRow {
+    /// The month, `YYYY-MM`.
+    pub period: String,
+    /// Its total.
+    pub total: Tally,
+    /// The revision of the signed summary.
+    pub revision: u64,
+    /// The summary's payload digest (hex).
+    pub digest: String,
+    /// Whether it verified.
+    pub verified: bool,
+}
+
+/// One region of a drill-down table.
+#[derive(Debug, Clone)]
+pub struct RegionRow {
+    /// Its Chinese name.
+    pub name: String,
+    /// Its code.
+    pub code: String,
+    /// Levels below the table's top, for the indent.
+    pub depth: u32,
+    /// Its total over the period.
+    pub total: Tally,
+    /// Children counted, over the months.
+    pub children_reported: u32,
+    /// Children expected, over the months.
+    pub children_expected: u32,
+    /// Whether it verified.
+    pub verified: bool,
+}
+
+fn mark(verified: bool) -> String {
+    if verified { "✓" } else { "✗" }.into()
+}
+
+/// A region's months, one row each, and their sum (`合计`): the table of
+/// `query --by-month`, and of what `audit verify` proved.
+pub fn months_table(months: &[MonthRow], total: &Tally) -> Table {
+    let cols = columns(
+        &[("月份", Align::Left)],
+        &[
+            ("修订", Align::Right),
+            ("摘要", Align::Left),
+            ("核验", Align::Left),
+        ],
+    );
+    let mut table = Table::new(&cols);
+    for m in months {
+        let mut cells = vec![m.period.clone()];
+        cells.extend(case_cells(&m.total.case_totals()));
+        cells.extend(task_cells(&m.total));
+        cells.push(m.revision.to_string());
+        cells.push(m.digest.chars().take(12).collect());
+        cells.push(mark(m.verified));
+        table.push(cells);
+    }
+    let mut cells = vec!["合计".to_owned()];
+    cells.extend(case_cells(&total.case_totals()));
+    cells.extend(task_cells(total));
+    cells.extend(["".into(), "".into(), "".into()]);
+    table.push(cells);
+    table
+}
+
+/// Regions, one row each, indented by depth: the drill-down table of
+/// `query --depth N`, and of every region `audit verify --all` proved.
+pub fn regions_table(rows: &[RegionRow]) -> Table {
+    let cols = columns(
+        &[("单位", Align::Left), ("代码", Align::Left)],
+        &[("上报/应报", Align::Right), ("核验", Align::Left)],
+    );
+    let mut table = Table::new(&cols);
+    for row in rows {
+        let mut cells = vec![
+            format!("{}{}", "  ".repeat(row.depth as usize), row.name),
+            row.code.clone(),
+        ];
+        cells.extend(case_cells(&row.total.case_totals()));
+        cells.extend(task_cells(&row.total));
+        cells.push(format!(
+            "{}/{}",
+            row.children_reported, row.children_expected
+        ));
+        cells.push(mark(row.verified));
+        table.push(cells);
+    }
+    table
+}
+
 /// The tables to print: categories of one region, months of each region, or
 /// the drill-down of regions.
 fn tables(r: &pb::TallyResponse, args: &QueryArgs) -> Result<Vec<(String, Table)>> {
     let mut out = Vec::new();
     if args.by_month {
         for row in &r.rows {
-            let cols = columns(
-                &[("月份", Align::Left)],
-                &[
-                    ("修订", Align::Right),
-                    ("摘要", Align::Left),
-                    ("核验", Align::Left),
-                ],
-            );
-            let mut table = Table::new(&cols);
-            for m in &row.months {
-                let t = tally_of(&m.total);
-                let mut cells = vec![m.period.clone()];
-                cells.extend(case_cells(&t.case_totals()));
-                cells.extend(task_cells(&t));
-                cells.push(m.revision.to_string());
-                cells.push(m.digest.chars().take(12).collect());
-                cells.push(if m.verified { "✓" } else { "✗" }.into());
-                table.push(cells);
-            }
-            let t = tally_of(&row.total);
-            let mut cells = vec!["合计".to_owned()];
-            cells.extend(case_cells(&t.case_totals()));
-            cells.extend(task_cells(&t));
-            cells.extend(["".into(), "".into(), "".into()]);
-            table.push(cells);
+            let months: Vec<MonthRow> = row
+                .months
+                .iter()
+                .map(|m| MonthRow {
+                    period: m.period.clone(),
+                    total: tally_of(&m.total),
+                    revision: m.revision,
+                    digest: m.digest.clone(),
+                    verified: m.verified,
+                })
+                .collect();
+            let table = months_table(&months, &tally_of(&row.total));
             out.push((title_of(row, &args.period), table));
         }
         return Ok(out);
@@ -239,32 +318,25 @@ fn tables(r: &pb::TallyResponse, args: &QueryArgs) -> Result<Vec<(String, Table)
         out.push(("治理任务".to_owned(), tasks));
         return Ok(out);
     }
-    let cols = columns(
-        &[("单位", Align::Left), ("代码", Align::Left)],
-        &[("上报/应报", Align::Right), ("核验", Align::Left)],
-    );
-    let mut table = Table::new(&cols);
-    for row in &r.rows {
-        let t = tally_of(&row.total);
-        let mut cells = vec![
-            format!("{}{}", "  ".repeat(row.depth as usize), row.name),
-            row.region.clone(),
-        ];
-        cells.extend(case_cells(&t.case_totals()));
-        cells.extend(task_cells(&t));
-        cells.push(format!(
-            "{}/{}",
-            row.children_reported, row.children_expected
-        ));
-        cells.push(if row.verified { "✓" } else { "✗" }.into());
-        table.push(cells);
-    }
+    let rows: Vec<RegionRow> = r
+        .rows
+        .iter()
+        .map(|row| RegionRow {
+            name: row.name.clone(),
+            code: row.region.clone(),
+            depth: row.depth,
+            total: tally_of(&row.total),
+            children_reported: row.children_reported,
+            children_expected: row.children_expected,
+            verified: row.verified,
+        })
+        .collect();
     let title = r
         .rows
         .first()
         .map(|row| title_of(row, &args.period))
         .unwrap_or_default();
-    out.push((title, table));
+    out.push((title, regions_table(&rows)));
     Ok(out)
 }
 
@@ -278,7 +350,9 @@ fn counts_json(c: &CaseCounts) -> Value {
     })
 }
 
-fn tally_json(t: &Tally) -> Value {
+/// A tally as JSON: counts per category, case totals, tasks and rates; the
+/// shape `query --json` and `audit verify --json` share.
+pub fn tally_json(t: &Tally) -> Value {
     let r = t.rates();
     let cases: serde_json::Map<String, Value> = Category::ALL
         .iter()

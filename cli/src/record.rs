@@ -1,8 +1,9 @@
 //! `tallytree record case|task|tally`: single entries over the unary calls.
+//! A refused entry (by the node, or a word the CLI does not know) exits 1.
 
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::Subcommand;
 use tallytree_proto::{
     Category,
@@ -10,7 +11,7 @@ use tallytree_proto::{
 };
 
 use crate::{
-    conn::{Conn, explain},
+    conn::{Conn, Refused, refusal},
     sheet::{case_state, task_state},
 };
 
@@ -101,10 +102,13 @@ pub async fn run(conn: &Conn, entry: Entry) -> Result<ExitCode> {
             deadline,
         } => {
             let Some(c) = Category::parse(&category) else {
-                bail!("--category ({category}): unknown category");
+                return Err(Refused(format!("--category ({category}): unknown category")).into());
             };
             let Some(s) = case_state(&state) else {
-                bail!("--state ({state}): one of in_progress, resolved, escalated");
+                return Err(Refused(format!(
+                    "--state ({state}): one of in_progress, resolved, escalated"
+                ))
+                .into());
             };
             let case = pb::Case {
                 id,
@@ -125,7 +129,9 @@ pub async fn run(conn: &Conn, entry: Entry) -> Result<ExitCode> {
             state,
         } => {
             let Some(s) = task_state(&state) else {
-                bail!("--state ({state}): one of in_progress, completed");
+                return Err(
+                    Refused(format!("--state ({state}): one of in_progress, completed")).into(),
+                );
             };
             let task = pb::Task {
                 id,
@@ -152,7 +158,9 @@ pub async fn run(conn: &Conn, entry: Entry) -> Result<ExitCode> {
             let mut cases = Vec::new();
             if let (Some(category), Some(registered)) = (category, registered) {
                 let Some(c) = Category::parse(&category) else {
-                    bail!("--category ({category}): unknown category");
+                    return Err(
+                        Refused(format!("--category ({category}): unknown category")).into(),
+                    );
                 };
                 cases.push(pb::CaseCounts {
                     category: c.to_pb() as i32,
@@ -178,7 +186,7 @@ pub async fn run(conn: &Conn, entry: Entry) -> Result<ExitCode> {
                 .await
         }
     };
-    let out = response.map_err(explain)?.into_inner();
+    let out = response.map_err(refusal)?.into_inner();
     println!(
         "recorded; months changed: {}",
         if out.months_changed.is_empty() {

@@ -299,6 +299,34 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// `src` with its (unsigned) header claiming `region` and `period`, written
+/// again with a valid trailer: what an export relabelled after the fact is.
+fn relabel(src: &Path, dst: &Path, region: &str, period: &str) {
+    use tallytree_aggregator::bundle::{BundleReader, BundleWriter};
+    use tallytree_proto::pb::evidence_item::Item;
+    let bytes = std::fs::read(src).expect("bundle");
+    let mut w = BundleWriter::new(Vec::new());
+    for item in BundleReader::new(bytes.as_slice()) {
+        let mut item = item.expect("readable");
+        if let Some(Item::Header(h)) = &mut item.item {
+            h.region = region.into();
+            h.period = period.into();
+        }
+        w.write(&item).expect("write");
+    }
+    std::fs::write(dst, w.finish().expect("finish")).expect("write");
+}
+
+/// The row of `region` in `query --json` output.
+fn query_row<'a>(json: &'a Value, region: &str) -> &'a Value {
+    json["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["region"] == region)
+        .unwrap_or_else(|| panic!("no row of {region}: {json:#}"))
+}
+
 #[test]
 fn a_federation_exports_bundles_an_auditor_verifies_offline() {
     let started = Instant::now();
@@ -371,7 +399,33 @@ fn a_federation_exports_bundles_an_auditor_verifies_offline() {
         cmd.output().expect("audit verify runs")
     };
     let text = expect_exit(verify(&bundle, &anchor, &[]), 0, "audit verify");
-    assert!(text.contains("VERIFIED"), "{text}");
+    // The verdict and the figures come from the signed summaries: the
+    // province's, month by month and in total, with rates.
+    assert!(
+        text.contains(
+            "VERIFIED: 辽宁省 (210000000000) 2026-01..2026-10: every signature, enrolment chain"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("verified figures: 辽宁省 (210000000000, 省) · 2026-01..2026-10"),
+        "{text}"
+    );
+    assert!(text.contains("化解率") && text.contains("完成率"), "{text}");
+    let month_rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("2026-") && l.ends_with('✓'))
+        .collect();
+    assert_eq!(month_rows.len(), 10, "{text}");
+    let total_row = text
+        .lines()
+        .find(|l| l.starts_with("合计"))
+        .expect("a total row");
+    assert_eq!(
+        total_row.split_whitespace().nth(1),
+        Some(cases.to_string().as_str()),
+        "{text}"
+    );
     let text = expect_exit(
         verify(&bundle, &anchor, &["--json", "--all"]),
         0,
@@ -390,6 +444,121 @@ fn a_federation_exports_bundles_an_auditor_verifies_offline() {
         .expect("the district's verdict");
     assert_eq!(district["path"], "辽宁省 › 大连市 › 普兰店区", "{report:#}");
     assert_eq!(district["verified"], true, "{report:#}");
+
+    // What was proven is what the province's query shows: per month
+    // (revision, digest, figures) and in total, and with --all each region.
+    let proven = &report["proven"][0];
+    assert_eq!(report["proven"].as_array().map(Vec::len), Some(1));
+    assert_eq!(proven["region"], "210000000000", "{report:#}");
+    assert_eq!(proven["name"], "辽宁省", "{report:#}");
+    assert_eq!(proven["period"], RANGE, "{report:#}");
+    assert_eq!(proven["verified"], true, "{report:#}");
+    assert_eq!(
+        proven["months_missing"],
+        serde_json::json!([]),
+        "{report:#}"
+    );
+    let province_row = query_row(&json, "210000000000");
+    assert_eq!(proven["total"], province_row["total"], "{report:#}");
+    let months = proven["months"].as_array().expect("months");
+    let queried = province_row["months"].as_array().expect("months");
+    assert_eq!(months.len(), 10);
+    for (m, q) in months.iter().zip(queried) {
+        for field in ["period", "revision", "digest", "total"] {
+            assert_eq!(m[field], q[field], "{field} of {}", m["period"]);
+        }
+        assert_eq!(m["verified"], true);
+    }
+    assert_eq!(
+        proven["total"]["case_totals"]["registered"], cases,
+        "{report:#}"
+    );
+    assert!(proven["total"]["rates"]["resolution"].is_number());
+    let regions = report["regions"].as_array().expect("regions");
+    assert_eq!(regions.len(), 3, "{report:#}");
+    for r in regions {
+        let region = r["region"].as_str().expect("code");
+        assert_eq!(r["total"], query_row(&json, region)["total"], "{region}");
+    }
+    let text = expect_exit(verify(&bundle, &anchor, &["--all"]), 0, "verify --all");
+    assert!(text.contains("every region · 2026-01..2026-10 ("), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("    普兰店区 ") && l.contains(DISTRICT) && l.ends_with('✓')),
+        "{text}"
+    );
+
+    // A header relabelled after the export: the summaries do not bear it
+    // out, so no verdict repeats it, and the months missing are named.
+    let relabelled = fed.path("relabelled.bundle");
+    relabel(&bundle, &relabelled, "210000000000", "2026");
+    let text = expect_exit(verify(&relabelled, &anchor, &[]), 1, "a year claimed");
+    assert!(
+        text.contains("summary 210000000000: no verified summary for 2026-11, 2026-12 (2 of the 12 months of the period 2026-01..2026-12 the bundle's header claims)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("no verified summary for 2026-11, 2026-12\n"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .last()
+            .is_some_and(|l| l.starts_with("NOT VERIFIED")),
+        "{text}"
+    );
+    assert!(!text.contains("VERIFIED: 辽宁省"), "{text}");
+    relabel(&bundle, &relabelled, "210000000000", "2025-Q4");
+    let text = expect_exit(verify(&relabelled, &anchor, &[]), 1, "another period");
+    assert!(
+        text.contains("no verified summary for 2025-10, 2025-11, 2025-12"),
+        "{text}"
+    );
+    assert!(
+        text.contains("summary 210000000000 2026-03 revision"),
+        "{text}"
+    );
+    assert!(
+        text.contains("outside the period 2025-10..2025-12"),
+        "{text}"
+    );
+    relabel(&bundle, &relabelled, "210200000000", RANGE);
+    let text = expect_exit(verify(&relabelled, &anchor, &[]), 1, "another region");
+    assert!(text.contains("(mixed in)"), "{text}");
+    assert!(!text.contains("VERIFIED: 辽宁省"), "{text}");
+
+    // One month's export claimed as the quarter: the other two named.
+    let october = fed.path("october.bundle");
+    expect_exit(
+        fed.at(
+            0,
+            [
+                "audit".as_ref(),
+                "export".as_ref(),
+                "--period".as_ref(),
+                "2026-10".as_ref(),
+                "-o".as_ref(),
+                october.as_os_str(),
+            ],
+        ),
+        0,
+        "audit export of one month",
+    );
+    expect_exit(verify(&october, &anchor, &[]), 0, "one month as exported");
+    relabel(&october, &relabelled, "210000000000", "2026-Q4");
+    let text = expect_exit(
+        verify(&relabelled, &anchor, &["--json"]),
+        1,
+        "a quarter claimed",
+    );
+    let quarter: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(quarter["verified"], false, "{quarter:#}");
+    assert_eq!(
+        quarter["proven"][0]["months_missing"],
+        serde_json::json!(["2026-11", "2026-12"]),
+        "{quarter:#}"
+    );
+    assert_eq!(quarter["proven"][0]["months"][0]["period"], "2026-10");
 
     // A byte flipped in the file: unreadable, exit 2.
     let bytes = std::fs::read(&bundle).expect("bundle");
@@ -462,6 +631,24 @@ fn a_federation_exports_bundles_an_auditor_verifies_offline() {
         "{text}"
     );
     assert!(text.contains("大连市") && text.contains("辽宁省"), "{text}");
+    // The path's signed figures, top-down, in the drill-down table.
+    assert!(
+        text.contains("signed figures on the path · 2026-03"),
+        "{text}"
+    );
+    for (indent, name, code) in [
+        ("", "辽宁省", "210000000000"),
+        ("  ", "大连市", "210200000000"),
+        ("    ", "普兰店区", DISTRICT),
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("{indent}{name} "))
+                    && l.contains(code)
+                    && l.ends_with('✓')),
+            "{name}: {text}"
+        );
+    }
     let out = run([
         "audit".as_ref(),
         "verify-proof".as_ref(),
@@ -470,6 +657,22 @@ fn a_federation_exports_bundles_an_auditor_verifies_offline() {
         wrong.as_os_str(),
     ]);
     expect_exit(out, 1, "verify-proof with the wrong anchor");
+    // A bundle is not a proof: said so, with the command that reads it.
+    let out = run([
+        "audit".as_ref(),
+        "verify-proof".as_ref(),
+        bundle.as_os_str(),
+        "--trust".as_ref(),
+        anchor.as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            "an evidence bundle of 210000000000 for 2026-01..2026-10, not an inclusion proof"
+        ),
+        "{}",
+        show(&out)
+    );
 
     // DSSE JSON: every envelope verifies with the key listed for its keyid,
     // checked with nothing of tallytree's.
@@ -553,6 +756,40 @@ fn a_federation_exports_bundles_an_auditor_verifies_offline() {
     assert_eq!(kinds.get("summary"), Some(&30), "{kinds:?}");
     assert_eq!(kinds.get("enrolment"), Some(&2), "{kinds:?}");
     assert!(kinds.get("receipt").is_some_and(|n| *n >= 10), "{kinds:?}");
+
+    // `audit verify` reads the DSSE JSON export too, through the same
+    // auditor, and proves the same figures.
+    let text = expect_exit(
+        verify(&dsse, &anchor, &["--json"]),
+        0,
+        "verify the DSSE JSON",
+    );
+    let from_json: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(from_json["verified"], true, "{from_json:#}");
+    assert_eq!(from_json["summaries"], 30, "{from_json:#}");
+    assert_eq!(from_json["proven"], report["proven"], "{from_json:#}");
+    // A JSON file that is not the export: named, with the forms to pass.
+    let enrolment = fed.path("city.enrolment");
+    let out = verify(&enrolment, &anchor, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("a JSON file, but not the DSSE JSON export of an evidence bundle")
+            && err.contains("--format dsse-json"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("buffer") && !err.contains("wire type"),
+        "{err}"
+    );
+    // Nor is a text file a bundle.
+    let out = verify(&repo().join("README.md"), &anchor, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not an evidence bundle"),
+        "{}",
+        show(&out)
+    );
 
     eprintln!("audit_cli: {:.1?} in all", started.elapsed());
 }

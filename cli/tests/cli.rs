@@ -657,3 +657,129 @@ fn a_wrong_token_is_refused_with_advice() {
     assert_eq!(json["rows"][0]["pending"], false, "{json:#}");
     unit.stop();
 }
+
+/// A row the node refuses is a refusal (exit 1), as the README's exit codes
+/// say, not a command that could not run (exit 2): for single entries as
+/// for imports, and for an enrolment the node refuses. The node keeps
+/// serving, and a failure to reach it is still exit 2.
+#[test]
+fn refused_entries_exit_1() {
+    let unit = Unit::init_and_start();
+    let config = unit.config.clone();
+    let refused = |args: &[&str], says: &str| {
+        let out = run(&config, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", show(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("refused") && err.contains(says),
+            "{args:?}: {}",
+            show(&out)
+        );
+    };
+    // The node refuses: closed before registered; a tally that does not add up.
+    refused(
+        &[
+            "record",
+            "case",
+            "--id",
+            "R-1",
+            "--category",
+            "邻里",
+            "--registered",
+            "2026-03-02",
+            "--state",
+            "resolved",
+            "--closed",
+            "2026-03-01",
+        ],
+        "closed_on (2026-03-01): before registered_on (2026-03-02)",
+    );
+    refused(
+        &[
+            "record",
+            "tally",
+            "--period",
+            "2026-03",
+            "--category",
+            "land",
+            "--registered",
+            "3",
+            "--resolved",
+            "5",
+        ],
+        "!= registered (3)",
+    );
+    // Words the CLI itself refuses, as import refuses them.
+    refused(
+        &[
+            "record",
+            "task",
+            "--id",
+            "T-1",
+            "--title",
+            "排查",
+            "--deadline",
+            "2026-03-20",
+            "--state",
+            "done",
+        ],
+        "--state (done)",
+    );
+    // An enrolment of a unit that is not a direct child.
+    let (child, _) = SigningKey::generate().expect("key");
+    let key = unit.path("child.pub");
+    std::fs::write(&key, child.public_key().to_pem()).expect("key file");
+    let out_file = unit.path("child.enrolment");
+    refused(
+        &[
+            "enrol",
+            "--code",
+            "210200000000",
+            "--name",
+            "大连市",
+            "--key",
+            key.to_str().expect("utf-8 path"),
+            "-o",
+            out_file.to_str().expect("utf-8 path"),
+        ],
+        "not a direct child of this node",
+    );
+    assert!(!out_file.exists());
+
+    // The node still takes a good entry.
+    let out = ok(
+        &config,
+        &[
+            "record",
+            "case",
+            "--id",
+            "R-2",
+            "--category",
+            "邻里",
+            "--registered",
+            "2026-03-02",
+            "--state",
+            "in_progress",
+        ],
+    );
+    assert!(out.contains("months changed: 2026-03"), "{out}");
+    // A node that cannot be reached: could not run, exit 2.
+    let out = tallytree()
+        .args(["--node", &format!("http://127.0.0.1:{}", free_port())])
+        .args([
+            "record",
+            "case",
+            "--id",
+            "R-3",
+            "--category",
+            "邻里",
+            "--registered",
+            "2026-03-02",
+            "--state",
+            "in_progress",
+        ])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    unit.stop();
+}

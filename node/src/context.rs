@@ -52,7 +52,7 @@ impl NodeContext {
         let mut trust = Trust::with_anchor(identity.region, identity.public_key());
         // Earlier keys of this node signed enrolments still held.
         for env in layout::envelopes(store, Cf::Meta, meta::OWN_ENROLMENT)? {
-            if let Ok(e) = statement::decode_verified::<pb::Enrolment>(&env)
+            if let Ok(e) = statement::decode_stored::<pb::Enrolment>(&env)
                 && let Ok(key) = PublicKey::from_slice(&e.public_key)
             {
                 trust.add_anchor(identity.region, key);
@@ -350,7 +350,7 @@ mod tests {
         let good = village_enrolment(&street, &village, STREET);
         let mut forged = village_enrolment(&stranger, &sibling, STREET);
         forged = {
-            let mut e: pb::Enrolment = statement::decode_verified(&forged).expect("decodes");
+            let mut e: pb::Enrolment = statement::peek_unverified(&forged).expect("decodes");
             e.region = "210214001002".into();
             statement::seal(&stranger, &e).envelope
         };

@@ -63,6 +63,8 @@ impl ServiceError for Finding {
     fn error_code(&self) -> ErrorCode {
         match self {
             Finding::UnknownKey { .. }
+            | Finding::Unsigned { .. }
+            | Finding::ManySignatures { .. }
             | Finding::WrongSigner { .. }
             | Finding::Revoked { .. }
             | Finding::NotYetValid { .. }

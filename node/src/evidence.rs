@@ -5,8 +5,7 @@
 
 use std::{collections::HashSet, sync::Arc};
 
-use prost::Message;
-use tallytree_aggregator::SummaryView;
+use tallytree_aggregator::{SummaryView, bundle::TrailerDigest};
 use tallytree_proto::{Digest, Month, PeriodRange, RegionCode, pb, statement};
 
 use crate::{
@@ -23,9 +22,11 @@ pub const FORMAT: &str = "tallytree-evidence-v1";
 
 /// Wraps a sink with the running count and digest the trailer states.
 struct Writer<'a> {
+    /// Where the items go.
     sink: &'a mut dyn FnMut(pb::EvidenceItem) -> bool,
-    hasher: ring::digest::Context,
-    items: u64,
+    /// The trailer's count and digest, as every bundle reader checks it.
+    digest: TrailerDigest,
+    /// False once the sink refused an item (the client went away).
     open: bool,
 }
 
@@ -33,8 +34,7 @@ impl<'a> Writer<'a> {
     fn new(sink: &'a mut dyn FnMut(pb::EvidenceItem) -> bool) -> Writer<'a> {
         Writer {
             sink,
-            hasher: ring::digest::Context::new(&ring::digest::SHA256),
-            items: 0,
+            digest: TrailerDigest::default(),
             open: true,
         }
     }
@@ -44,8 +44,7 @@ impl<'a> Writer<'a> {
             return;
         }
         let item = pb::EvidenceItem { item: Some(item) };
-        self.hasher.update(&item.encode_length_delimited_to_vec());
-        self.items += 1;
+        self.digest.add(&item);
         self.open = (self.sink)(item);
     }
 
@@ -53,12 +52,8 @@ impl<'a> Writer<'a> {
         if !self.open {
             return;
         }
-        let digest = self.hasher.finish();
         (self.sink)(pb::EvidenceItem {
-            item: Some(pb::evidence_item::Item::Trailer(pb::EvidenceTrailer {
-                items: self.items,
-                digest: digest.as_ref().to_vec(),
-            })),
+            item: Some(pb::evidence_item::Item::Trailer(self.digest.trailer())),
         });
     }
 }
@@ -107,7 +102,7 @@ impl Evidence {
             w.emit(pb::evidence_item::Item::Enrolment(env));
         }
         for env in layout::envelopes(self.ctx.ledger.store(), Cf::Revocations, b"")? {
-            let Ok(r) = statement::decode_verified::<pb::Revocation>(&env) else {
+            let Ok(r) = statement::decode_stored::<pb::Revocation>(&env) else {
                 continue;
             };
             if RegionCode::parse(&r.region).is_ok_and(|c| regions.contains(&c)) {
@@ -127,7 +122,7 @@ impl Evidence {
         let mut out: Vec<(u8, RegionCode, u64, pb::Envelope)> = Vec::new();
         if regions.contains(&self.ctx.identity.region) {
             for env in layout::envelopes(store, Cf::Meta, meta::OWN_ENROLMENT)? {
-                if let Ok(e) = statement::decode_verified::<pb::Enrolment>(&env) {
+                if let Ok(e) = statement::decode_stored::<pb::Enrolment>(&env) {
                     out.push((
                         self.ctx.identity.region.level() as u8,
                         self.ctx.identity.region,
@@ -138,7 +133,7 @@ impl Evidence {
             }
         }
         for env in layout::envelopes(store, Cf::Enrolments, b"")? {
-            let Ok(e) = statement::decode_verified::<pb::Enrolment>(&env) else {
+            let Ok(e) = statement::decode_stored::<pb::Enrolment>(&env) else {
                 continue;
             };
             let Ok(region) = RegionCode::parse(&e.region) else {
@@ -296,10 +291,20 @@ impl Evidence {
                 })?;
             chain.push(row.clone());
         }
-        let regions: HashSet<RegionCode> = unit
+        // The keys of the path, and of the children enrolled under each
+        // region on it, so the verifier can check each link's completeness.
+        let path: HashSet<RegionCode> = unit
             .ancestry()
             .take_while(|r| r.is_within(self.ctx.identity.region))
             .collect();
+        let mut regions = path.clone();
+        regions.extend(
+            self.ctx
+                .trust()
+                .enrolments()
+                .filter(|e| path.contains(&e.parent))
+                .map(|e| e.region),
+        );
         let mut w = Writer::new(sink);
         w.emit(self.header(unit, month.to_string()));
         self.emit_keys(&mut w, &regions)?;

@@ -66,15 +66,42 @@ pub fn seal<S: Statement>(key: &SigningKey, statement: &S) -> SignedEnvelope {
     ))
 }
 
-/// Verifies the envelope against `key`, then decodes the payload.
+/// Verifies the envelope against `key`, then decodes the payload: the way
+/// to read a statement received from anyone.
 pub fn open<S: Statement>(env: &pb::Envelope, key: &PublicKey) -> Result<S, EnvelopeError> {
     envelope::verify(env, S::PAYLOAD_TYPE, key)?;
-    decode_verified(env)
+    decode_payload(env)
 }
 
-/// Decodes the payload of an envelope whose signature was already verified
-/// (or that this node signed itself and read back from its own store).
-pub fn decode_verified<S: Statement>(env: &pb::Envelope) -> Result<S, EnvelopeError> {
+/// Decodes an envelope's payload WITHOUT verifying any signature: what a
+/// statement claims, for routing and messages only (which key to verify it
+/// with, what to call it in a finding). Nothing read this way may be counted
+/// or trusted. The payload type is still checked.
+pub fn peek_unverified<S: Statement>(env: &pb::Envelope) -> Result<S, EnvelopeError> {
+    check_type::<S>(env)?;
+    decode_payload(env)
+}
+
+/// Decodes a statement this node read back from its own store: one it
+/// signed itself, or verified before storing it. Not for anything received
+/// (use [`open`]). The payload type is still checked.
+pub fn decode_stored<S: Statement>(env: &pb::Envelope) -> Result<S, EnvelopeError> {
+    check_type::<S>(env)?;
+    decode_payload(env)
+}
+
+fn check_type<S: Statement>(env: &pb::Envelope) -> Result<(), EnvelopeError> {
+    if env.payload_type != S::PAYLOAD_TYPE {
+        return Err(EnvelopeError::PayloadType {
+            expected: S::PAYLOAD_TYPE,
+            got: env.payload_type.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// The payload as `S`; the caller has checked the payload type.
+fn decode_payload<S: Statement>(env: &pb::Envelope) -> Result<S, EnvelopeError> {
     S::decode(env.payload.as_slice()).map_err(|e| EnvelopeError::Decode(S::NAME, e.to_string()))
 }
 
@@ -100,6 +127,27 @@ mod tests {
         assert!(open::<pb::Summary>(&signed.envelope, &other.public_key()).is_err());
         assert!(matches!(
             open::<pb::Receipt>(&signed.envelope, &key.public_key()),
+            Err(EnvelopeError::PayloadType { .. })
+        ));
+    }
+
+    #[test]
+    fn peeking_checks_the_payload_type_but_not_the_signature() {
+        let (key, _) = SigningKey::generate().expect("key");
+        let summary = pb::Summary {
+            region: "210214000000".into(),
+            ..Default::default()
+        };
+        let mut env = seal(&key, &summary).envelope;
+        env.signatures.clear();
+        let peeked: pb::Summary = peek_unverified(&env).expect("decodes unsigned");
+        assert_eq!(peeked.region, summary.region);
+        assert!(matches!(
+            peek_unverified::<pb::Receipt>(&env),
+            Err(EnvelopeError::PayloadType { .. })
+        ));
+        assert!(matches!(
+            decode_stored::<pb::Enrolment>(&env),
             Err(EnvelopeError::PayloadType { .. })
         ));
     }

@@ -1,102 +1,42 @@
 //! Offline verification of evidence bundles and inclusion proofs, from the
-//! trust anchor down. The checks are [`Trust`]'s and [`SummaryView`]'s, the
-//! very ones parents run on submissions; this module streams them over a
-//! bundle: signatures checked on several threads in batches, arithmetic in
-//! bundle order, keeping only the child totals no parent has consumed yet.
+//! trust anchor down. The checks are [`Trust`]'s, [`SummaryView`]'s and
+//! [`crate::rollup`]'s, the very ones parents run on submissions; this
+//! module streams them over a bundle: signatures checked on several threads
+//! in batches, arithmetic in bundle order, keeping only the child totals no
+//! parent has consumed yet.
+//!
+//! - `pipeline`: what runs on the verifying threads.
+//! - `claim`: the unsigned header's claim, checked against the signed
+//!   summaries.
+//! - `receipts`: receipts against what each parent counted.
+//! - [`report`]: the verdicts and the proven figures.
+//! - `proof`: inclusion proofs.
 
+mod claim;
+mod pipeline;
 mod proof;
-mod report;
+mod receipts;
+pub mod report;
 
 pub use proof::{ProofReport, verify_proof};
-pub use report::{AuditReport, Problem, RegionVerdict};
+pub use report::{AuditReport, Claim, MonthFigures, Problem, RegionVerdict};
 
 use std::collections::{HashMap, HashSet};
 
 use tallytree_proto::{Digest, Month, PublicKey, RegionCode, pb, statement};
 
 use crate::{
+    finding::{Absence, Finding},
     parallel::Pool,
-    summary::SummaryView,
-    tally::Tally,
-    verify::{EnrolmentView, Finding, Signer, Trust},
+    rollup::{ChildRefs, Found, check_completeness},
+    summary::{ChildEntry, SummaryView},
+    trust::{Trust, TrustedKey},
 };
+use pipeline::{Failure, Job, Outcome, work};
+use receipts::Counted;
 
 /// Statements handed to the verifying threads at a time.
 const BATCH: usize = 256;
-
-/// A verified summary whose parent has not consumed it yet.
-#[derive(Debug, Clone)]
-struct Pending {
-    region: RegionCode,
-    revision: u64,
-    period: Month,
-    total: Tally,
-}
-
-/// A statement for the verifying threads, with the key found for it.
-enum Job {
-    /// `provisional`: signed by a key whose own enrolment is still being
-    /// verified.
-    Enrolment {
-        env: pb::Envelope,
-        signer: Signer,
-        provisional: bool,
-    },
-    Summary(pb::Envelope, Signer),
-    /// A summary whose key is unknown: only its claims are read.
-    Unverifiable(pb::Envelope, Finding),
-}
-
-/// What the verifying threads found, handed back in bundle order. Outcomes
-/// live a moment, in batches of [`BATCH`]; boxing the large summary view
-/// would cost an allocation per summary on the hot path.
-#[allow(clippy::large_enum_variant)]
-enum Outcome {
-    /// With the envelope back when its signer was provisional.
-    Enrolment {
-        result: Result<EnrolmentView, Finding>,
-        signer: Signer,
-        provisional: Option<pb::Envelope>,
-    },
-    Summary(Result<(SummaryView, Digest), Failure>),
-}
-
-/// A summary that did not verify, with what it claims to be.
-struct Failure {
-    finding: Finding,
-    digest: Digest,
-    claim: Option<(RegionCode, Option<Month>, u64)>,
-}
-
-impl Failure {
-    fn of(env: &pb::Envelope, finding: Finding) -> Failure {
-        Failure {
-            finding,
-            digest: Digest::of(&env.payload),
-            claim: claimed(env),
-        }
-    }
-}
-
-/// Runs on the verifying threads: signatures and per-statement checks, which
-/// need the signer's key only, not the whole [`Trust`].
-fn work(job: Job) -> Outcome {
-    match job {
-        Job::Enrolment {
-            env,
-            signer,
-            provisional,
-        } => Outcome::Enrolment {
-            result: signer.open_enrolment(&env),
-            signer,
-            provisional: provisional.then_some(env),
-        },
-        Job::Summary(env, signer) => {
-            Outcome::Summary(signer.open_summary(&env).map_err(|f| Failure::of(&env, f)))
-        }
-        Job::Unverifiable(env, f) => Outcome::Summary(Err(Failure::of(&env, f))),
-    }
-}
 
 /// Streams a bundle's items through the checks. The calling thread reads
 /// the bundle, finds each statement's key and checks the arithmetic in
@@ -113,12 +53,13 @@ pub struct Auditor {
     /// child's enrolment signed by one is verified at once, provisionally,
     /// and admitted only if its parent's was (bundles list a parent's
     /// enrolment right before its children's).
-    in_flight: HashMap<Digest, Signer>,
+    in_flight: HashMap<Digest, TrustedKey>,
     revocations: Vec<pb::Envelope>,
     /// Whether the enrolments and revocations are in (at the first summary).
     admitted: bool,
     receipts: Vec<pb::Envelope>,
-    pending: HashMap<Digest, Pending>,
+    /// Verified summaries no parent has consumed yet, by digest.
+    pending: HashMap<Digest, Found>,
     /// Summaries that did not verify: by digest, and by the region, month
     /// and revision they claim (an altered payload has another digest than
     /// the one its parent references).
@@ -127,34 +68,13 @@ pub struct Auditor {
     /// Regions with a summary that did not verify (when its claim cannot
     /// even be decoded, the region of the key that should have signed it).
     failed_regions: HashSet<RegionCode>,
-    /// (child, month) → (revision, digest prefix) as counted by a parent;
-    /// receipts are compared with it. A digest prefix of 8 bytes keeps a
-    /// national bundle's 600,000 entries small; a receipt naming the same
-    /// revision with a digest that differs only after 8 bytes is beyond
-    /// forging (SHA-256).
-    counted: HashMap<(RegionCode, Month), (u64, u64)>,
+    /// What each parent counted of each child; receipts are compared with it.
+    counted: Counted,
     /// Keep a verdict for every region (for `--all`), not only for those
     /// with problems.
     detail: bool,
     /// (region, month) of every verified summary.
     seen: HashSet<(RegionCode, Month)>,
-}
-
-impl std::fmt::Debug for Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Job::Enrolment { .. } => "Job::Enrolment",
-            Job::Summary(..) => "Job::Summary",
-            Job::Unverifiable(..) => "Job::Unverifiable",
-        })
-    }
-}
-
-/// What an unverified summary claims to be, for reporting only.
-fn claimed(env: &pb::Envelope) -> Option<(RegionCode, Option<Month>, u64)> {
-    let s = statement::decode_verified::<pb::Summary>(env).ok()?;
-    let region = RegionCode::parse(&s.region).ok()?;
-    Some((region, Month::parse(&s.period).ok(), s.revision))
 }
 
 impl Auditor {
@@ -178,13 +98,28 @@ impl Auditor {
             failed: HashSet::new(),
             failed_claims: HashSet::new(),
             failed_regions: HashSet::new(),
-            counted: HashMap::new(),
+            counted: Counted::default(),
             detail: true,
             seen: HashSet::new(),
         }
     }
 
-    fn problem(&mut self, region: Option<RegionCode>, message: String) {
+    /// Records a problem of `region` (or a general one) concerning
+    /// `months` (none: every month).
+    fn problem(
+        &mut self,
+        region: Option<RegionCode>,
+        months: impl IntoIterator<Item = Month>,
+        message: String,
+    ) {
+        let mut dated = false;
+        for m in months {
+            dated = true;
+            self.report.months_with_problems.insert(m);
+        }
+        if !dated {
+            self.report.undated_problems += 1;
+        }
         match region {
             Some(r) => self
                 .report
@@ -197,9 +132,9 @@ impl Auditor {
         }
     }
 
-    fn finding(&mut self, f: &Finding, fallback: Option<RegionCode>) {
-        let region = finding_region(f).or(fallback);
-        self.problem(region, f.to_string());
+    fn finding(&mut self, f: &Finding, region: Option<RegionCode>, month: Option<Month>) {
+        let region = f.region().or(region);
+        self.problem(region, f.month().or(month), f.to_string());
     }
 
     /// Keeps verdicts and names only for regions with problems (and their
@@ -213,7 +148,7 @@ impl Auditor {
     pub fn feed(&mut self, item: pb::EvidenceItem) {
         use pb::evidence_item::Item;
         match item.item {
-            Some(Item::Header(h)) => self.report.header = Some(h),
+            Some(Item::Header(h)) => self.header(h),
             Some(Item::Enrolment(e)) => {
                 self.report.enrolments += 1;
                 self.enrolment(e);
@@ -279,7 +214,7 @@ impl Auditor {
                     }
                     match result {
                         Ok(view) => self.trust.insert_enrolment(view),
-                        Err(f) => self.finding(&f, None),
+                        Err(f) => self.finding(&f, None, None),
                     }
                 }
                 Outcome::Summary(Ok((view, digest))) => self.check(view, digest),
@@ -297,7 +232,7 @@ impl Auditor {
             // After the summaries began: admitted on the spot.
             self.drain();
             if let Err(f) = self.trust.admit_enrolment(&env) {
-                self.finding(&f, None);
+                self.finding(&f, None, None);
             }
             return;
         }
@@ -316,7 +251,7 @@ impl Auditor {
             return;
         };
         // What it enrols, unverified yet: for its children's enrolments.
-        if let Ok(e) = statement::decode_verified::<pb::Enrolment>(&env)
+        if let Ok(e) = statement::peek_unverified::<pb::Enrolment>(&env)
             && let (Ok(region), Ok(key)) = (
                 RegionCode::parse(&e.region),
                 PublicKey::from_slice(&e.public_key),
@@ -324,7 +259,7 @@ impl Auditor {
         {
             self.in_flight.insert(
                 Digest::of(&key.0),
-                Signer {
+                TrustedKey {
                     region,
                     key,
                     valid_from_ms: e.valid_from_ms,
@@ -353,7 +288,7 @@ impl Auditor {
         let revocations = std::mem::take(&mut self.revocations);
         let findings = self.trust.admit_all(&retry, &revocations);
         for f in findings {
-            self.finding(&f, None);
+            self.finding(&f, None, None);
         }
     }
 
@@ -367,85 +302,64 @@ impl Auditor {
         if let Some((region, Some(period), revision)) = claim {
             self.failed_claims.insert((region, period, revision));
         }
-        if let Some(region) = finding_region(&finding).or(claim.map(|c| c.0)) {
+        if let Some(region) = finding.region().or(claim.map(|c| c.0)) {
             self.failed_regions.insert(region);
         }
-        self.finding(&finding, claim.map(|c| c.0));
+        self.finding(&finding, claim.map(|c| c.0), claim.and_then(|c| c.1));
     }
 
+    /// Why the child summary a reference names is not among the verified
+    /// ones: it did not verify, or nobody put it in the bundle.
+    fn absence(&self, child: &ChildEntry, period: Month) -> Absence {
+        if self.failed.contains(&child.digest)
+            || self
+                .failed_claims
+                .contains(&(child.region, period, child.revision))
+            || self.failed_regions.contains(&child.region)
+        {
+            Absence::DidNotVerify
+        } else {
+            Absence::NotProvided
+        }
+    }
+
+    /// A verified summary, in bundle order: its children (verified before
+    /// it) by the roll-up rules, completeness, and what it proves.
     fn check(&mut self, view: SummaryView, digest: Digest) {
         let region = view.region;
-        let mut totals = Vec::with_capacity(view.children.len());
-        let mut complete = true;
+        let period = view.period;
+        let mut refs = ChildRefs::new(&view);
+        let mut findings = Vec::new();
         for c in &view.children {
             // What the parent counts, whatever becomes of the child: receipts
             // are compared with this.
-            self.counted
-                .insert((c.region, view.period), (c.revision, prefix(&c.digest)));
-            match self.pending.remove(&c.digest) {
-                Some(p) if p.period != view.period => {
-                    complete = false;
-                    self.problem(
-                        Some(region),
-                        format!(
-                            "summary {region} {}: child {} is a summary of another period ({})",
-                            view.period, c.region, p.period
-                        ),
-                    );
-                }
-                Some(p) if p.region != c.region || p.revision != c.revision => {
-                    complete = false;
-                    self.problem(Some(region), format!(
-                        "summary {region} {}: child {} revision {} does not match the summary with its digest",
-                        view.period, c.region, c.revision
-                    ));
-                }
-                Some(p) => totals.push(p.total),
-                None => {
-                    complete = false;
-                    let why = if self.failed.contains(&c.digest)
-                        || self
-                            .failed_claims
-                            .contains(&(c.region, view.period, c.revision))
-                        || self.failed_regions.contains(&c.region)
-                    {
-                        "did not verify"
-                    } else {
-                        "is not in the bundle"
-                    };
-                    self.problem(
-                        Some(region),
-                        format!(
-                            "summary {region} {}: child {} revision {} {why}",
-                            view.period, c.region, c.revision
-                        ),
-                    );
-                }
+            self.counted.count(c.region, period, c.revision, &c.digest);
+            let found = match self.pending.remove(&c.digest) {
+                Some(found) => Ok(found),
+                None => Err(self.absence(c, period)),
+            };
+            if let Err(f) = refs.child(c, found) {
+                findings.push(f);
             }
         }
-        if complete && let Err(e) = view.check_total(&totals) {
-            self.problem(Some(region), e.to_string());
+        findings.extend(refs.check_total().err());
+        findings.extend(check_completeness(&self.trust, &view).err());
+        for f in &findings {
+            self.finding(f, Some(region), Some(period));
         }
-        let enrolled = self
-            .trust
-            .enrolled_children(region, view.issued_at_ms)
-            .len();
-        if view.children_expected as usize != enrolled {
-            self.finding(
-                &Finding::Completeness {
-                    region,
-                    period: view.period,
-                    stated: view.children_expected,
-                    enrolled,
-                },
-                Some(region),
-            );
-        }
-        if self.detail || self.report.regions.contains_key(&region) {
+        // The tops' verdicts are kept always: a problem found at the end
+        // (a month missing) is shown with what the top's summaries counted.
+        if self.detail || self.is_top(region) || self.report.regions.contains_key(&region) {
             let verdict = self.report.regions.entry(region).or_default();
             verdict.summaries += 1;
             verdict.reported += view.children.len() as u32;
             verdict.expected += view.children_expected;
+            // Checked tallies of one region over at most 1,200 months; a sum
+            // beyond u64 is left at the last one that fits.
+            verdict.total = verdict
+                .total
+                .checked_add(&view.total)
+                .unwrap_or(verdict.total);
         }
         if self.detail || self.trust.anchors().iter().any(|(r, _)| *r == region) {
             self.report
@@ -453,90 +367,30 @@ impl Auditor {
                 .entry(region)
                 .or_insert_with(|| view.name.clone());
         }
-        if self
-            .report
-            .header
-            .as_ref()
-            .is_some_and(|h| h.region == region.to_string())
-        {
-            self.report.totals.insert(view.period, view.total);
-        }
-        self.seen.insert((region, view.period));
-        self.pending.insert(
-            digest,
-            Pending {
-                region,
+        if self.is_top(region) {
+            self.report.names.insert(region, view.name.clone());
+            let figures = MonthFigures {
                 revision: view.revision,
-                period: view.period,
+                digest,
                 total: view.total,
-            },
-        );
-    }
-
-    fn check_receipt(&mut self, env: &pb::Envelope) {
-        let Ok(claimed) = statement::decode_verified::<pb::Receipt>(env) else {
-            self.problem(None, "receipt: payload is not a receipt".into());
-            return;
-        };
-        let Ok(parent) = RegionCode::parse(&claimed.parent) else {
-            self.problem(
-                None,
-                format!("receipt: parent {:?} is not a region code", claimed.parent),
-            );
-            return;
-        };
-        let signer = self
-            .trust
-            .signer_of::<pb::Receipt>(env, "receipt")
-            .ok()
-            .filter(|s| s.region == parent);
-        let Some(signer) = signer else {
-            self.problem(
-                Some(parent),
-                format!("receipt from {parent}: signed by a key not enrolled for {parent}"),
-            );
-            return;
-        };
-        let receipt: pb::Receipt = match signer.open(env, "receipt") {
-            Ok(r) => r,
-            Err(f) => {
-                self.problem(Some(parent), f.to_string());
-                return;
+                children_reported: view.children.len() as u32,
+                children_expected: view.children_expected,
+            };
+            let months = self.report.proven.entry(region).or_default();
+            if let Some(other) = months.insert(period, figures) {
+                let revision = view.revision;
+                self.problem(
+                    Some(region),
+                    Some(period),
+                    format!(
+                        "summary {region} {period}: two summaries of the bundle's region for one month (revisions {} and {revision}); a bundle holds the latest only",
+                        other.revision
+                    ),
+                );
             }
-        };
-        let (Ok(child), Ok(period)) = (
-            RegionCode::parse(&receipt.region),
-            Month::parse(&receipt.period),
-        ) else {
-            self.problem(
-                Some(parent),
-                format!("receipt from {parent}: malformed region or period"),
-            );
-            return;
-        };
-        let Some(digest) = Digest::from_slice(&receipt.digest) else {
-            self.problem(
-                Some(parent),
-                format!("receipt from {parent}: digest must be 32 bytes"),
-            );
-            return;
-        };
-        match self.counted.get(&(child, period)).copied() {
-            Some((rev, d)) if rev == receipt.revision && d == prefix(&digest) => {}
-            Some((rev, _)) if rev == receipt.revision => self.problem(Some(parent), format!(
-                "summary {parent} {period}: counts {child} revision {rev} with another digest than the one {parent} gave a receipt for (equivocation)"
-            )),
-            Some((rev, _)) if rev < receipt.revision => self.problem(Some(parent), format!(
-                "summary {parent} {period}: counts {child} revision {rev}, but {parent} gave a receipt for revision {} (an older revision passed off as the latest)",
-                receipt.revision
-            )),
-            Some(_) => {}
-            None if self.seen.contains(&(parent, period)) => self.problem(Some(parent), format!(
-                "summary {parent} {period}: leaves out {child}, though {parent} gave a receipt for its revision {} (suppression)",
-                receipt.revision
-            )),
-            None => {}
         }
+        self.seen.insert((region, period));
+        self.pending.insert(digest, Found::of(&view, digest));
     }
 
     /// Finishes the bundle and returns the report.
@@ -546,29 +400,19 @@ impl Auditor {
         for env in std::mem::take(&mut self.receipts) {
             self.check_receipt(&env);
         }
-        let top = self
-            .report
-            .header
-            .as_ref()
-            .and_then(|h| RegionCode::parse(&h.region).ok());
-        // Tops: the bundle's region, or the anchors' regions of a bundle
-        // spanning several provinces.
-        let anchors: HashSet<RegionCode> = self.trust.anchors().iter().map(|(r, _)| *r).collect();
-        let leftovers: Vec<Pending> = self
+        let leftovers: Vec<Found> = self
             .pending
             .values()
-            .filter(|p| Some(p.region) != top && !(top.is_none() && anchors.contains(&p.region)))
-            .cloned()
+            .filter(|p| !self.is_top(p.region))
+            .copied()
             .collect();
         for p in leftovers {
-            self.problem(Some(p.region), format!(
+            self.problem(Some(p.region), Some(p.period), format!(
                 "summary {} {} revision {}: in the bundle but counted by no summary above it (mixed in)",
                 p.region, p.period, p.revision
             ));
         }
-        if top.is_some() && self.report.totals.is_empty() {
-            self.problem(top, "no verified summary of the bundle's region".into());
-        }
+        self.check_claim();
         if self.detail {
             for e in self.trust.enrolments() {
                 self.report.names.insert(e.region, e.name.clone());
@@ -588,41 +432,5 @@ impl Auditor {
             }
         }
         self.report
-    }
-}
-
-/// The first 8 bytes of a digest.
-fn prefix(d: &Digest) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&d.0[..8]);
-    u64::from_be_bytes(b)
-}
-
-/// The region a finding concerns, when it names one.
-fn finding_region(f: &Finding) -> Option<RegionCode> {
-    use crate::summary::SummaryError as S;
-    match f {
-        Finding::WrongSigner { region, .. }
-        | Finding::Revoked { region, .. }
-        | Finding::NotYetValid { region, .. }
-        | Finding::MissingChild { region, .. }
-        | Finding::ChildMismatch { region, .. }
-        | Finding::Completeness { region, .. } => Some(*region),
-        Finding::Envelope { region, .. } | Finding::Tree { region, .. } => {
-            RegionCode::parse(region).ok()
-        }
-        Finding::Summary(s) => match s {
-            S::Parent { region, .. }
-            | S::RevisionZero { region }
-            | S::CategoryList { region, .. }
-            | S::Tally { region, .. }
-            | S::Child { region, .. }
-            | S::Completeness { region, .. }
-            | S::Total { region, .. }
-            | S::Period { region, .. }
-            | S::FuturePeriod { region, .. } => Some(*region),
-            S::Malformed { .. } => None,
-        },
-        Finding::UnknownKey { .. } => None,
     }
 }

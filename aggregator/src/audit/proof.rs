@@ -1,9 +1,14 @@
 //! Inclusion proofs: a unit's signed summary and the chain of ancestor
-//! summaries that count it, up to a trust anchor, verified offline.
+//! summaries that count it, up to a trust anchor, verified offline with the
+//! roll-up rules every parent and auditor applies ([`crate::rollup`]).
 
-use tallytree_proto::{PublicKey, RegionCode, pb};
+use tallytree_proto::{Month, PublicKey, RegionCode, pb};
 
-use crate::{summary::SummaryView, verify::Trust};
+use crate::{
+    rollup::{Found, check_child, check_completeness},
+    summary::SummaryView,
+    trust::Trust,
+};
 
 /// A verified inclusion proof.
 #[derive(Debug, Clone)]
@@ -15,8 +20,10 @@ pub struct ProofReport {
 }
 
 /// Verifies an inclusion proof: each summary signed by its enrolled key
-/// (chained to the anchors), each one counted by the next by digest and
-/// revision, all of one period, the last signed by an anchor's region.
+/// (chained to the anchors), each one counted by the next as referenced
+/// (digest, revision, month) and complete (children expected as enrolled),
+/// the last signed by an anchor's region, and the unit and month the
+/// proof's header claims the ones proven.
 pub fn verify_proof(
     items: impl IntoIterator<Item = pb::EvidenceItem>,
     anchors: &[(RegionCode, PublicKey)],
@@ -26,11 +33,13 @@ pub fn verify_proof(
     for (r, k) in anchors {
         trust.add_anchor(*r, *k);
     }
+    let mut header = None;
     let mut enrolments = Vec::new();
     let mut revocations = Vec::new();
     let mut summaries = Vec::new();
     for item in items {
         match item.item {
+            Some(Item::Header(h)) => header = Some(h),
             Some(Item::Enrolment(e)) => enrolments.push(e),
             Some(Item::Revocation(r)) => revocations.push(r),
             Some(Item::Summary(s)) => summaries.push(s),
@@ -53,7 +62,7 @@ pub fn verify_proof(
     };
     for pair in views.windows(2) {
         let ((below, below_digest), (view, _)) = (&pair[0], &pair[1]);
-        let counted = view
+        let reference = view
             .children
             .iter()
             .find(|c| c.region == below.region)
@@ -63,23 +72,28 @@ pub fn verify_proof(
                     view.region, view.period, below.region
                 )
             })?;
-        if counted.digest != *below_digest || counted.revision != below.revision {
-            return Err(format!(
-                "summary {} {}: counts {} revision {}, not the proven revision {}",
-                view.region, view.period, counted.region, counted.revision, below.revision
-            ));
-        }
-        if view.period != below.period {
-            return Err(format!(
-                "summary {}: period {} differs from {}",
-                view.region, view.period, below.period
-            ));
-        }
+        check_child(view, reference, Ok(&Found::of(below, *below_digest)))
+            .map_err(|f| f.to_string())?;
+    }
+    for (view, _) in &views {
+        check_completeness(&trust, view).map_err(|f| f.to_string())?;
     }
     let top = views.last().map(|(v, _)| v.region).unwrap_or(unit.region);
     if !anchors.iter().any(|(r, _)| *r == top) {
         return Err(format!(
             "proof: the chain ends at {top}, which is not a trust anchor's region"
+        ));
+    }
+    // The header is not signed: what it claims must be what was proven.
+    let header = header.ok_or("proof: no header naming the unit and month it proves")?;
+    let claimed = (
+        RegionCode::parse(&header.region).ok(),
+        Month::parse(&header.period).ok(),
+    );
+    if claimed != (Some(unit.region), Some(unit.period)) {
+        return Err(format!(
+            "proof: the header claims {} {}, but the signed summary proven is of {} {}",
+            header.region, header.period, unit.region, unit.period
         ));
     }
     Ok(ProofReport {

@@ -9,6 +9,9 @@
 //! receipts; trailer. Tamper tests edit the parts, re-sign what the attacker
 //! can sign, and write the bundle again.
 
+// Shared by the tamper matrix and the verdict tests, each using part of it.
+#![allow(dead_code)]
+
 use std::collections::HashMap;
 
 use tallytree_aggregator::{
@@ -102,13 +105,13 @@ pub(crate) fn tally(seed: u64) -> Tally {
 /// The decoded view of a summary envelope (not verified: the bundle's own
 /// summaries, which the builder signed).
 pub(crate) fn view_of(env: &pb::Envelope) -> SummaryView {
-    let s: pb::Summary = statement::decode_verified(env).expect("summary payload");
+    let s: pb::Summary = statement::peek_unverified(env).expect("summary payload");
     SummaryView::from_pb(&s).expect("well-formed summary")
 }
 
 /// The region a statement in the bundle speaks about.
 fn region_of<S: Statement>(env: &pb::Envelope, region: impl Fn(&S) -> &str) -> RegionCode {
-    let s: S = statement::decode_verified(env).expect("statement payload");
+    let s: S = statement::peek_unverified(env).expect("statement payload");
     code(region(&s))
 }
 
@@ -385,22 +388,34 @@ impl Federation {
         }
     }
 
-    /// The bundle file, in export order, with its trailer.
-    pub(crate) fn bundle(&self) -> Vec<u8> {
-        use pb::evidence_item::Item;
-        let mut w = BundleWriter::new(Vec::new());
-        let mut write = |item| {
-            w.write(&pb::EvidenceItem { item: Some(item) })
-                .expect("write to memory");
-        };
-        write(Item::Header(pb::EvidenceHeader {
+    /// The header the province writes: its region, [`PERIOD`].
+    pub(crate) fn header(&self) -> pb::EvidenceHeader {
+        pb::EvidenceHeader {
             format: "tallytree-evidence-v1".into(),
             region: PROVINCE.into(),
             period: PERIOD.into(),
             exported_by: PROVINCE.into(),
             exported_at_ms: ISSUED_AT_MS + 86_400_000,
             exported_by_key: self.anchor().1.0.to_vec(),
-        }));
+        }
+    }
+
+    /// The bundle file, in export order, with its trailer.
+    pub(crate) fn bundle(&self) -> Vec<u8> {
+        self.bundle_with(Some(self.header()))
+    }
+
+    /// The bundle file with `header` (or none) in place of the province's.
+    pub(crate) fn bundle_with(&self, header: Option<pb::EvidenceHeader>) -> Vec<u8> {
+        use pb::evidence_item::Item;
+        let mut w = BundleWriter::new(Vec::new());
+        let mut write = |item| {
+            w.write(&pb::EvidenceItem { item: Some(item) })
+                .expect("write to memory");
+        };
+        if let Some(header) = header {
+            write(Item::Header(header));
+        }
         for env in &self.enrolments {
             write(Item::Enrolment(env.clone()));
         }
@@ -419,6 +434,11 @@ impl Federation {
     /// Writes the bundle and verifies it as `tallytree audit verify` does.
     pub(crate) fn audit(&self) -> AuditReport {
         audit_bytes(&self.bundle(), self.anchor())
+    }
+
+    /// [`Federation::audit`] with `header` in place of the province's.
+    pub(crate) fn audit_with(&self, header: Option<pb::EvidenceHeader>) -> AuditReport {
+        audit_bytes(&self.bundle_with(header), self.anchor())
     }
 
     /// The checks `parent`'s node runs when a child submits `env`: trust
@@ -483,7 +503,7 @@ impl<'a> Carried<'a> {
         let mut by_revision = HashMap::new();
         for env in summaries {
             by_digest.insert(Digest::of(&env.payload), env);
-            if let Ok(s) = statement::decode_verified::<pb::Summary>(env)
+            if let Ok(s) = statement::peek_unverified::<pb::Summary>(env)
                 && let Ok(r) = RegionCode::parse(&s.region)
             {
                 by_revision.insert((r, s.revision), env);

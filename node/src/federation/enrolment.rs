@@ -243,7 +243,7 @@ impl Enrolments {
             .into_iter()
             .filter(|e| {
                 own(e, |e| {
-                    statement::decode_verified::<pb::Enrolment>(e)
+                    statement::decode_stored::<pb::Enrolment>(e)
                         .ok()
                         .map(|s| s.parent)
                 })
@@ -253,7 +253,7 @@ impl Enrolments {
             .into_iter()
             .filter(|e| {
                 own(e, |e| {
-                    statement::decode_verified::<pb::Revocation>(e)
+                    statement::decode_stored::<pb::Revocation>(e)
                         .ok()
                         .map(|s| s.parent)
                 })

@@ -376,7 +376,7 @@ impl SummaryRow {
             reason,
         };
         let summary: pb::Summary =
-            statement::decode_verified(self.envelope()?).map_err(|e| corrupt(e.to_string()))?;
+            statement::decode_stored(self.envelope()?).map_err(|e| corrupt(e.to_string()))?;
         SummaryView::from_pb(&summary).map_err(|e| corrupt(e.to_string()))
     }
 
