@@ -338,7 +338,11 @@ fn print_report(r: &AuditReport, all: bool) {
             names.join(", ")
         );
     } else {
-        println!("NOT VERIFIED: {} problems", r.problem_count());
+        let n = r.problem_count();
+        println!(
+            "NOT VERIFIED: {n} {}",
+            if n == 1 { "problem" } else { "problems" }
+        );
     }
 }
 
