@@ -20,6 +20,19 @@ use crate::{
     },
 };
 
+/// A change of the trust, checked against it, with the write that makes it
+/// durable.
+#[derive(Debug, Default)]
+pub(crate) struct TrustChange {
+    /// Enrolments and revocations, verified, not yet trusted.
+    pub(crate) admission: Admission,
+    /// Keys of this node to trust (an installed enrolment's, and the key
+    /// it replaces, which signed statements still held).
+    pub(crate) own_keys: Vec<PublicKey>,
+    /// The write that stores them.
+    pub(crate) batch: Batch,
+}
+
 /// What the parts of a running node share.
 #[derive(Debug)]
 pub struct NodeContext {
@@ -87,22 +100,22 @@ impl NodeContext {
     }
 
     /// Changes the trust durably: `check` looks at the current trust and
-    /// returns what to admit (verified, not yet trusted) with the batch that
+    /// returns the change (verified, not yet trusted) with the batch that
     /// stores it; the batch is written and synced, and only then is the
-    /// admission trusted. A refused check or a failed write leaves the
-    /// trust as it was, so trust and store always agree.
+    /// change trusted. A refused check or a failed write leaves the trust
+    /// as it was, so trust and store always agree.
     pub(crate) fn admit<E: From<StoreError>>(
         &self,
-        check: impl FnOnce(&Trust) -> Result<(Admission, Vec<PublicKey>, Batch), E>,
+        check: impl FnOnce(&Trust) -> Result<TrustChange, E>,
     ) -> Result<(), E> {
         // The guarded value is (): a panic elsewhere cannot leave it
         // inconsistent.
         let _change = self.admission.lock().unwrap_or_else(|e| e.into_inner());
-        let (admission, anchors, batch) = check(&self.trust())?;
-        self.ledger.write_changes(batch)?;
+        let change = check(&self.trust())?;
+        self.ledger.write_changes(change.batch)?;
         let mut trust = self.trust.write().unwrap_or_else(|e| e.into_inner());
-        trust.apply(admission);
-        for key in anchors {
+        trust.apply(change.admission);
+        for key in change.own_keys {
             trust.add_anchor(self.identity.region, key);
         }
         Ok(())

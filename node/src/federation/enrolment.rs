@@ -8,7 +8,7 @@ use tallytree_proto::{Digest, PublicKey, RegionCode, pb, statement};
 use tracing::info;
 
 use crate::{
-    context::NodeContext,
+    context::{NodeContext, TrustChange},
     store::{
         Batch, Cf, StoreError,
         layout::{self, meta},
@@ -105,11 +105,14 @@ impl Enrolments {
             );
             // The expected number of children changes this month's summary.
             batch.put(Cf::Dirty, layout::month_key(ctx.clock.month()), Vec::new());
-            let admission = Admission {
-                enrolments: vec![view],
-                revocations: Vec::new(),
-            };
-            Ok::<_, EnrolmentError>((admission, Vec::new(), batch))
+            Ok::<_, EnrolmentError>(TrustChange {
+                admission: Admission {
+                    enrolments: vec![view],
+                    revocations: Vec::new(),
+                },
+                own_keys: Vec::new(),
+                batch,
+            })
         })?;
         info!(child = %region, name, serial, key = %&key.key_id()[..16], "enrolled");
         Ok(sealed.envelope)
@@ -155,11 +158,14 @@ impl Enrolments {
                 layout::envelope_bytes(&sealed.envelope),
             );
             batch.put(Cf::Dirty, layout::month_key(ctx.clock.month()), Vec::new());
-            let admission = Admission {
-                enrolments: Vec::new(),
-                revocations: vec![view],
-            };
-            Ok::<_, EnrolmentError>((admission, Vec::new(), batch))
+            Ok::<_, EnrolmentError>(TrustChange {
+                admission: Admission {
+                    enrolments: Vec::new(),
+                    revocations: vec![view],
+                },
+                own_keys: Vec::new(),
+                batch,
+            })
         })?;
         info!(child = %region, key = %&key.key_id()[..16], "revoked");
         Ok(sealed.envelope)
@@ -220,7 +226,11 @@ impl Enrolments {
             own_key.extend_from_slice(&e.serial.to_be_bytes());
             batch.put(Cf::Meta, own_key, layout::envelope_bytes(env));
             batch.put(Cf::Meta, meta::PARENT_KEY, parent_key.0.to_vec());
-            Ok::<_, EnrolmentError>((Admission::default(), vec![old, key], batch))
+            Ok::<_, EnrolmentError>(TrustChange {
+                own_keys: vec![old, key],
+                batch,
+                ..TrustChange::default()
+            })
         })?;
         if rotating {
             ctx.identity

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use super::revisions::{Accepted, Stripe, Stripes, Verdict};
 use crate::{
-    context::NodeContext,
+    context::{NodeContext, TrustChange},
     store::{
         Batch, Cf, Store, StoreError,
         layout::{self, SummaryRow},
@@ -277,7 +277,11 @@ impl Submissions {
                     layout::envelope_bytes(env),
                 );
             }
-            Ok((admission, Vec::new(), batch))
+            Ok(TrustChange {
+                admission,
+                own_keys: Vec::new(),
+                batch,
+            })
         })
     }
 }
