@@ -135,11 +135,11 @@ impl Node {
             key_file,
         ));
         let clock = Clock::new(config.utc_offset_hours);
-        let fed = Arc::new(Federation::open(
-            Arc::new(Ledger::new(store)),
-            identity,
-            clock,
-        )?);
+        let ledger = Arc::new(Ledger::new(store));
+        // Before anything reads records: finish or drop what a stopped run
+        // left of its bulk imports.
+        intake::import::recover(&ledger)?;
+        let fed = Arc::new(Federation::open(ledger, identity, clock)?);
         Ok(Node { config, fed })
     }
 
@@ -163,6 +163,7 @@ impl Node {
         let pusher_task = tokio::spawn(pusher.run(wait(stopped)));
 
         let intake = Intake::new(fed.ledger.clone(), fed.clock, self.config.intake.clone());
+        let imports = intake.clone();
         let query = Query::new(fed.clone());
         let max = self.config.intake.max_message_bytes;
         let auth = OperatorAuth::new(&self.config.operator_token);
@@ -210,6 +211,8 @@ impl Node {
             .add_service(audit_server)
             .serve_with_incoming_shutdown(incoming(listener), shutdown)
             .await;
+        // An import whose client went away may still be removing its rows.
+        imports.imports_finished().await;
         let _ = stop.send(true);
         let _ = signer_task.await;
         let _ = pusher_task.await;

@@ -8,7 +8,7 @@ use std::{
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBCompressionType, Direction,
-    IteratorMode, Options, WriteOptions,
+    IteratorMode, Options, ReadOptions, WriteOptions,
 };
 
 use super::{Batch, Cf, Entry, Op, Store, StoreError};
@@ -107,8 +107,13 @@ impl RocksStore {
         self.group.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Writes batches as one RocksDB write batch with a synced WAL.
-    fn write_synced<'a>(&self, batches: impl Iterator<Item = &'a Batch>) -> Result<(), String> {
+    /// Writes batches as one RocksDB write batch, with a synced WAL when
+    /// `sync`.
+    fn write_batches<'a>(
+        &self,
+        batches: impl Iterator<Item = &'a Batch>,
+        sync: bool,
+    ) -> Result<(), String> {
         let mut wb = rocksdb::WriteBatch::default();
         for batch in batches {
             for op in &batch.ops {
@@ -116,11 +121,16 @@ impl RocksStore {
                 match op {
                     Op::Put(c, k, v) => wb.put_cf(cf(*c)?, k, v),
                     Op::Delete(c, k) => wb.delete_cf(cf(*c)?, k),
+                    // RocksDB refuses a reversed range; the trait's is empty.
+                    Op::DeleteRange(c, from, to) if from < to => {
+                        wb.delete_range_cf(cf(*c)?, from, to)
+                    }
+                    Op::DeleteRange(..) => {}
                 }
             }
         }
         let mut options = WriteOptions::default();
-        options.set_sync(true);
+        options.set_sync(sync);
         self.db.write_opt(wb, &options).map_err(|e| e.to_string())
     }
 }
@@ -130,22 +140,46 @@ impl Store for RocksStore {
         self.db.get_cf(self.cf(cf)?, key).map_err(engine)
     }
 
+    fn multi_get(&self, cf: Cf, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.db
+            .batched_multi_get_cf(self.cf(cf)?, keys.iter().copied(), false)
+            .into_iter()
+            .map(|r| r.map(|v| v.map(|v| v.to_vec())).map_err(engine))
+            .collect()
+    }
+
     fn scan(
         &self,
         cf: Cf,
         prefix: &[u8],
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StoreError> {
-        let iter = self
-            .db
-            .iterator_cf(self.cf(cf)?, IteratorMode::From(prefix, Direction::Forward));
-        for item in iter {
-            let (k, v) = item.map_err(engine)?;
-            if !k.starts_with(prefix) || !visit(&k, &v) {
+        self.scan_from(cf, prefix, prefix, visit)
+    }
+
+    fn scan_from(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        from: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        // A raw iterator lends keys and values instead of copying each into
+        // a fresh allocation; the upper bound stops it at the prefix's end
+        // without reading what lies beyond (range tombstones included).
+        let mut options = ReadOptions::default();
+        if let Some(end) = prefix_end(prefix) {
+            options.set_iterate_upper_bound(end);
+        }
+        let mut iter = self.db.raw_iterator_cf_opt(self.cf(cf)?, options);
+        iter.seek(prefix.max(from));
+        while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
+            if !k.starts_with(prefix) || !visit(k, v) {
                 break;
             }
+            iter.next();
         }
-        Ok(())
+        iter.status().map_err(engine)
     }
 
     fn last(&self, cf: Cf, prefix: &[u8]) -> Result<Option<Entry>, StoreError> {
@@ -187,7 +221,7 @@ impl Store for RocksStore {
         group.writing = true;
         let taken = std::mem::take(&mut group.queue);
         drop(group);
-        let result = self.write_synced(taken.iter().map(|(_, b)| b));
+        let result = self.write_batches(taken.iter().map(|(_, b)| b), true);
         let mut group = self.lock_group();
         group.writing = false;
         for (t, _) in &taken {
@@ -197,6 +231,11 @@ impl Store for RocksStore {
         drop(group);
         self.done.notify_all();
         mine.map_err(StoreError::Engine)
+    }
+
+    fn write_unsynced(&self, batch: Batch) -> Result<(), StoreError> {
+        self.write_batches(std::iter::once(&batch), false)
+            .map_err(StoreError::Engine)
     }
 }
 
