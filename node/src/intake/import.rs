@@ -38,7 +38,7 @@ use std::{
 use prost::Message;
 use tallytree_proto::pb;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{
     Cases, Change, Checked, Intake, IntakeError, Kind, Outcome, Refused, Seen, Tasks, change,
@@ -168,6 +168,7 @@ impl Import {
             self.staged = true;
             store.write_unsynced(batch)?;
         }
+        debug!(import = self.id, rows = self.rows, "import chunk staged");
         Ok(())
     }
 
