@@ -383,8 +383,47 @@ fn chunks_of(prefix: &str, n: usize, per_chunk: usize, day: &str) -> Vec<pb::Imp
     chunks
 }
 
-/// An import whose chunks the test sends one by one; the call runs in a
-/// task of its own so that the test can abandon it midway.
+/// A TCP relay to `target` that the test can cut, as a client's network or
+/// process going away does: both connections close under the stream.
+/// (Dropping a tonic call does not do it: the request body keeps being
+/// sent by a task of its own, and would end the stream properly.)
+struct Relay {
+    /// Where clients connect.
+    addr: std::net::SocketAddr,
+    /// Accepts and relays; aborting it closes every relayed connection.
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn to(target: std::net::SocketAddr) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let task = tokio::spawn(async move {
+            let mut relays = tokio::task::JoinSet::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                let mut server = tokio::net::TcpStream::connect(target)
+                    .await
+                    .expect("node accepts");
+                relays.spawn(async move {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                });
+            }
+        });
+        Relay { addr, task }
+    }
+
+    /// Closes every connection through the relay.
+    async fn cut(self) {
+        // The JoinSet of relayed connections is dropped with the task,
+        // which aborts them and drops their sockets.
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// An import whose chunks the test sends one by one, through `relay`.
 struct OpenImport {
     /// Where the chunks go.
     tx: mpsc::Sender<pb::ImportChunk>,
@@ -393,9 +432,9 @@ struct OpenImport {
 }
 
 impl OpenImport {
-    fn start(c: &Clients) -> OpenImport {
+    fn start(addr: std::net::SocketAddr) -> OpenImport {
         let (tx, rx) = mpsc::channel(1);
-        let mut intake = c.intake.clone();
+        let mut intake = Clients::new(addr).intake;
         let call = tokio::spawn(async move {
             intake
                 .import(authed(ReceiverStream::new(rx)))
@@ -408,15 +447,6 @@ impl OpenImport {
     async fn send(&self, chunk: pb::ImportChunk) {
         self.tx.send(chunk).await.expect("the call takes chunks");
     }
-
-    /// Drops the call, as a client that goes away does: the stream is reset
-    /// without ever ending.
-    async fn abandon(self) {
-        self.call.abort();
-        assert!(self.call.await.expect_err("aborted").is_cancelled());
-        // Only now: dropping the sender first would end the stream properly.
-        drop(self.tx);
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -425,13 +455,17 @@ async fn a_client_that_goes_away_midway_leaves_neither_rows_nor_staging() {
     let (node, store) = start_sharing_store(&unit).await;
     let mut c = node.clients();
 
-    let import = OpenImport::start(&c);
+    let relay = Relay::to(node.addr).await;
+    let import = OpenImport::start(relay.addr);
     let chunks = chunks_of("GONE", 10, 500, "2026-05-14");
     for ch in chunks.iter().take(6).cloned() {
         import.send(ch).await;
     }
     wait_until("the node to stage rows", || staged(store.as_ref()) >= 1_000).await;
-    import.abandon().await;
+    relay.cut().await;
+    // The client learns that its import failed (tonic: "transport error").
+    import.call.await.expect("call task").expect_err("cut off");
+    drop(import.tx);
 
     wait_until("the staged rows to go", || staged(store.as_ref()) == 0).await;
     assert_eq!(entries(store.as_ref(), Cf::CaseIds, b"GONE"), 0);
@@ -542,8 +576,7 @@ async fn a_big_import_arrives_whole_over_many_chunks_and_months() {
 async fn sigkill_mid_import_then_a_restart_shows_neither_rows_nor_staging() {
     let mut unit = Unit::with(|c| c.log = "warn,tallytree_node::intake=debug".into());
     let node = unit.spawn_binary().await;
-    let c = node.clients();
-    let import = OpenImport::start(&c);
+    let import = OpenImport::start(node.addr);
     let chunks = chunks_of("KILL", 20, 1_000, "2026-05-17");
     for ch in chunks.iter().take(8).cloned() {
         import.send(ch).await;
