@@ -177,6 +177,10 @@ impl Import {
     /// sorted by line.
     pub fn finish(mut self) -> Result<Outcome, IntakeError> {
         let (skip_invalid, dry_run) = self.flags.unwrap_or((false, false));
+        // The stream is over: no more repeats to find. Free the fingerprints
+        // (20 MB at 2,000,000 rows) before the commit's own memory peak.
+        self.case_ids = Fingerprints::default();
+        self.task_ids = Fingerprints::default();
         let ledger = self.intake.ledger.clone();
         let _writer = ledger.lock();
         if ledger.records_generation() != self.generation {

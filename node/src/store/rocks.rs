@@ -55,23 +55,31 @@ impl RocksStore {
         // A small shared block cache and small memtables keep an idle node's
         // memory low; the workload is modest and mostly sequential.
         let cache = Cache::new_lru_cache(8 << 20);
-        let cf_options = || {
+        let cf_options = |cf: Option<Cf>| {
             let mut table = BlockBasedOptions::default();
             table.set_block_cache(&cache);
-            table.set_bloom_filter(10.0, false);
             let mut o = Options::default();
-            o.set_block_based_table_factory(&table);
-            o.set_compression_type(DBCompressionType::Lz4);
             o.set_write_buffer_size(8 << 20);
+            if cf == Some(Cf::Staging) {
+                // Import rows live for the length of an import and are
+                // read back by one scan: compressing them, or building
+                // bloom filters that the scan never consults, is work and
+                // memory for nothing.
+                o.set_compression_type(DBCompressionType::None);
+            } else {
+                table.set_bloom_filter(10.0, false);
+                o.set_compression_type(DBCompressionType::Lz4);
+            }
+            o.set_block_based_table_factory(&table);
             o
         };
-        let mut db_options = cf_options();
+        let mut db_options = cf_options(None);
         db_options.create_if_missing(true);
         db_options.create_missing_column_families(true);
         db_options.set_db_write_buffer_size(32 << 20);
         db_options.set_max_background_jobs(2);
         db_options.set_keep_log_file_num(4);
-        let cfs = Cf::ALL.map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_options()));
+        let cfs = Cf::ALL.map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_options(Some(cf))));
         let db = DB::open_cf_descriptors(&db_options, path, cfs).map_err(engine)?;
         Ok(RocksStore {
             db,
