@@ -256,6 +256,7 @@ impl Intake {
     pub fn record(&self, sub: Submission) -> Result<Outcome, IntakeError> {
         let rules = self.rules();
         let _writer = self.ledger.lock();
+        import::finish_committed(&self.ledger)?;
         let store = self.ledger.store();
         let mut out = Outcome::default();
         let mut batch = Batch::default();

@@ -24,7 +24,8 @@
 //! imports again (applying a staged row twice is applying it once) and
 //! removes everything else. The signer never sees half an import: it needs
 //! the writer lock, held from step 1 to 5, and signs nothing while a commit
-//! mark is left from a failed step 4.
+//! mark is left from a failed step 4; the next intake call applies such an
+//! import again before it writes anything.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -183,6 +184,7 @@ impl Import {
         self.task_ids = Fingerprints::default();
         let ledger = self.intake.ledger.clone();
         let _writer = ledger.lock();
+        finish_committed(&ledger)?;
         if ledger.records_generation() != self.generation {
             // Records changed while the import streamed: what its checks
             // read may be stale.
@@ -420,15 +422,7 @@ fn remove_staged(import: u64) -> Batch {
 pub fn recover(ledger: &Ledger) -> Result<(), StoreError> {
     let _writer = ledger.lock();
     let store = ledger.store();
-    for import in layout::committed_imports(store)? {
-        apply_staged(store, import)?;
-        store.write(remove_staged(import))?;
-        ledger.records_written();
-        info!(
-            import,
-            "finished an import committed before the node stopped"
-        );
-    }
+    finish_committed(ledger)?;
     let mut first = None;
     store.scan(Cf::Staging, b"", &mut |k, _| {
         first = Some(k.to_vec());
@@ -444,10 +438,25 @@ pub fn recover(ledger: &Ledger) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Applies the imports that committed and were not fully applied: after a
+/// crash, or an apply that failed (the storage refused a write). Call under
+/// the writer lock before writing records, so that no newer change is ever
+/// overwritten by an older import applied late.
+pub(super) fn finish_committed(ledger: &Ledger) -> Result<(), StoreError> {
+    let store = ledger.store();
+    for import in layout::committed_imports(store)? {
+        apply_staged(store, import)?;
+        store.write(remove_staged(import))?;
+        ledger.records_written();
+        info!(import, "finished an import committed earlier");
+    }
+    Ok(())
+}
+
 /// True while an import is committed and not yet applied: its rows are half
 /// written, and nothing may be derived from them. Only a failed apply
-/// leaves it so while the node runs; [`recover`] finishes it at the next
-/// start.
+/// leaves it so while the node runs; the next intake call, or [`recover`]
+/// at the next start, finishes it.
 pub fn import_unfinished(store: &dyn Store) -> Result<bool, StoreError> {
     Ok(!layout::committed_imports(store)?.is_empty())
 }
@@ -745,6 +754,33 @@ mod tests {
         // Applying again changes nothing: the rows are there once.
         recover(&intake.ledger).expect("again");
         assert_eq!(stored_cases(&intake), 50);
+    }
+
+    #[test]
+    fn the_next_intake_call_finishes_an_import_whose_apply_failed() {
+        let intake = intake();
+        let mut import = intake.begin_import();
+        import.add(chunk("F", 5, 2)).expect("chunk");
+        let mut mark = Batch::default();
+        mark.put(Cf::Meta, layout::import_commit_key(import.id), Vec::new());
+        intake.ledger.store().write(mark).expect("mark");
+        import.done = true;
+        drop(import);
+        // A later call for one of its ids: applied after the import, so its
+        // change is the one that stays.
+        let resolved = case("F-0", pb::CaseState::Resolved, "2025-03-05");
+        intake
+            .record_all(crate::intake::Submission {
+                cases: vec![(1, resolved)],
+                ..Default::default()
+            })
+            .expect("recorded");
+        assert!(!import_unfinished(intake.ledger.store()).expect("marks"));
+        assert_eq!((stored_cases(&intake), staged_entries(&intake)), (5, 0));
+        let f0 = layout::load_case(intake.ledger.store(), "F-0")
+            .expect("load")
+            .expect("stored");
+        assert_eq!(f0.state, tallytree_aggregator::CaseState::Resolved);
     }
 
     #[test]
