@@ -184,6 +184,7 @@ impl Import {
         self.task_ids = Fingerprints::default();
         let ledger = self.intake.ledger.clone();
         let _writer = ledger.lock();
+        let locked = std::time::Instant::now();
         finish_committed(&ledger)?;
         if ledger.records_generation() != self.generation {
             // Records changed while the import streamed: what its checks
@@ -216,6 +217,7 @@ impl Import {
             accepted = out.accepted,
             refused = out.refused.len(),
             months = out.months_changed.len(),
+            lock_ms = locked.elapsed().as_millis() as u64,
             "import committed"
         );
         Ok(out)
