@@ -201,15 +201,37 @@ mod tests {
             self.inner.scan(cf, prefix, visit)
         }
 
+        fn scan_from(
+            &self,
+            cf: Cf,
+            prefix: &[u8],
+            from: &[u8],
+            visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+        ) -> Result<(), StoreError> {
+            self.inner.scan_from(cf, prefix, from, visit)
+        }
+
         fn last(&self, cf: Cf, prefix: &[u8]) -> Result<Option<Entry>, StoreError> {
             self.inner.last(cf, prefix)
         }
 
         fn write(&self, batch: Batch) -> Result<(), StoreError> {
+            self.check()?;
+            self.inner.write(batch)
+        }
+
+        fn write_unsynced(&self, batch: Batch) -> Result<(), StoreError> {
+            self.check()?;
+            self.inner.write_unsynced(batch)
+        }
+    }
+
+    impl FailingStore {
+        fn check(&self) -> Result<(), StoreError> {
             if self.failing.load(Ordering::SeqCst) {
                 return Err(StoreError::Engine("no space left on device".into()));
             }
-            self.inner.write(batch)
+            Ok(())
         }
     }
 

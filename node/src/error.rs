@@ -9,6 +9,7 @@ use tallytree_proto::{PeriodError, RegionError};
 
 use crate::{
     federation::{enrolment::EnrolmentError, submit::SubmitError},
+    intake::IntakeError,
     query::QueryError,
     store::StoreError,
 };
@@ -107,6 +108,16 @@ impl ServiceError for QueryError {
             QueryError::OutsideSubtree { .. } | QueryError::NotCounted(_) => ErrorCode::NotFound,
             QueryError::Depth(_) => ErrorCode::InvalidArgument,
             QueryError::Store(e) => e.error_code(),
+        }
+    }
+}
+
+/// Refused input is the caller's to fix; a storage failure is the node's.
+impl ServiceError for IntakeError {
+    fn error_code(&self) -> ErrorCode {
+        match self {
+            IntakeError::Refused(_) => ErrorCode::InvalidArgument,
+            IntakeError::Store(e) => e.error_code(),
         }
     }
 }

@@ -3,26 +3,35 @@
 //! A submission is checked row by row against the rules ([`crate::records`])
 //! and against what is stored (states only move forward), then written in
 //! one synced batch together with the "dirty" marks of the months it changes,
-//! so a crash can never lose a change the signer has yet to sign.
+//! so a crash can never lose a change the signer has yet to sign. Bulk
+//! imports ([`import`]) check the same way, chunk by chunk, and stage the
+//! rows until the stream ends.
+
+pub mod import;
 
 use std::{
     collections::{BTreeSet, HashMap},
+    fmt,
     sync::Arc,
 };
 
-use prost::Message;
+use tallytree_aggregator::{CaseRecord, TaskRecord};
 use tallytree_proto::{Month, pb};
+use tokio::sync::watch;
 
 use crate::{
     clock::Clock,
     config::IntakeConfig,
     ledger::Ledger,
-    records::{self, Rules},
+    records::{self, Rules, Violation},
     store::{
-        Batch, Cf, StoreError,
-        layout::{self, CaseRow, DIRECT_TASKS_SLOT, TaskRow},
+        Batch, Cf, Store, StoreError,
+        layout::{self, CaseRow, DIRECT_TASKS_SLOT, StagedKind, TaskRow},
     },
 };
+
+/// Most refused rows quoted in the message of a refused unary call.
+const QUOTED_REFUSALS: usize = 10;
 
 /// Rows to record, each with the caller's line number.
 #[derive(Debug, Default, Clone)]
@@ -49,13 +58,66 @@ impl Submission {
     }
 }
 
+/// The kinds of rows intake stores by id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowKind {
+    /// Dispute cases.
+    Cases,
+    /// Governance tasks.
+    Tasks,
+}
+
+impl fmt::Display for RowKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RowKind::Cases => "cases",
+            RowKind::Tasks => "tasks",
+        })
+    }
+}
+
+/// A refused row: where it was, its id, and the rule it breaks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowRefusal {
+    /// Case or task.
+    pub kind: RowKind,
+    /// The caller's line number.
+    pub line: u64,
+    /// The row's id as sent (may be empty).
+    pub id: String,
+    /// The rule.
+    pub violation: Violation,
+}
+
+impl RowRefusal {
+    /// The wire form.
+    pub fn to_pb(&self) -> pb::Refusal {
+        pb::Refusal {
+            line: self.line,
+            id: self.id.clone(),
+            reason: self.violation.to_string(),
+        }
+    }
+}
+
+/// "cases line 3 (id B): closed_on: required when state is resolved".
+impl fmt::Display for RowRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} line {}", self.kind, self.line)?;
+        if !self.id.is_empty() {
+            write!(f, " (id {})", self.id)?;
+        }
+        write!(f, ": {}", self.violation)
+    }
+}
+
 /// What happened to a submission.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Outcome {
     /// Rows durably stored (unchanged rows included).
     pub accepted: u64,
-    /// Rows refused, with line, id and reason.
-    pub refused: Vec<pb::Refusal>,
+    /// Rows refused, by line.
+    pub refused: Vec<RowRefusal>,
     /// Months whose records changed.
     pub months_changed: BTreeSet<Month>,
 }
@@ -65,13 +127,86 @@ impl Outcome {
     pub fn to_pb(&self) -> pb::RecordResponse {
         pb::RecordResponse {
             accepted: self.accepted,
-            refused: self.refused.clone(),
+            refused: self.refused.iter().map(RowRefusal::to_pb).collect(),
             months_changed: self.months_changed.iter().map(Month::to_string).collect(),
+        }
+    }
+
+    fn refuse(&mut self, kind: RowKind, line: u64, id: &str, violation: Violation) {
+        self.refused.push(RowRefusal {
+            kind,
+            line,
+            id: id.to_owned(),
+            violation,
+        });
+    }
+
+    /// The outcome once the rows are refused whole or only checked:
+    /// nothing stored, the refusals by line.
+    fn nothing_stored(mut self) -> Outcome {
+        self.refused.sort_by_key(|r| r.line);
+        Outcome {
+            accepted: 0,
+            refused: self.refused,
+            months_changed: BTreeSet::new(),
         }
     }
 }
 
-/// The intake service of one node.
+/// Why input was refused as a whole. Nothing was stored.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Refused {
+    /// Rows of an all-or-nothing call break rules.
+    #[error("{}", rows_message(refused, *rows))]
+    Rows {
+        /// The refused rows, by line.
+        refused: Vec<RowRefusal>,
+        /// Rows in the call.
+        rows: usize,
+    },
+    /// A direct tally breaks a rule.
+    #[error(transparent)]
+    Rule(#[from] Violation),
+    /// A bulk import longer than `intake.max_import_rows`.
+    #[error("import: more than {max} rows in one import (intake.max_import_rows); split the file")]
+    TooManyRows {
+        /// The limit.
+        max: u64,
+    },
+}
+
+/// "2 of 5 rows refused, nothing stored: cases line 3 (id B): closed_on:
+/// ...; ...", quoting the first [`QUOTED_REFUSALS`].
+fn rows_message(refused: &[RowRefusal], rows: usize) -> String {
+    let mut msg = format!("{} of {rows} rows refused, nothing stored", refused.len());
+    for (i, r) in refused.iter().take(QUOTED_REFUSALS).enumerate() {
+        msg.push_str(if i == 0 { ": " } else { "; " });
+        msg.push_str(&r.to_string());
+    }
+    if refused.len() > QUOTED_REFUSALS {
+        msg.push_str(&format!("; and {} more", refused.len() - QUOTED_REFUSALS));
+    }
+    msg
+}
+
+/// Why intake did not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// The input breaks a rule; nothing was stored. The caller's to fix.
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    /// Storage failed. The node's problem.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<Violation> for IntakeError {
+    fn from(v: Violation) -> IntakeError {
+        IntakeError::Refused(Refused::Rule(v))
+    }
+}
+
+/// The intake service of one node. Clones share the running imports.
 #[derive(Debug, Clone)]
 pub struct Intake {
     /// Where records go.
@@ -80,6 +215,9 @@ pub struct Intake {
     clock: Clock,
     /// Defaults and limits.
     config: IntakeConfig,
+    /// Number of imports with rows in staging, so that a stopping node
+    /// waits until they have committed or cleaned up.
+    running: Arc<watch::Sender<usize>>,
 }
 
 impl Intake {
@@ -89,6 +227,7 @@ impl Intake {
             ledger,
             clock,
             config,
+            running: Arc::new(watch::Sender::new(0)),
         }
     }
 
@@ -104,137 +243,71 @@ impl Intake {
         }
     }
 
-    /// Checks and stores a submission. All or nothing unless `skip_invalid`.
-    /// Blocking: call from a blocking thread.
-    pub fn record(&self, sub: Submission) -> Result<Outcome, StoreError> {
+    /// Resolves once no import is running (committing or cleaning up).
+    pub async fn imports_finished(&self) {
+        let mut rx = self.running.subscribe();
+        // The sender lives in `self`: the wait ends only with the count.
+        let _ = rx.wait_for(|n| *n == 0).await;
+    }
+
+    /// Checks and stores a submission. All or nothing unless `skip_invalid`;
+    /// refused rows are reported in the outcome. Blocking: call from a
+    /// blocking thread.
+    pub fn record(&self, sub: Submission) -> Result<Outcome, IntakeError> {
         let rules = self.rules();
         let _writer = self.ledger.lock();
+        import::finish_committed(&self.ledger)?;
         let store = self.ledger.store();
         let mut out = Outcome::default();
         let mut batch = Batch::default();
-        let refuse = |out: &mut Outcome, line: u64, id: &str, reason: String| {
-            out.refused.push(pb::Refusal {
-                line,
-                id: id.to_owned(),
-                reason,
-            })
-        };
 
-        let mut seen: HashMap<&str, u64> = HashMap::with_capacity(sub.cases.len());
-        for (line, case) in &sub.cases {
-            let (id, record) = match records::parse_case(case, &rules) {
-                Ok(parsed) => parsed,
-                Err(reason) => {
-                    refuse(&mut out, *line, &case.id, reason);
-                    continue;
-                }
-            };
-            if let Some(first) = seen.insert(case.id.as_str(), *line) {
-                let reason = format!("id ({id}): duplicate in this batch (first on line {first})");
-                refuse(&mut out, *line, &id, reason);
-                continue;
-            }
-            let old_month = layout::case_month(store, &id)?;
-            if old_month.is_some() {
-                let old = layout::load_case(store, &id)?;
-                if let Some(old) = old {
-                    if let Err(reason) = records::check_case_change(&old, &record) {
-                        refuse(&mut out, *line, &id, reason);
-                        continue;
-                    }
-                    if old == record {
-                        out.accepted += 1;
-                        continue;
-                    }
-                }
-            }
-            let month = record.month();
-            if let Some(old) = old_month.filter(|m| *m != month) {
-                batch.delete(Cf::Cases, layout::record_key(old, &id));
-                out.months_changed.insert(old);
-            }
-            batch.put(
-                Cf::Cases,
-                layout::record_key(month, &id),
-                CaseRow::from_record(&record).encode_to_vec(),
-            );
-            batch.put(Cf::CaseIds, id.as_bytes(), layout::month_key(month));
-            out.months_changed.insert(month);
-            out.accepted += 1;
+        let mut seen = Seen::default();
+        let cases = sub.cases.iter().map(|(line, c)| (*line, c));
+        for row in check_rows::<Cases>(store, &rules, cases, &mut seen, &mut out)? {
+            row.write(&mut batch);
+        }
+        let mut seen = Seen::default();
+        let tasks = sub.tasks.iter().map(|(line, t)| (*line, t));
+        for row in check_rows::<Tasks>(store, &rules, tasks, &mut seen, &mut out)? {
+            row.write(&mut batch);
         }
 
-        let mut seen: HashMap<&str, u64> = HashMap::with_capacity(sub.tasks.len());
-        for (line, task) in &sub.tasks {
-            let (id, title, record) = match records::parse_task(task) {
-                Ok(parsed) => parsed,
-                Err(reason) => {
-                    refuse(&mut out, *line, &task.id, reason);
-                    continue;
-                }
-            };
-            if let Some(first) = seen.insert(task.id.as_str(), *line) {
-                let reason = format!("id ({id}): duplicate in this batch (first on line {first})");
-                refuse(&mut out, *line, &id, reason);
-                continue;
-            }
-            let old_month = layout::task_month(store, &id)?;
-            if let Some(old) = layout::load_task(store, &id)? {
-                let old_record = old.to_record()?;
-                if let Err(reason) = records::check_task_change(&old_record, &record) {
-                    refuse(&mut out, *line, &id, reason);
-                    continue;
-                }
-                if old_record == record && old.title == title {
-                    out.accepted += 1;
-                    continue;
-                }
-            }
-            let month = record.month();
-            if let Some(old) = old_month.filter(|m| *m != month) {
-                batch.delete(Cf::Tasks, layout::record_key(old, &id));
-                out.months_changed.insert(old);
-            }
-            batch.put(
-                Cf::Tasks,
-                layout::record_key(month, &id),
-                TaskRow::from_record(&record, &title).encode_to_vec(),
-            );
-            batch.put(Cf::TaskIds, id.as_bytes(), layout::month_key(month));
-            out.months_changed.insert(month);
-            out.accepted += 1;
-        }
-
-        if !out.refused.is_empty() && !sub.skip_invalid {
-            out.refused.sort_by_key(|r| r.line);
-            return Ok(Outcome {
-                accepted: 0,
-                refused: out.refused,
-                months_changed: BTreeSet::new(),
-            });
+        if (!out.refused.is_empty() && !sub.skip_invalid) || sub.dry_run {
+            // Nothing is stored, so no month changes.
+            return Ok(out.nothing_stored());
         }
         out.refused.sort_by_key(|r| r.line);
-        if sub.dry_run {
-            // Nothing is stored, so no month changes.
-            return Ok(Outcome {
-                accepted: 0,
-                refused: out.refused,
-                months_changed: BTreeSet::new(),
-            });
+        if !batch.is_empty() {
+            mark_dirty(&mut batch, &out.months_changed);
+            self.ledger.write_changes(batch)?;
+            self.ledger.records_written();
         }
-        self.commit(batch, &out.months_changed)?;
         Ok(out)
     }
 
-    /// Checks and stores directly entered figures for a month. Returns the
-    /// refusal reason when the entry breaks a rule. Blocking.
-    pub fn record_direct(
-        &self,
-        entry: &pb::DirectTally,
-    ) -> Result<Result<Outcome, String>, StoreError> {
-        let direct = match records::parse_direct(entry, &self.rules()) {
-            Ok(d) => d,
-            Err(reason) => return Ok(Err(reason)),
+    /// Checks and stores the rows of a unary call: a refused row refuses
+    /// the whole call ([`Refused::Rows`]). Blocking.
+    pub fn record_all(&self, sub: Submission) -> Result<Outcome, IntakeError> {
+        let rows = sub.len();
+        let sub = Submission {
+            skip_invalid: false,
+            dry_run: false,
+            ..sub
         };
+        let out = self.record(sub)?;
+        if !out.refused.is_empty() {
+            return Err(Refused::Rows {
+                refused: out.refused,
+                rows,
+            }
+            .into());
+        }
+        Ok(out)
+    }
+
+    /// Checks and stores directly entered figures for a month. Blocking.
+    pub fn record_direct(&self, entry: &pb::DirectTally) -> Result<Outcome, IntakeError> {
+        let direct = records::parse_direct(entry, &self.rules())?;
         let _writer = self.ledger.lock();
         let mut batch = Batch::default();
         for (category, counts) in &direct.cases {
@@ -249,7 +322,7 @@ impl Intake {
             batch.put(
                 Cf::Direct,
                 layout::direct_key(direct.month, category.index() as u8),
-                row.encode_to_vec(),
+                prost::Message::encode_to_vec(&row),
             );
         }
         if let Some(t) = &direct.tasks {
@@ -262,28 +335,363 @@ impl Intake {
             batch.put(
                 Cf::Direct,
                 layout::direct_key(direct.month, DIRECT_TASKS_SLOT),
-                row.encode_to_vec(),
+                prost::Message::encode_to_vec(&row),
             );
         }
         let months = BTreeSet::from([direct.month]);
-        self.commit(batch, &months)?;
-        Ok(Ok(Outcome {
+        mark_dirty(&mut batch, &months);
+        self.ledger.write_changes(batch)?;
+        Ok(Outcome {
             accepted: (direct.cases.len() + usize::from(direct.tasks.is_some())) as u64,
             refused: Vec::new(),
             months_changed: months,
-        }))
+        })
     }
+}
 
-    /// Writes the batch with the dirty marks of `months`, durably.
-    fn commit(&self, mut batch: Batch, months: &BTreeSet<Month>) -> Result<(), StoreError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        for m in months {
-            batch.put(Cf::Dirty, layout::month_key(*m), Vec::new());
-        }
-        self.ledger.write_changes(batch)
+/// Adds the dirty marks of `months` to `batch`.
+fn mark_dirty(batch: &mut Batch, months: &BTreeSet<Month>) {
+    for m in months {
+        batch.put(Cf::Dirty, layout::month_key(*m), Vec::new());
     }
+}
+
+/// A kind of record intake stores by id: its rules, its column families and
+/// its stored form.
+trait Kind {
+    /// As sent.
+    type Sent;
+    /// As checked; equal when storing it again would change nothing.
+    type Record: PartialEq;
+    /// For refusals.
+    const ROWS: RowKind;
+    /// Rows by month and id.
+    const RECORDS: Cf;
+    /// Id to month.
+    const IDS: Cf;
+    /// Where its rows are staged.
+    const STAGED: StagedKind;
+
+    fn id(sent: &Self::Sent) -> &str;
+    fn parse(sent: &Self::Sent, rules: &Rules) -> Result<Self::Record, Violation>;
+    fn month(record: &Self::Record) -> Month;
+    fn encode(record: &Self::Record) -> Vec<u8>;
+    fn decode(row: &[u8]) -> Result<Self::Record, StoreError>;
+    fn check_change(old: &Self::Record, new: &Self::Record) -> Result<(), Violation>;
+}
+
+/// Dispute cases.
+struct Cases;
+
+impl Kind for Cases {
+    type Sent = pb::Case;
+    type Record = CaseRecord;
+    const ROWS: RowKind = RowKind::Cases;
+    const RECORDS: Cf = Cf::Cases;
+    const IDS: Cf = Cf::CaseIds;
+    const STAGED: StagedKind = StagedKind::Case;
+
+    fn id(sent: &pb::Case) -> &str {
+        &sent.id
+    }
+    fn parse(sent: &pb::Case, rules: &Rules) -> Result<CaseRecord, Violation> {
+        records::case_record(sent, rules)
+    }
+    fn month(record: &CaseRecord) -> Month {
+        record.month()
+    }
+    fn encode(record: &CaseRecord) -> Vec<u8> {
+        prost::Message::encode_to_vec(&CaseRow::from_record(record))
+    }
+    fn decode(row: &[u8]) -> Result<CaseRecord, StoreError> {
+        CaseRow::from_bytes(row)?.to_record()
+    }
+    fn check_change(old: &CaseRecord, new: &CaseRecord) -> Result<(), Violation> {
+        records::check_case_change(old, new)
+    }
+}
+
+/// Governance tasks, with their titles.
+struct Tasks;
+
+impl Kind for Tasks {
+    type Sent = pb::Task;
+    type Record = (TaskRecord, String);
+    const ROWS: RowKind = RowKind::Tasks;
+    const RECORDS: Cf = Cf::Tasks;
+    const IDS: Cf = Cf::TaskIds;
+    const STAGED: StagedKind = StagedKind::Task;
+
+    fn id(sent: &pb::Task) -> &str {
+        &sent.id
+    }
+    fn parse(sent: &pb::Task, _rules: &Rules) -> Result<(TaskRecord, String), Violation> {
+        let (_, title, record) = records::parse_task(sent)?;
+        Ok((record, title))
+    }
+    fn month(record: &(TaskRecord, String)) -> Month {
+        record.0.month()
+    }
+    fn encode((record, title): &(TaskRecord, String)) -> Vec<u8> {
+        prost::Message::encode_to_vec(&TaskRow::from_record(record, title))
+    }
+    fn decode(row: &[u8]) -> Result<(TaskRecord, String), StoreError> {
+        let row = TaskRow::from_bytes(row)?;
+        Ok((row.to_record()?, row.title))
+    }
+    fn check_change(
+        old: &(TaskRecord, String),
+        new: &(TaskRecord, String),
+    ) -> Result<(), Violation> {
+        records::check_task_change(&old.0, &new.0)
+    }
+}
+
+/// What storing a checked row does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Change {
+    /// Nothing: the row is refused (and reported).
+    Refused,
+    /// Nothing: the same row is stored.
+    Unchanged,
+    /// Stores the row under `month`, removing it from `moved_from`.
+    Write {
+        /// Where it goes.
+        month: Month,
+        /// Where it is now, if elsewhere.
+        moved_from: Option<Month>,
+    },
+}
+
+/// A row checked against the rules and the store.
+struct Checked<'a> {
+    /// The caller's line.
+    line: u64,
+    /// Its id.
+    id: &'a str,
+    /// The encoded stored form ([`CaseRow`], [`TaskRow`]); empty if refused.
+    row: Vec<u8>,
+    /// What storing it does.
+    change: Change,
+    /// Its column families.
+    cfs: (Cf, Cf),
+}
+
+impl Checked<'_> {
+    /// Adds the row's writes, if any, to `batch`.
+    fn write(self, batch: &mut Batch) {
+        if let Change::Write { month, moved_from } = self.change {
+            write_row(
+                batch,
+                self.cfs,
+                self.id.as_bytes(),
+                self.row,
+                month,
+                moved_from,
+            );
+        }
+    }
+}
+
+/// The writes that store `row` (of the kind whose column families are
+/// `(records, ids)`) under `month`, moving it from `moved_from`. Applying
+/// them twice is applying them once: imports replay them after a crash.
+fn write_row(
+    batch: &mut Batch,
+    (records, ids): (Cf, Cf),
+    id: &[u8],
+    row: Vec<u8>,
+    month: Month,
+    moved_from: Option<Month>,
+) {
+    let key = |m: Month| {
+        let mut k = Vec::with_capacity(4 + id.len());
+        k.extend_from_slice(&layout::month_key(m));
+        k.extend_from_slice(id);
+        k
+    };
+    if let Some(old) = moved_from {
+        batch.delete(records, key(old));
+    }
+    batch.put(records, key(month), row);
+    batch.put(ids, id, layout::month_key(month).to_vec());
+}
+
+/// The ids seen so far in a batch or import, to refuse repeats.
+#[derive(Default)]
+struct Seen<'a> {
+    /// Ids of the rows being checked, with their lines.
+    here: HashMap<&'a str, u64>,
+    /// The import's earlier chunks (none for a unary batch).
+    earlier: Option<import::EarlierChunks<'a>>,
+}
+
+impl<'a> Seen<'a> {
+    /// The line `id` came first on, or `None` (and `id` is now seen on
+    /// `line`).
+    fn first_line(&mut self, id: &'a str, line: u64) -> Result<Option<u64>, StoreError> {
+        if let Some(first) = self.here.get(id) {
+            return Ok(Some(*first));
+        }
+        if let Some(earlier) = &mut self.earlier
+            && let Some(first) = earlier.first_line(id)?
+        {
+            return Ok(Some(first));
+        }
+        self.here.insert(id, line);
+        Ok(None)
+    }
+}
+
+/// Checks rows of one kind: rules, repeats (`seen`), then the stored rows in
+/// one batched lookup, so that states only move forward. Refusals go to
+/// `out`, as do the accepted count and the months the writes change.
+fn check_rows<'a, K: Kind>(
+    store: &dyn Store,
+    rules: &Rules,
+    rows: impl Iterator<Item = (u64, &'a K::Sent)>,
+    seen: &mut Seen<'a>,
+    out: &mut Outcome,
+) -> Result<Vec<Checked<'a>>, StoreError>
+where
+    K::Sent: 'a,
+{
+    let mut parsed: Vec<(u64, &'a str, K::Record)> = Vec::new();
+    let mut checked = Vec::new();
+    for (line, sent) in rows {
+        let id = K::id(sent);
+        let record = match K::parse(sent, rules) {
+            Ok(record) => record,
+            Err(v) => {
+                out.refuse(K::ROWS, line, id, v);
+                continue;
+            }
+        };
+        if let Some(first_line) = seen.first_line(id, line)? {
+            let v = Violation::Duplicate {
+                id: id.to_owned(),
+                first_line,
+            };
+            out.refuse(K::ROWS, line, id, v);
+            continue;
+        }
+        parsed.push((line, id, record));
+    }
+    let stored = stored_rows::<K>(store, parsed.iter().map(|(_, id, _)| *id))?;
+    for ((line, id, record), stored) in parsed.into_iter().zip(stored) {
+        let change = match change::<K>(stored, &record) {
+            Ok(change) => change,
+            Err(v) => {
+                out.refuse(K::ROWS, line, id, v);
+                Change::Refused
+            }
+        };
+        count(out, change);
+        let row = if change == Change::Refused {
+            Vec::new()
+        } else {
+            K::encode(&record)
+        };
+        checked.push(Checked {
+            line,
+            id,
+            row,
+            change,
+            cfs: (K::RECORDS, K::IDS),
+        });
+    }
+    Ok(checked)
+}
+
+/// Counts a checked row in the outcome.
+fn count(out: &mut Outcome, change: Change) {
+    match change {
+        Change::Refused => {}
+        Change::Unchanged => out.accepted += 1,
+        Change::Write { month, moved_from } => {
+            out.accepted += 1;
+            out.months_changed.insert(month);
+            out.months_changed.extend(moved_from);
+        }
+    }
+}
+
+/// The month an id is stored under and its stored row, if any.
+type Stored<K> = (Option<Month>, Option<<K as Kind>::Record>);
+
+/// What storing `record` does, given the stored month and row of its id.
+fn change<K: Kind>(stored: Stored<K>, record: &K::Record) -> Result<Change, Violation> {
+    let (old_month, old) = stored;
+    if let Some(old) = &old {
+        K::check_change(old, record)?;
+        if old == record {
+            return Ok(Change::Unchanged);
+        }
+    }
+    let month = K::month(record);
+    Ok(Change::Write {
+        month,
+        moved_from: old_month.filter(|m| *m != month),
+    })
+}
+
+/// The stored month and row of each id, in order: two batched lookups (ids,
+/// then the rows found), or none when every id sorts outside the stored ids
+/// (the common case of a first import, or of ids that only grow).
+fn stored_rows<'a, K: Kind>(
+    store: &dyn Store,
+    ids: impl Iterator<Item = &'a str> + Clone,
+) -> Result<Vec<Stored<K>>, StoreError> {
+    let n = ids.clone().count();
+    let none = || (0..n).map(|_| (None, None)).collect();
+    let (Some(lo), Some(hi)) = (ids.clone().min(), ids.clone().max()) else {
+        return Ok(none());
+    };
+    if !may_hold_between(store, K::IDS, lo.as_bytes(), hi.as_bytes())? {
+        return Ok(none());
+    }
+    let keys: Vec<&[u8]> = ids.clone().map(str::as_bytes).collect();
+    let months = store
+        .multi_get(K::IDS, &keys)?
+        .into_iter()
+        .map(|m| {
+            m.map(|m| layout::month_of_key(&m, K::IDS.name()))
+                .transpose()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let found: Vec<Vec<u8>> = ids
+        .zip(&months)
+        .filter_map(|(id, m)| m.map(|m| layout::record_key(m, id)))
+        .collect();
+    let found: Vec<&[u8]> = found.iter().map(Vec::as_slice).collect();
+    let mut rows = store.multi_get(K::RECORDS, &found)?.into_iter();
+    months
+        .into_iter()
+        .map(|month| {
+            let row = match month {
+                Some(_) => rows.next().flatten().map(|b| K::decode(&b)).transpose()?,
+                None => None,
+            };
+            Ok((month, row))
+        })
+        .collect()
+}
+
+/// False when `cf` certainly holds no key in `lo..=hi`: it is empty, or its
+/// keys all sort before `lo` or after `hi`. Two seeks.
+fn may_hold_between(store: &dyn Store, cf: Cf, lo: &[u8], hi: &[u8]) -> Result<bool, StoreError> {
+    let Some((last, _)) = store.last(cf, b"")? else {
+        return Ok(false);
+    };
+    if last.as_slice() < lo {
+        return Ok(false);
+    }
+    let mut first = None;
+    store.scan(cf, b"", &mut |k, _| {
+        first = Some(k.to_vec());
+        false
+    })?;
+    Ok(first.is_some_and(|first| first.as_slice() <= hi))
 }
 
 #[cfg(test)]
@@ -332,7 +740,7 @@ mod tests {
         assert_eq!(out.refused.len(), 1);
         assert_eq!(out.refused[0].line, 3);
         assert_eq!(
-            out.refused[0].reason,
+            out.refused[0].violation.to_string(),
             "closed_on: required when state is resolved"
         );
         assert!(
@@ -353,6 +761,30 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_unary_call_names_each_row() {
+        let intake = intake();
+        let rows = vec![
+            case("A", pb::CaseState::InProgress, ""),
+            case("B", pb::CaseState::Resolved, ""),
+            case("", pb::CaseState::InProgress, ""),
+        ];
+        let err = intake.record_all(sub(rows, true)).expect_err("refused");
+        assert!(matches!(err, IntakeError::Refused(Refused::Rows { .. })));
+        assert_eq!(
+            err.to_string(),
+            "2 of 3 rows refused, nothing stored: \
+             cases line 3 (id B): closed_on: required when state is resolved; \
+             cases line 4: id: required"
+        );
+        assert!(
+            layout::load_case(intake.ledger.store(), "A")
+                .expect("load")
+                .is_none(),
+            "skip_invalid does not apply to unary calls"
+        );
+    }
+
+    #[test]
     fn duplicates_and_backward_states_are_refused() {
         let intake = intake();
         let a = case("A", pb::CaseState::Resolved, "2025-03-10");
@@ -360,7 +792,14 @@ mod tests {
             .record(sub(vec![a.clone(), a.clone()], false))
             .expect("record");
         assert_eq!(
-            out.refused[0].reason,
+            out.refused[0].violation,
+            Violation::Duplicate {
+                id: "A".into(),
+                first_line: 2
+            }
+        );
+        assert_eq!(
+            out.to_pb().refused[0].reason,
             "id (A): duplicate in this batch (first on line 2)"
         );
 
@@ -370,11 +809,10 @@ mod tests {
         assert_eq!((out.accepted, out.months_changed.len()), (1, 0));
         let back = case("A", pb::CaseState::InProgress, "");
         let out = intake.record(sub(vec![back], false)).expect("record");
-        assert!(
-            out.refused[0]
-                .reason
-                .contains("cannot go back from resolved")
-        );
+        assert!(matches!(
+            out.refused[0].violation,
+            Violation::BackToInProgress { .. }
+        ));
     }
 
     #[test]
@@ -397,5 +835,24 @@ mod tests {
             layout::local_tally(store, Month::parse("2025-04").expect("m"), today).expect("t");
         assert!(march.is_zero());
         assert_eq!(april.case_totals().registered, 1);
+    }
+
+    #[test]
+    fn stored_ids_are_looked_up_only_when_they_may_be_there() {
+        let store = MemStore::new();
+        let mut b = Batch::default();
+        for id in ["C-10", "C-20"] {
+            b.put(Cf::CaseIds, id, vec![0; 4]);
+        }
+        store.write(b).expect("write");
+        let between = |lo: &str, hi: &str| {
+            may_hold_between(&store, Cf::CaseIds, lo.as_bytes(), hi.as_bytes()).expect("seek")
+        };
+        assert!(!between("C-00", "C-09"));
+        assert!(!between("C-21", "C-99"));
+        assert!(between("C-00", "C-10"));
+        assert!(between("C-20", "C-99"));
+        assert!(between("C-11", "C-19"), "a range, not a membership test");
+        assert!(!may_hold_between(&store, Cf::TaskIds, b"a", b"z").expect("empty"));
     }
 }

@@ -1,7 +1,10 @@
 //! The node's ledger: its store, the lock that makes check-then-write
 //! sequences atomic, and the signal that wakes the signer after a change.
 
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{
+    Arc, RwLock, RwLockReadGuard, RwLockWriteGuard,
+    atomic::{AtomicU64, Ordering},
+};
 
 use tokio::sync::Notify;
 
@@ -18,6 +21,11 @@ pub struct Ledger {
     writer: RwLock<()>,
     /// Wakes the signer after records changed.
     changed: Notify,
+    /// Bumped after every write of records (cases, tasks), under the
+    /// writer lock: a bulk import checks its rows against the store while
+    /// it streams, without the lock, and checks them again at commit only
+    /// if this moved meanwhile.
+    records_generation: AtomicU64,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -33,6 +41,7 @@ impl Ledger {
             store,
             writer: RwLock::new(()),
             changed: Notify::new(),
+            records_generation: AtomicU64::new(0),
         }
     }
 
@@ -58,6 +67,20 @@ impl Ledger {
         self.store.write(batch)?;
         self.changed.notify_one();
         Ok(())
+    }
+
+    /// The generation of the stored records. Read it before reading records
+    /// without the writer lock: if it is the same later, under the lock,
+    /// nothing read has changed since.
+    pub fn records_generation(&self) -> u64 {
+        self.records_generation.load(Ordering::SeqCst)
+    }
+
+    /// Marks that records were written. Call under the writer lock, after
+    /// the writes (before, a reader could take the new generation and still
+    /// read the old rows).
+    pub fn records_written(&self) {
+        self.records_generation.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Resolves after the next change (or at once if one is pending).

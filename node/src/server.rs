@@ -27,7 +27,7 @@ use crate::{
         QueryService,
     },
     identity::Identity,
-    intake::Intake,
+    intake::{self, Intake},
     ledger::Ledger,
     query::Query,
     signer::Signer,
@@ -108,11 +108,11 @@ impl Node {
             key_file,
         ));
         let clock = Clock::new(config.utc_offset_hours);
-        let ctx = Arc::new(NodeContext::open(
-            Arc::new(Ledger::new(store)),
-            identity,
-            clock,
-        )?);
+        let ledger = Arc::new(Ledger::new(store));
+        // Before anything reads records: finish or drop what a stopped run
+        // left of its bulk imports.
+        intake::import::recover(&ledger)?;
+        let ctx = Arc::new(NodeContext::open(ledger, identity, clock)?);
         Ok(Node { config, ctx })
     }
 
@@ -136,6 +136,7 @@ impl Node {
         let pusher_task = tokio::spawn(pusher.run(wait(stopped)));
 
         let intake = Intake::new(ctx.ledger.clone(), ctx.clock, self.config.intake.clone());
+        let imports = intake.clone();
         let query = Query::new(ctx.clone());
         let max = self.config.intake.max_message_bytes;
         let auth = OperatorAuth::new(&self.config.operator_token);
@@ -191,6 +192,8 @@ impl Node {
             .add_service(audit_server)
             .serve_with_incoming_shutdown(incoming(listener), shutdown)
             .await;
+        // An import whose client went away may still be removing its rows.
+        imports.imports_finished().await;
         let _ = stop.send(true);
         let _ = signer_task.await;
         let _ = pusher_task.await;

@@ -19,6 +19,7 @@ use tracing::{debug, error, info};
 use crate::{
     config::SignerConfig,
     context::NodeContext,
+    intake::import,
     ledger::Ledger,
     store::{
         Batch, Cf, StoreError,
@@ -99,6 +100,12 @@ impl Signer {
             // between deriving it and clearing its mark.
             let _writer = self.ledger().lock();
             let store = self.ledger().store();
+            if import::import_unfinished(store)? {
+                // Only a failed apply leaves an import committed and half
+                // written while the node runs; derive nothing from it.
+                error!(period = %month, "an import is committed but not fully applied; nothing signed until a restart finishes it");
+                break;
+            }
             let local = layout::local_tally(store, month, today)?;
             let issued_at_ms = clock.now_ms();
             let enrolled = self.ctx.trust().enrolled_children(region, issued_at_ms);

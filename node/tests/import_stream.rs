@@ -1,13 +1,24 @@
 //! The streaming Intake.Import: all or nothing by default, the valid rows
 //! with `skip_invalid`, nothing at all with `dry_run`; refusals point back to
-//! the caller's line numbers.
+//! the caller's line numbers. Rows are staged in RocksDB while the stream
+//! lasts: a stream that breaks, a refusal and a crash leave neither rows
+//! nor staging behind.
 
 mod common;
 
+use std::{sync::Arc, time::Duration};
+
 use common::{
-    Clients, Unit, chunk, import_rows, open_case, open_cases, registered, resolved_case, task,
+    Clients, Running, Unit, authed, chunk, import_rows, open_case, open_cases, registered,
+    resolved_case, task,
 };
-use tallytree_proto::pb;
+use tallytree_node::{
+    Node,
+    store::{Cf, RocksStore, Store},
+};
+use tallytree_proto::{SigningKey, pb};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 
 /// 300 rows of May 2026 on lines 2..=301 in three chunks, with two bad rows:
@@ -315,4 +326,295 @@ async fn an_import_updates_stored_cases_and_refuses_backward_moves() {
     assert!(!again.pending);
     assert_eq!(again.months, row.months);
     node.stop().await;
+}
+
+/// The node of `unit` served in-process over a RocksDB store the test holds
+/// too, so that it can look into staging while the node runs.
+async fn start_sharing_store(unit: &Unit) -> (Running, Arc<RocksStore>) {
+    std::fs::create_dir_all(&unit.config.data_dir).expect("data dir");
+    let store = Arc::new(RocksStore::open(&unit.config.data_dir).expect("store opens"));
+    let key = SigningKey::load(&unit.config.key_file).expect("key");
+    let node = Node::with_store(unit.config.clone(), key, None, store.clone()).expect("node");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    (Running::spawn(node, listener), store)
+}
+
+/// Entries in `cf` whose key starts with `prefix`.
+fn entries(store: &dyn Store, cf: Cf, prefix: &[u8]) -> usize {
+    let mut n = 0;
+    store
+        .scan(cf, prefix, &mut |_, _| {
+            n += 1;
+            true
+        })
+        .expect("scan");
+    n
+}
+
+/// Rows staged by imports in progress (or left behind).
+fn staged(store: &dyn Store) -> usize {
+    entries(store, Cf::Staging, b"")
+}
+
+/// Polls `done` until it holds; panics after [`common::WAIT`].
+async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited {:?} for {what}",
+            common::WAIT
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// `n` chunks of `per_chunk` in-progress cases `{prefix}-{i}` registered on
+/// `day`, on lines from 2.
+fn chunks_of(prefix: &str, n: usize, per_chunk: usize, day: &str) -> Vec<pb::ImportChunk> {
+    let mut rows = import_rows(2, open_cases(prefix, n * per_chunk, day));
+    let mut chunks = Vec::with_capacity(n);
+    while !rows.is_empty() {
+        let rest = rows.split_off(per_chunk.min(rows.len()));
+        chunks.push(chunk(std::mem::replace(&mut rows, rest)));
+    }
+    chunks
+}
+
+/// A TCP relay to `target` that the test can cut, as a client's network or
+/// process going away does: both connections close under the stream.
+/// (Dropping a tonic call does not do it: the request body keeps being
+/// sent by a task of its own, and would end the stream properly.)
+struct Relay {
+    /// Where clients connect.
+    addr: std::net::SocketAddr,
+    /// Accepts and relays; aborting it closes every relayed connection.
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn to(target: std::net::SocketAddr) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let task = tokio::spawn(async move {
+            let mut relays = tokio::task::JoinSet::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                let mut server = tokio::net::TcpStream::connect(target)
+                    .await
+                    .expect("node accepts");
+                relays.spawn(async move {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                });
+            }
+        });
+        Relay { addr, task }
+    }
+
+    /// Closes every connection through the relay.
+    async fn cut(self) {
+        // The JoinSet of relayed connections is dropped with the task,
+        // which aborts them and drops their sockets.
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// An import whose chunks the test sends one by one, through `relay`.
+struct OpenImport {
+    /// Where the chunks go.
+    tx: mpsc::Sender<pb::ImportChunk>,
+    /// The call.
+    call: tokio::task::JoinHandle<Result<pb::RecordResponse, tonic::Status>>,
+}
+
+impl OpenImport {
+    fn start(addr: std::net::SocketAddr) -> OpenImport {
+        let (tx, rx) = mpsc::channel(1);
+        let mut intake = Clients::new(addr).intake;
+        let call = tokio::spawn(async move {
+            intake
+                .import(authed(ReceiverStream::new(rx)))
+                .await
+                .map(tonic::Response::into_inner)
+        });
+        OpenImport { tx, call }
+    }
+
+    async fn send(&self, chunk: pb::ImportChunk) {
+        self.tx.send(chunk).await.expect("the call takes chunks");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_goes_away_midway_leaves_neither_rows_nor_staging() {
+    let unit = Unit::new();
+    let (node, store) = start_sharing_store(&unit).await;
+    let mut c = node.clients();
+
+    let relay = Relay::to(node.addr).await;
+    let import = OpenImport::start(relay.addr);
+    let chunks = chunks_of("GONE", 10, 500, "2026-05-14");
+    for ch in chunks.iter().take(6).cloned() {
+        import.send(ch).await;
+    }
+    wait_until("the node to stage rows", || staged(store.as_ref()) >= 1_000).await;
+    relay.cut().await;
+    // The client learns that its import failed (tonic: "transport error").
+    import.call.await.expect("call task").expect_err("cut off");
+    drop(import.tx);
+
+    wait_until("the staged rows to go", || staged(store.as_ref()) == 0).await;
+    assert_eq!(entries(store.as_ref(), Cf::CaseIds, b"GONE"), 0);
+    assert_eq!(entries(store.as_ref(), Cf::Dirty, b""), 0);
+    assert_untouched(&mut c, "2026-05").await;
+
+    // The same ids, sent whole, go in whole.
+    let out = c.import(chunks).await.expect("import answers");
+    assert_eq!(out.accepted, 5_000, "{out:?}");
+    let row = c.wait_signed("2026-05").await;
+    assert_eq!(registered(&row), 5_000);
+    assert_eq!(staged(store.as_ref()), 0);
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_over_the_limit_and_dry_run_imports_leave_no_staging() {
+    let unit = Unit::with(|c| c.intake.max_import_rows = 1_000);
+    let (node, store) = start_sharing_store(&unit).await;
+    let mut c = node.clients();
+
+    let out = c
+        .import(rows_with_two_bad(false, false))
+        .await
+        .expect("import answers");
+    assert_two_refusals(&out);
+    assert_eq!(staged(store.as_ref()), 0, "refused: staging removed");
+
+    let out = c
+        .import(rows_with_two_bad(true, true))
+        .await
+        .expect("import answers");
+    assert_two_refusals(&out);
+    assert_eq!(staged(store.as_ref()), 0, "dry run: staging removed");
+
+    let err = c
+        .import(chunks_of("LIM", 3, 400, "2026-05-15"))
+        .await
+        .expect_err("over the limit");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert_eq!(staged(store.as_ref()), 0, "over the limit: staging removed");
+
+    assert_eq!(entries(store.as_ref(), Cf::CaseIds, b""), 0);
+    assert_untouched(&mut c, "2026-05").await;
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_repeated_in_a_later_chunk_refuses_the_import() {
+    let unit = Unit::new();
+    let (node, store) = start_sharing_store(&unit).await;
+    let mut c = node.clients();
+
+    let mut chunks = chunks_of("REP", 3, 100, "2026-05-16");
+    // Line 352 repeats REP-50, which the first chunk carried on line 52.
+    chunks[2].cases.push(pb::ImportCase {
+        line: 352,
+        case: Some(open_case("REP-50", "2026-05-16")),
+    });
+    let out = c.import(chunks.clone()).await.expect("import answers");
+    assert_eq!(out.accepted, 0, "{out:?}");
+    assert_eq!(out.refused.len(), 1, "{out:?}");
+    assert_eq!(out.refused[0].line, 352);
+    assert_eq!(out.refused[0].id, "REP-50");
+    assert_eq!(
+        out.refused[0].reason,
+        "id (REP-50): duplicate in this batch (first on line 52)"
+    );
+    assert_eq!(staged(store.as_ref()), 0);
+    assert_untouched(&mut c, "2026-05").await;
+
+    // With skip_invalid the first one counts and the repeat is reported.
+    chunks[0].skip_invalid = true;
+    let out = c.import(chunks).await.expect("import answers");
+    assert_eq!(out.accepted, 300, "{out:?}");
+    assert_eq!(out.refused.len(), 1, "{out:?}");
+    let row = c.wait_signed("2026-05").await;
+    assert_eq!(registered(&row), 300);
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_import_arrives_whole_over_many_chunks_and_months() {
+    let unit = Unit::new();
+    let (node, store) = start_sharing_store(&unit).await;
+    let mut c = node.clients();
+
+    let mut chunks = chunks_of("BIG-A", 15, 2_000, "2026-03-09");
+    chunks.extend(chunks_of("BIG-B", 15, 2_000, "2026-04-09"));
+    let out = c.import(chunks).await.expect("import answers");
+    assert_eq!(out.accepted, 60_000, "{out:?}");
+    assert_eq!(out.months_changed, ["2026-03", "2026-04"]);
+    assert_eq!(staged(store.as_ref()), 0);
+    assert_eq!(entries(store.as_ref(), Cf::CaseIds, b"BIG-"), 60_000);
+
+    let row = c.wait_signed("2026-03..2026-04").await;
+    assert_eq!(registered(&row), 60_000);
+    let months: Vec<u64> = row
+        .months
+        .iter()
+        .map(|m| common::case_totals(m.total.as_ref()).registered)
+        .collect();
+    assert_eq!(months, [30_000, 30_000]);
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_import_then_a_restart_shows_neither_rows_nor_staging() {
+    let mut unit = Unit::with(|c| c.log = "warn,tallytree_node::intake=debug".into());
+    let node = unit.spawn_binary().await;
+    let import = OpenImport::start(node.addr);
+    let chunks = chunks_of("KILL", 20, 1_000, "2026-05-17");
+    for ch in chunks.iter().take(8).cloned() {
+        import.send(ch).await;
+    }
+    // Killed once the node has staged a few chunks, the stream still open.
+    wait_until("the node to stage three chunks", || {
+        node.log().matches("import chunk staged").count() >= 3
+    })
+    .await;
+    node.kill();
+    drop(import);
+
+    // What the killed node left: staged rows, no records, no marks.
+    {
+        let store = RocksStore::open(&unit.config.data_dir).expect("store opens");
+        assert!(staged(&store) >= 3_000, "rows were staged when it died");
+        assert_eq!(entries(&store, Cf::CaseIds, b""), 0);
+        assert_eq!(entries(&store, Cf::Dirty, b""), 0);
+    }
+
+    // A restart removes them before serving.
+    unit.config.log = "warn".into();
+    let node = unit.spawn_binary().await;
+    let mut c = node.clients();
+    assert_untouched(&mut c, "2026-05").await;
+    node.kill();
+    {
+        let store = RocksStore::open(&unit.config.data_dir).expect("store opens");
+        assert_eq!(staged(&store), 0, "staging emptied at start");
+        assert_eq!(entries(&store, Cf::CaseIds, b""), 0);
+    }
+
+    // And the same ids import whole afterwards.
+    let node = unit.spawn_binary().await;
+    let mut c = node.clients();
+    let out = c.import(chunks).await.expect("import answers");
+    assert_eq!(out.accepted, 20_000, "{out:?}");
+    let row = c.wait_signed("2026-05").await;
+    assert_eq!(registered(&row), 20_000);
+    node.kill();
 }

@@ -6,6 +6,11 @@
 //!   whole import is synced to its write-ahead log, so the figure includes
 //!   durability. It also measures raw ring verify in the same run and
 //!   reports the import rate as a ratio to it.
+//! - `load bulk`: starts the release binary `tallytree-node`, streams one
+//!   large import (default 2,000,000 cases) into it and reports cases per
+//!   second and the node's peak resident memory (`VmHWM`, and `VmRSS`
+//!   sampled during the import): an import is staged chunk by chunk, so
+//!   memory should not grow with its length.
 //! - `load idle-rss`: starts the release binary `tallytree-node` with a
 //!   fresh configuration, waits until it serves, lets it idle and reads its
 //!   resident memory from `/proc/PID/status`; then stops it with SIGTERM.
@@ -77,6 +82,20 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         verify_secs: u64,
     },
+    /// One large import over the streaming RPC into the release node
+    /// binary: cases per second and the node's peak resident memory.
+    Bulk {
+        /// Cases in the import.
+        #[arg(long, default_value_t = 2_000_000)]
+        cases: usize,
+        /// Cases per streamed chunk.
+        #[arg(long, default_value_t = 2_000)]
+        chunk: usize,
+        /// The node binary; default: tallytree-node next to this executable
+        /// (target/release), or $TALLYTREE_NODE_BIN.
+        #[arg(long, env = "TALLYTREE_NODE_BIN")]
+        node_bin: Option<PathBuf>,
+    },
     /// Resident memory of the release node binary when idle.
     IdleRss {
         /// The node binary; default: tallytree-node next to this executable
@@ -109,6 +128,11 @@ fn main() -> anyhow::Result<()> {
             rounds,
             verify_secs,
         } => runtime.block_on(import(cases, chunk, rounds, verify_secs)),
+        Cmd::Bulk {
+            cases,
+            chunk,
+            node_bin,
+        } => runtime.block_on(bulk(cases, chunk, node_bin)),
         Cmd::IdleRss {
             node_bin,
             wait_secs,
@@ -150,18 +174,22 @@ fn chunks(
     let current = Clock::new(config.utc_offset_hours).month();
     let window = Window::before(current, MONTHS).context("a window of past months")?;
     let records = case_records(cases, &window, seed);
-    let rows: Vec<pb::ImportCase> = records
-        .iter()
+    let chunk = chunk.max(1);
+    Ok(records
+        .chunks(chunk)
         .enumerate()
-        .map(|(i, r)| pb::ImportCase {
-            line: i as u64 + 2,
-            case: Some(case_to_pb(format!("L{:08}", first_id + i), r)),
-        })
-        .collect();
-    Ok(rows
-        .chunks(chunk.max(1))
-        .map(|rows| pb::ImportChunk {
-            cases: rows.to_vec(),
+        .map(|(c, records)| pb::ImportChunk {
+            cases: records
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let i = c * chunk + i;
+                    pb::ImportCase {
+                        line: i as u64 + 2,
+                        case: Some(case_to_pb(format!("L{:08}", first_id + i), r)),
+                    }
+                })
+                .collect(),
             ..Default::default()
         })
         .collect())
@@ -404,6 +432,127 @@ async fn import(cases: usize, chunk: usize, rounds: usize, verify_secs: u64) -> 
     Ok(())
 }
 
+/// A fresh node directory with its key and config (paths relative to the
+/// config file, as an operator would write them), on a free port.
+fn node_files(dir: &Path) -> anyhow::Result<(Config, PathBuf, PathBuf)> {
+    let addr = free_port()?;
+    let config = Config {
+        data_dir: "data".into(),
+        key_file: "node.key".into(),
+        ..config(dir, addr)
+    };
+    SigningKey::generate_to_file(&dir.join("node.key"))?;
+    let config_path = dir.join("node.toml");
+    std::fs::write(&config_path, config.to_toml()).context("writing node.toml")?;
+    Ok((config, config_path, dir.join("node.log")))
+}
+
+async fn bulk(cases: usize, chunk: usize, node_bin: Option<PathBuf>) -> anyhow::Result<()> {
+    ensure!(cases > 0, "--cases must be at least 1");
+    let bin = node_binary(node_bin)?;
+    let dir = tempfile::tempdir_in(bench_dir()).context("temporary directory")?;
+    let (config, config_path, log_path) = node_files(dir.path())?;
+    let period = generated_period(&config)?;
+    println!(
+        "bulk: {cases} cases in one import, chunks of {chunk}, months {period}, {} on {}, data in {}",
+        bin.display(),
+        config.listen,
+        dir.path().display()
+    );
+    // Rows are generated before the clock starts; encoding them is timed.
+    let chunks = chunks(&config, cases, chunk, 0, 1)?;
+
+    let mut node = start_node(&bin, &config_path, &log_path)?;
+    let channel = wait_serving(&mut node, config.listen, &period, &log_path).await?;
+    let pid = node.child.id();
+    let (rss_idle, _) = memory_kb(pid)?;
+
+    // VmHWM is the peak since start; the samples show the course.
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let sampling = sampling.clone();
+        tokio::spawn(async move {
+            let mut peak = 0;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok((rss, _)) = memory_kb(pid) {
+                    peak = peak.max(rss);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            peak
+        })
+    };
+    let cpu_before = process_cpu_seconds(pid);
+    let mut client = IntakeClient::new(channel.clone()).max_encoding_message_size(usize::MAX);
+    let start = Instant::now();
+    let out = send_import(&mut client, chunks).await;
+    let elapsed = start.elapsed();
+    let cpu_import = process_cpu_seconds(pid).zip(cpu_before).map(|(a, b)| a - b);
+    let (_, hwm_import) = memory_kb(pid)?;
+    let out = out?;
+    check_accepted(&out, cases)?;
+    let mut query = QueryClient::new(channel);
+    let signed_after = wait_signed(&mut query, &period, cases as u64).await?;
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let peak_sampled = sampler.await.unwrap_or(0);
+    let (rss_end, hwm_end) = memory_kb(pid)?;
+    let (stop_time, clean) = node.terminate()?;
+
+    let rate = cases as f64 / elapsed.as_secs_f64();
+    println!(
+        "imported: {cases} cases accepted and synced in {:.2} s: {rate:.0} cases/s ({} months changed)",
+        elapsed.as_secs_f64(),
+        out.months_changed.len()
+    );
+    if let Some(cpu) = cpu_import {
+        println!(
+            "node CPU during the import: {cpu:.2} s ({:.2} cores)",
+            cpu / elapsed.as_secs_f64()
+        );
+    }
+    println!(
+        "signed: every month's new revision visible {:.0} ms after the import",
+        signed_after.as_secs_f64() * 1e3
+    );
+    println!();
+    println!("node VmRSS before the import:     {}", megabytes(rss_idle));
+    println!(
+        "node VmRSS peak sampled (100 ms): {}",
+        megabytes(peak_sampled)
+    );
+    println!(
+        "node VmHWM at the import's end:   {}",
+        megabytes(hwm_import)
+    );
+    println!("node VmHWM after signing:         {}", megabytes(hwm_end));
+    println!("node VmRSS after signing:         {}", megabytes(rss_end));
+    println!(
+        "SIGTERM: stopped in {:.0} ms, {}",
+        stop_time.as_secs_f64() * 1e3,
+        if clean { "exit 0" } else { "non-zero exit" }
+    );
+    let verdict = |met: bool| if met { "met" } else { "NOT met" };
+    println!(
+        "target peak <= 150 MB:            {}",
+        verdict(hwm_end * 1024 <= 150_000_000)
+    );
+    println!(
+        "target >= 200000 cases/s:         {}",
+        verdict(rate >= 200_000.0)
+    );
+    Ok(())
+}
+
+/// CPU time (user + system) a process has used, from `/proc/PID/stat`.
+fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // USER_HZ is 100 on Linux.
+    Some(ticks / 100.0)
+}
+
 /// Stops the child with SIGTERM, then SIGKILL if it has not exited in time,
 /// whatever path leaves the scope.
 struct NodeProcess {
@@ -552,17 +701,8 @@ async fn idle_rss(
 ) -> anyhow::Result<()> {
     let bin = node_binary(node_bin)?;
     let dir = tempfile::tempdir_in(bench_dir()).context("temporary directory")?;
-    let addr = free_port()?;
-    let config = Config {
-        // Relative to the config file, as an operator would write them.
-        data_dir: "data".into(),
-        key_file: "node.key".into(),
-        ..config(dir.path(), addr)
-    };
-    SigningKey::generate_to_file(&dir.path().join("node.key"))?;
-    let config_path = dir.path().join("node.toml");
-    std::fs::write(&config_path, config.to_toml()).context("writing node.toml")?;
-    let log_path = dir.path().join("node.log");
+    let (config, config_path, log_path) = node_files(dir.path())?;
+    let addr = config.listen;
     let period = generated_period(&config)?;
     println!(
         "idle-rss: {} on {addr}, data in {}",

@@ -1,14 +1,25 @@
 //! `tallytree.v1.Intake` over [`crate::intake::Intake`].
 
 use tallytree_proto::pb::{self, intake_server::Intake as IntakeRpc};
+use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{blocking, status};
-use crate::intake::{Intake, Outcome, Submission};
+use crate::intake::{Intake, IntakeError, Outcome, Submission};
 
-/// Most refusals quoted in an INVALID_ARGUMENT message.
-const QUOTED_REFUSALS: usize = 10;
+/// Chunks decoded and waiting for the import's worker: one, so that the
+/// next chunk is decoded while the worker checks the current one, and
+/// memory holds about three chunks whatever the import's length.
+const CHUNKS_IN_FLIGHT: usize = 1;
+
+/// What the gRPC service hands an import's worker.
+enum ToImport {
+    /// The next chunk.
+    Chunk(pb::ImportChunk),
+    /// The stream ended: commit.
+    End,
+}
 
 /// The Intake gRPC service.
 #[derive(Debug, Clone)]
@@ -24,44 +35,11 @@ impl IntakeService {
     }
 
     /// Unary calls: a refused row refuses the call with INVALID_ARGUMENT.
-    async fn record_unary(
-        &self,
-        sub: Submission,
-        what: &str,
-    ) -> Result<Response<pb::RecordResponse>, Status> {
+    async fn record_unary(&self, sub: Submission) -> Result<Response<pb::RecordResponse>, Status> {
         let intake = self.intake.clone();
-        let rows = sub.len();
-        let out = blocking(move || intake.record(sub).map_err(status)).await?;
-        if !out.refused.is_empty() {
-            return Err(Status::invalid_argument(refusal_message(&out, rows, what)));
-        }
+        let out = blocking(move || intake.record_all(sub).map_err(status)).await?;
         Ok(Response::new(out.to_pb()))
     }
-}
-
-/// "2 of 5 rows refused, nothing stored: cases line 3 (id B): closed_on: ...",
-/// lines being 1-based positions in the request.
-fn refusal_message(out: &Outcome, rows: usize, what: &str) -> String {
-    let mut msg = format!(
-        "{} of {rows} rows refused, nothing stored",
-        out.refused.len()
-    );
-    for (i, r) in out.refused.iter().take(QUOTED_REFUSALS).enumerate() {
-        msg.push_str(if i == 0 { ": " } else { "; " });
-        msg.push_str(&format!("{what} line {}", r.line));
-        if !r.id.is_empty() {
-            msg.push_str(&format!(" (id {})", r.id));
-        }
-        msg.push_str(": ");
-        msg.push_str(&r.reason);
-    }
-    if out.refused.len() > QUOTED_REFUSALS {
-        msg.push_str(&format!(
-            "; and {} more",
-            out.refused.len() - QUOTED_REFUSALS
-        ));
-    }
-    msg
 }
 
 #[tonic::async_trait]
@@ -75,7 +53,7 @@ impl IntakeRpc for IntakeService {
             cases: cases.into_iter().zip(1..).map(|(c, i)| (i, c)).collect(),
             ..Default::default()
         };
-        self.record_unary(sub, "cases").await
+        self.record_unary(sub).await
     }
 
     async fn record_tasks(
@@ -87,7 +65,7 @@ impl IntakeRpc for IntakeService {
             tasks: tasks.into_iter().zip(1..).map(|(t, i)| (i, t)).collect(),
             ..Default::default()
         };
-        self.record_unary(sub, "tasks").await
+        self.record_unary(sub).await
     }
 
     async fn record_direct_tally(
@@ -97,49 +75,61 @@ impl IntakeRpc for IntakeService {
         let entry = request.into_inner();
         let intake = self.intake.clone();
         let out = blocking(move || intake.record_direct(&entry).map_err(status)).await?;
-        out.map(|o| Response::new(o.to_pb()))
-            .map_err(Status::invalid_argument)
+        Ok(Response::new(out.to_pb()))
     }
 
-    /// Bulk import: the whole stream is checked and committed as one batch
-    /// when it ends. The response reports every refused row; with refusals
-    /// and without skip_invalid, or with dry_run, nothing is stored
-    /// (accepted is 0).
+    /// Bulk import: each chunk is checked and staged by a blocking worker as
+    /// it arrives; the import commits when the stream ends. The response
+    /// reports every refused row; with refusals and without skip_invalid,
+    /// or with dry_run, nothing is stored (accepted is 0). A stream that
+    /// breaks, or a call dropped by its client, stores nothing: the worker
+    /// sees its channel close without [`ToImport::End`] and removes what it
+    /// staged.
     async fn import(
         &self,
         request: Request<Streaming<pb::ImportChunk>>,
     ) -> Result<Response<pb::RecordResponse>, Status> {
         let mut stream = request.into_inner();
-        let max_rows = self.intake.config().max_import_rows;
-        let mut sub = Submission::default();
-        let mut first = true;
+        let (tx, mut rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
+        let mut import = self.intake.begin_import();
+        let worker =
+            tokio::task::spawn_blocking(move || -> Result<Option<Outcome>, IntakeError> {
+                while let Some(message) = rx.blocking_recv() {
+                    match message {
+                        ToImport::Chunk(chunk) => import.add(chunk)?,
+                        ToImport::End => return import.finish().map(Some),
+                    }
+                }
+                Ok(None)
+            });
+        let mut broken = None;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk?;
-            if first {
-                sub.skip_invalid = chunk.skip_invalid;
-                sub.dry_run = chunk.dry_run;
-                first = false;
-            }
-            sub.cases.extend(
-                chunk
-                    .cases
-                    .into_iter()
-                    .map(|c| (c.line, c.case.unwrap_or_default())),
-            );
-            sub.tasks.extend(
-                chunk
-                    .tasks
-                    .into_iter()
-                    .map(|t| (t.line, t.task.unwrap_or_default())),
-            );
-            if sub.len() as u64 > max_rows {
-                return Err(Status::invalid_argument(format!(
-                    "import: more than {max_rows} rows in one import (intake.max_import_rows); split the file"
-                )));
+            match chunk {
+                Ok(chunk) => {
+                    if tx.send(ToImport::Chunk(chunk)).await.is_err() {
+                        // The worker stopped: its error is the answer.
+                        break;
+                    }
+                }
+                Err(status) => {
+                    broken = Some(status);
+                    break;
+                }
             }
         }
-        let intake = self.intake.clone();
-        let out = blocking(move || intake.record(sub).map_err(status)).await?;
-        Ok(Response::new(out.to_pb()))
+        if broken.is_none() {
+            // Fails only if the worker already stopped with an error.
+            let _ = tx.send(ToImport::End).await;
+        }
+        drop(tx);
+        let answer = worker
+            .await
+            .map_err(|e| Status::internal(format!("import worker failed: {e}")))?;
+        match (answer, broken) {
+            (Err(e), _) => Err(status(e)),
+            (Ok(_), Some(status)) => Err(status),
+            (Ok(Some(out)), None) => Ok(Response::new(out.to_pb())),
+            (Ok(None), None) => Err(Status::internal("import worker stopped early")),
+        }
     }
 }

@@ -17,6 +17,7 @@
 //! | forwarded  | payload digest (32 bytes)             | empty          |
 //! | evidence   | region u64 BE, month u32 BE, digest   | `Envelope`     |
 //! | meta       | name (see [`meta`])                   | varies         |
+//! | staging    | import id u64 BE, kind u8 (1 case, 2 task), record id | [`StagedRow`] |
 //!
 //! Months are [`Month::index`]; big-endian integers make keys sort by month,
 //! region and revision.
@@ -81,6 +82,72 @@ pub struct SummaryRow {
     pub verified: bool,
 }
 
+/// A row of a bulk import, checked and waiting for the import to commit.
+#[derive(Clone, PartialEq, Message)]
+pub struct StagedRow {
+    /// The caller's line number, to name it when the id comes again.
+    #[prost(uint64, tag = "1")]
+    pub line: u64,
+    /// The encoded [`CaseRow`] or [`TaskRow`]; empty when the row was
+    /// refused (kept only to find later duplicates of its id).
+    #[prost(bytes = "vec", tag = "2")]
+    pub row: Vec<u8>,
+    /// The month the row is stored under, when storing it changes something
+    /// (absent: unchanged or refused).
+    #[prost(uint32, optional, tag = "3")]
+    pub month: Option<u32>,
+    /// The month it is stored under now, when it moves to another.
+    #[prost(uint32, optional, tag = "4")]
+    pub moved_from: Option<u32>,
+}
+
+/// What a staging key holds after the import id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum StagedKind {
+    /// A case, by id.
+    Case = 1,
+    /// A task, by id.
+    Task = 2,
+}
+
+/// Key prefix of everything staged for `import`.
+pub fn staging_prefix(import: u64) -> [u8; 8] {
+    import.to_be_bytes()
+}
+
+/// Key prefix of the staged rows of one kind.
+pub fn staging_kind_prefix(import: u64, kind: StagedKind) -> [u8; 9] {
+    let mut k = [0; 9];
+    k[..8].copy_from_slice(&import.to_be_bytes());
+    k[8] = kind as u8;
+    k
+}
+
+/// Key of a staged row.
+pub fn staging_key(import: u64, kind: StagedKind, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + id.len());
+    k.extend_from_slice(&staging_kind_prefix(import, kind));
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// The import id a staging key (or a commit mark's suffix) belongs to.
+pub fn staging_import(key: &[u8]) -> Result<u64, StoreError> {
+    key.get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| StoreError::Corrupt {
+            cf: "staging",
+            reason: "short key".into(),
+        })
+}
+
+/// Decodes a staged row.
+pub fn staged_row(bytes: &[u8]) -> Result<StagedRow, StoreError> {
+    decode(bytes, "staging")
+}
+
 /// Days since CE of a date.
 pub fn day_number(d: NaiveDate) -> i32 {
     use chrono::Datelike;
@@ -108,6 +175,11 @@ impl CaseRow {
             closed_on: r.closed_on.map(day_number),
             deadline: day_number(r.deadline),
         }
+    }
+
+    /// Decodes a stored row.
+    pub fn from_bytes(bytes: &[u8]) -> Result<CaseRow, StoreError> {
+        decode(bytes, "cases")
     }
 
     /// Back to a record.
@@ -146,6 +218,11 @@ impl TaskRow {
         }
     }
 
+    /// Decodes a stored row.
+    pub fn from_bytes(bytes: &[u8]) -> Result<TaskRow, StoreError> {
+        decode(bytes, "tasks")
+    }
+
     /// Back to a record.
     pub fn to_record(&self) -> Result<TaskRecord, StoreError> {
         Ok(TaskRecord {
@@ -174,6 +251,14 @@ pub fn record_key(month: Month, id: &str) -> Vec<u8> {
 /// Key prefix of a month.
 pub fn month_key(month: Month) -> [u8; 4] {
     month.index().to_be_bytes()
+}
+
+/// The month of a stored month index.
+pub fn month_of_index(index: u32, cf: &'static str) -> Result<Month, StoreError> {
+    Month::from_index(index).ok_or_else(|| StoreError::Corrupt {
+        cf,
+        reason: "month out of range".into(),
+    })
 }
 
 /// Decodes a month key.
@@ -420,6 +505,31 @@ pub mod meta {
     pub const OWN_ENROLMENT: &[u8] = b"own_enrolment/";
     /// The parent's raw 32-byte public key.
     pub const PARENT_KEY: &[u8] = b"parent_key";
+    /// Prefix of the commit marks of bulk imports (followed by the import
+    /// id, u64 BE); value empty. A mark means: the import is decided, its
+    /// rows in staging are to be applied (again, after a crash).
+    pub const IMPORT_COMMITTED: &[u8] = b"import_committed/";
+}
+
+/// Key of the commit mark of an import.
+pub fn import_commit_key(import: u64) -> Vec<u8> {
+    let mut k = meta::IMPORT_COMMITTED.to_vec();
+    k.extend_from_slice(&import.to_be_bytes());
+    k
+}
+
+/// Imports committed and not yet fully applied, by id.
+pub fn committed_imports(store: &dyn Store) -> Result<Vec<u64>, StoreError> {
+    let mut ids = Vec::new();
+    let mut failure = None;
+    store.scan(Cf::Meta, meta::IMPORT_COMMITTED, &mut |k, _| {
+        match staging_import(&k[meta::IMPORT_COMMITTED.len()..]) {
+            Ok(id) => ids.push(id),
+            Err(e) => failure = Some(e),
+        }
+        failure.is_none()
+    })?;
+    failure.map_or(Ok(ids), Err)
 }
 
 /// Encodes an envelope for storage.

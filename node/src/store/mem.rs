@@ -50,6 +50,26 @@ impl Store for MemStore {
         Ok(())
     }
 
+    fn scan_from(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        from: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let maps = self.read();
+        let Some(map) = maps.get(&cf) else {
+            return Ok(());
+        };
+        let start = prefix.max(from).to_vec();
+        for (k, v) in map.range(start..) {
+            if !k.starts_with(prefix) || !visit(k, v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn last(&self, cf: Cf, prefix: &[u8]) -> Result<Option<Entry>, StoreError> {
         let maps = self.read();
         let Some(map) = maps.get(&cf) else {
@@ -75,9 +95,20 @@ impl Store for MemStore {
                 Op::Delete(cf, k) => {
                     next.entry(cf).or_default().remove(&k);
                 }
+                Op::DeleteRange(cf, from, to) => {
+                    if from < to {
+                        next.entry(cf)
+                            .or_default()
+                            .retain(|k, _| *k < from || *k >= to);
+                    }
+                }
             }
         }
         *maps = next;
         Ok(())
+    }
+
+    fn write_unsynced(&self, batch: Batch) -> Result<(), StoreError> {
+        self.write(batch)
     }
 }

@@ -46,11 +46,13 @@ pub enum Cf {
     Evidence,
     /// Single values: this node's installed enrolments, its parent's key.
     Meta,
+    /// Rows of bulk imports in progress, by import id, until they commit.
+    Staging,
 }
 
 impl Cf {
     /// Every column family.
-    pub const ALL: [Cf; 14] = [
+    pub const ALL: [Cf; 15] = [
         Cf::Cases,
         Cf::CaseIds,
         Cf::Tasks,
@@ -65,6 +67,7 @@ impl Cf {
         Cf::Forwarded,
         Cf::Evidence,
         Cf::Meta,
+        Cf::Staging,
     ];
 
     /// The RocksDB column family name.
@@ -84,6 +87,7 @@ impl Cf {
             Cf::Forwarded => "forwarded",
             Cf::Evidence => "evidence",
             Cf::Meta => "meta",
+            Cf::Staging => "staging",
         }
     }
 }
@@ -112,6 +116,9 @@ pub enum Op {
     Put(Cf, Vec<u8>, Vec<u8>),
     /// Remove `key`.
     Delete(Cf, Vec<u8>),
+    /// Remove every key from the first (included) to the second (excluded);
+    /// nothing if the second is not greater.
+    DeleteRange(Cf, Vec<u8>, Vec<u8>),
 }
 
 /// Writes applied together: all or none, durable once [`Store::write`] returns.
@@ -132,6 +139,16 @@ impl Batch {
         self.ops.push(Op::Delete(cf, key.into()));
     }
 
+    /// Adds the removal of every key in `from..to`.
+    pub fn delete_range(&mut self, cf: Cf, from: impl Into<Vec<u8>>, to: impl Into<Vec<u8>>) {
+        self.ops.push(Op::DeleteRange(cf, from.into(), to.into()));
+    }
+
+    /// Number of writes.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
     /// True when there is nothing to write.
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
@@ -146,6 +163,12 @@ pub trait Store: Send + Sync + 'static {
     /// The value at `key`.
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 
+    /// The values at `keys`, in the same order: one call for many lookups,
+    /// which RocksDB serves faster than as many [`Store::get`]s.
+    fn multi_get(&self, cf: Cf, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        keys.iter().map(|k| self.get(cf, k)).collect()
+    }
+
     /// Calls `visit` on every entry whose key starts with `prefix`, in key
     /// order, until it returns false.
     fn scan(
@@ -155,10 +178,27 @@ pub trait Store: Send + Sync + 'static {
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StoreError>;
 
+    /// Like [`Store::scan`], starting at the first key `>= from` (paging
+    /// through a prefix: writes must not happen inside `visit`).
+    fn scan_from(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        from: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError>;
+
     /// The entry with the greatest key starting with `prefix`.
     fn last(&self, cf: Cf, prefix: &[u8]) -> Result<Option<Entry>, StoreError>;
 
     /// Applies `batch` atomically; when it returns, the batch survives a crash
     /// (the write-ahead log is synced). Concurrent callers share syncs.
     fn write(&self, batch: Batch) -> Result<(), StoreError>;
+
+    /// Applies `batch` atomically without waiting for the disk: a crash may
+    /// lose it, unless a [`Store::write`] returned after it (the log is
+    /// written in order, so syncing it syncs every earlier batch). For
+    /// writes that a later synced write makes count: import staging, and
+    /// applying an import whose commit is already durable.
+    fn write_unsynced(&self, batch: Batch) -> Result<(), StoreError>;
 }

@@ -8,7 +8,7 @@ use std::{
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBCompressionType, Direction,
-    IteratorMode, Options, WriteOptions,
+    IteratorMode, Options, ReadOptions, WriteOptions,
 };
 
 use super::{Batch, Cf, Entry, Op, Store, StoreError};
@@ -55,23 +55,31 @@ impl RocksStore {
         // A small shared block cache and small memtables keep an idle node's
         // memory low; the workload is modest and mostly sequential.
         let cache = Cache::new_lru_cache(8 << 20);
-        let cf_options = || {
+        let cf_options = |cf: Option<Cf>| {
             let mut table = BlockBasedOptions::default();
             table.set_block_cache(&cache);
-            table.set_bloom_filter(10.0, false);
             let mut o = Options::default();
-            o.set_block_based_table_factory(&table);
-            o.set_compression_type(DBCompressionType::Lz4);
             o.set_write_buffer_size(8 << 20);
+            if cf == Some(Cf::Staging) {
+                // Import rows live for the length of an import and are
+                // read back by one scan: compressing them, or building
+                // bloom filters that the scan never consults, is work and
+                // memory for nothing.
+                o.set_compression_type(DBCompressionType::None);
+            } else {
+                table.set_bloom_filter(10.0, false);
+                o.set_compression_type(DBCompressionType::Lz4);
+            }
+            o.set_block_based_table_factory(&table);
             o
         };
-        let mut db_options = cf_options();
+        let mut db_options = cf_options(None);
         db_options.create_if_missing(true);
         db_options.create_missing_column_families(true);
         db_options.set_db_write_buffer_size(32 << 20);
         db_options.set_max_background_jobs(2);
         db_options.set_keep_log_file_num(4);
-        let cfs = Cf::ALL.map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_options()));
+        let cfs = Cf::ALL.map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_options(Some(cf))));
         let db = DB::open_cf_descriptors(&db_options, path, cfs).map_err(engine)?;
         Ok(RocksStore {
             db,
@@ -107,8 +115,13 @@ impl RocksStore {
         self.group.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Writes batches as one RocksDB write batch with a synced WAL.
-    fn write_synced<'a>(&self, batches: impl Iterator<Item = &'a Batch>) -> Result<(), String> {
+    /// Writes batches as one RocksDB write batch, with a synced WAL when
+    /// `sync`.
+    fn write_batches<'a>(
+        &self,
+        batches: impl Iterator<Item = &'a Batch>,
+        sync: bool,
+    ) -> Result<(), String> {
         let mut wb = rocksdb::WriteBatch::default();
         for batch in batches {
             for op in &batch.ops {
@@ -116,11 +129,16 @@ impl RocksStore {
                 match op {
                     Op::Put(c, k, v) => wb.put_cf(cf(*c)?, k, v),
                     Op::Delete(c, k) => wb.delete_cf(cf(*c)?, k),
+                    // RocksDB refuses a reversed range; the trait's is empty.
+                    Op::DeleteRange(c, from, to) if from < to => {
+                        wb.delete_range_cf(cf(*c)?, from, to)
+                    }
+                    Op::DeleteRange(..) => {}
                 }
             }
         }
         let mut options = WriteOptions::default();
-        options.set_sync(true);
+        options.set_sync(sync);
         self.db.write_opt(wb, &options).map_err(|e| e.to_string())
     }
 }
@@ -130,22 +148,46 @@ impl Store for RocksStore {
         self.db.get_cf(self.cf(cf)?, key).map_err(engine)
     }
 
+    fn multi_get(&self, cf: Cf, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.db
+            .batched_multi_get_cf(self.cf(cf)?, keys.iter().copied(), false)
+            .into_iter()
+            .map(|r| r.map(|v| v.map(|v| v.to_vec())).map_err(engine))
+            .collect()
+    }
+
     fn scan(
         &self,
         cf: Cf,
         prefix: &[u8],
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StoreError> {
-        let iter = self
-            .db
-            .iterator_cf(self.cf(cf)?, IteratorMode::From(prefix, Direction::Forward));
-        for item in iter {
-            let (k, v) = item.map_err(engine)?;
-            if !k.starts_with(prefix) || !visit(&k, &v) {
+        self.scan_from(cf, prefix, prefix, visit)
+    }
+
+    fn scan_from(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        from: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        // A raw iterator lends keys and values instead of copying each into
+        // a fresh allocation; the upper bound stops it at the prefix's end
+        // without reading what lies beyond (range tombstones included).
+        let mut options = ReadOptions::default();
+        if let Some(end) = prefix_end(prefix) {
+            options.set_iterate_upper_bound(end);
+        }
+        let mut iter = self.db.raw_iterator_cf_opt(self.cf(cf)?, options);
+        iter.seek(prefix.max(from));
+        while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
+            if !k.starts_with(prefix) || !visit(k, v) {
                 break;
             }
+            iter.next();
         }
-        Ok(())
+        iter.status().map_err(engine)
     }
 
     fn last(&self, cf: Cf, prefix: &[u8]) -> Result<Option<Entry>, StoreError> {
@@ -187,7 +229,7 @@ impl Store for RocksStore {
         group.writing = true;
         let taken = std::mem::take(&mut group.queue);
         drop(group);
-        let result = self.write_synced(taken.iter().map(|(_, b)| b));
+        let result = self.write_batches(taken.iter().map(|(_, b)| b), true);
         let mut group = self.lock_group();
         group.writing = false;
         for (t, _) in &taken {
@@ -197,6 +239,11 @@ impl Store for RocksStore {
         drop(group);
         self.done.notify_all();
         mine.map_err(StoreError::Engine)
+    }
+
+    fn write_unsynced(&self, batch: Batch) -> Result<(), StoreError> {
+        self.write_batches(std::iter::once(&batch), false)
+            .map_err(StoreError::Engine)
     }
 }
 
