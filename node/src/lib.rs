@@ -39,7 +39,7 @@ use tallytree_proto::{
     SigningKey,
     pb::{
         audit_server::AuditServer, enrolments_server::EnrolmentsServer,
-        federation_server::FederationServer, intake_server::IntakeServer,
+        federation_server::FederationServer, intake_server::IntakeServer, node_server::NodeServer,
         query_server::QueryServer,
     },
 };
@@ -53,8 +53,8 @@ use crate::{
     config::Config,
     federation::{Federation, pusher::Pusher},
     grpc::{
-        AuditService, EnrolmentsService, FederationService, IntakeService, OperatorAuth,
-        QueryService,
+        AuditService, EnrolmentsService, FederationService, IntakeService, NodeService,
+        OperatorAuth, QueryService,
     },
     identity::Identity,
     intake::Intake,
@@ -177,6 +177,7 @@ impl Node {
         health
             .set_serving::<EnrolmentsServer<EnrolmentsService>>()
             .await;
+        health.set_serving::<NodeServer<NodeService>>().await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(tallytree_proto::pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -208,6 +209,7 @@ impl Node {
             .add_service(federation_server)
             .add_service(query_server)
             .add_service(audit_server)
+            .add_service(NodeServer::new(NodeService::new(fed.identity.clone())))
             .serve_with_incoming_shutdown(incoming(listener), shutdown)
             .await;
         let _ = stop.send(true);
