@@ -15,7 +15,7 @@ const STOP_WITHIN: Duration = Duration::from_secs(10);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_on_port_zero_reports_the_address_it_bound_and_answers_as_its_unit() {
-    let (a, b) = (Unit::new(), Unit::new());
+    let (a, b) = (Unit::with(|c| c.log = "info".into()), Unit::new());
     let (node_a, node_b) = (a.spawn_binary().await, b.spawn_binary().await);
     assert_ne!(node_a.addr.port(), 0);
     assert_ne!(node_a.addr, node_b.addr, "two nodes, two ports");

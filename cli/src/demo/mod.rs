@@ -58,18 +58,16 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
             .context("cannot locate the tallytree binary's directory")?
             .to_owned(),
     };
-    let temp = match &args.dir {
-        Some(_) => None,
-        None => Some(
-            tempfile::Builder::new()
+    // The temporary directory lives (and is removed) with `_temp`, after
+    // the nodes have stopped.
+    let (dir, _temp) = match &args.dir {
+        Some(d) => (d.clone(), None),
+        None => {
+            let t = tempfile::Builder::new()
                 .prefix("tallytree-demo-")
-                .tempdir()?,
-        ),
-    };
-    let dir = match (&args.dir, &temp) {
-        (Some(d), _) => d.clone(),
-        (None, Some(t)) => t.path().to_owned(),
-        (None, None) => unreachable!("a temporary directory is made when no --dir is given"),
+                .tempdir()?;
+            (t.path().to_owned(), Some(t))
+        }
     };
     let units = if args.small {
         tree::one_per_level()
@@ -107,7 +105,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         println!("every node's address is in {}", fed.node_list().display());
         let signal = stop.recv().await;
         println!();
-        println!("{signal}");
+        println!("{signal} received");
     }
     println!();
     println!("stopping {} nodes...", fed.started());
