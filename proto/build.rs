@@ -15,6 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/tallytree/v1/query.proto",
         "proto/tallytree/v1/evidence.proto",
         "proto/tallytree/v1/audit.proto",
+        "proto/tallytree/v1/node.proto",
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={file}");

@@ -51,7 +51,11 @@ impl Conn {
         };
         let url = match (&self.node, &from_config) {
             (Some(url), _) => url.clone(),
-            (None, Some(c)) => format!("http://{}", c.listen),
+            (None, Some(c)) => format!(
+                "http://{}",
+                c.served_address()
+                    .context("--config: where does the node listen?")?
+            ),
             (None, None) => {
                 bail!("no node given: pass --node URL (or TALLYTREE_NODE), or --config NODE.toml")
             }

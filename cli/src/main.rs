@@ -126,7 +126,8 @@ enum Command {
         /// Directory holding tallytree-node (default: beside this binary).
         #[arg(long)]
         bin_dir: Option<PathBuf>,
-        /// Keep the federation running after the walk-through, until Ctrl-C.
+        /// Keep the federation running after the walk-through, until Ctrl-C,
+        /// SIGTERM or SIGHUP.
         #[arg(long)]
         keep_running: bool,
         /// Keep data and logs in this directory instead of a temporary one.
@@ -135,6 +136,9 @@ enum Command {
         /// Seed of the generated figures.
         #[arg(long, default_value_t = 2026)]
         seed: u64,
+        /// Five units, one per level, instead of 47 (for tests of the demo).
+        #[arg(long, hide = true)]
+        small: bool,
     },
     /// Keys of a unit.
     Keys {
@@ -344,12 +348,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             keep_running,
             dir,
             seed,
+            small,
         } => {
             demo::run(demo::DemoArgs {
                 bin_dir,
                 keep_running,
                 dir,
                 seed,
+                small,
             })
             .await
         }

@@ -10,9 +10,8 @@
 
 mod common;
 
-use common::{free_port, node_binary, repo, tallytree};
+use common::{node_binary, repo, tallytree, wait_address};
 use std::{
-    net::TcpStream,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     time::{Duration, Instant},
@@ -78,45 +77,58 @@ impl Drop for Federation {
     }
 }
 
+/// Every node's log in `dir`, for failure messages.
+fn logs_in(dir: &Path) -> String {
+    UNITS
+        .iter()
+        .map(|(_, _, short)| {
+            let log = std::fs::read_to_string(dir.join(format!("{short}.log"))).unwrap_or_default();
+            format!("--- {short}.log\n{log}")
+        })
+        .collect()
+}
+
 impl Federation {
-    /// `tallytree init` for each unit (each child naming its parent's URL),
-    /// starts every node, and enrols each child at its parent.
+    /// `tallytree init` for each unit and starts its node, top-down: each
+    /// node binds a port of its own (`--listen 127.0.0.1:0`) and each child
+    /// names the address its parent reported. Then enrols each child at its
+    /// parent.
     fn start() -> Federation {
         let dir = tempfile::tempdir().expect("tempdir");
-        let ports: Vec<u16> = UNITS.iter().map(|_| free_port()).collect();
         let mut fed = Federation {
             dir,
             configs: Vec::new(),
             nodes: Vec::new(),
         };
-        for (i, (code, name, short)) in UNITS.iter().enumerate() {
+        let mut parent: Option<String> = None;
+        for (code, name, short) in UNITS {
             let unit_dir = fed.dir.path().join(short);
             let mut init = tallytree();
             init.args(["init", "--code", code, "--name", name, "--dir"])
                 .arg(&unit_dir)
-                .args(["--listen", &format!("127.0.0.1:{}", ports[i])]);
-            if i > 0 {
-                init.args(["--parent", &format!("http://127.0.0.1:{}", ports[i - 1])]);
+                .args(["--listen", "127.0.0.1:0"]);
+            if let Some(url) = &parent {
+                init.args(["--parent", url]);
             }
             expect_exit(init.output().expect("init runs"), 0, "init");
-            fed.configs.push(unit_dir.join("node.toml"));
-        }
-        for (i, (_, _, short)) in UNITS.iter().enumerate() {
+            let config = unit_dir.join("node.toml");
             let log = std::fs::File::create(fed.dir.path().join(format!("{short}.log")))
                 .expect("log file");
             let node = Command::new(node_binary())
                 .arg("--config")
-                .arg(&fed.configs[i])
+                .arg(&config)
                 .env_remove("TALLYTREE_LOG")
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("log"))
                 .stderr(log)
                 .spawn()
                 .expect("tallytree-node starts");
+            fed.configs.push(config);
             fed.nodes.push(node);
-        }
-        for (i, port) in ports.iter().enumerate() {
-            fed.wait_listening(i, *port);
+            let i = fed.nodes.len() - 1;
+            let dir = fed.dir.path().to_owned();
+            let addr = wait_address(&mut fed.nodes[i], &fed.configs[i], WAIT, || logs_in(&dir));
+            parent = Some(format!("http://{addr}"));
         }
         for (i, (code, name, short)) in UNITS.iter().enumerate().skip(1) {
             let file = fed.dir.path().join(format!("{short}.enrolment"));
@@ -145,33 +157,7 @@ impl Federation {
 
     /// Every node's log, for failure messages.
     fn logs(&self) -> String {
-        UNITS
-            .iter()
-            .map(|(_, _, short)| {
-                let log = std::fs::read_to_string(self.dir.path().join(format!("{short}.log")))
-                    .unwrap_or_default();
-                format!("--- {short}.log\n{log}")
-            })
-            .collect()
-    }
-
-    fn wait_listening(&mut self, i: usize, port: u16) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.nodes[i].try_wait().expect("status") {
-                panic!("node {} exited ({status}):\n{}", UNITS[i].0, self.logs());
-            }
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node {} not listening:\n{}",
-                UNITS[i].0,
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        logs_in(self.dir.path())
     }
 
     /// The province's config.

@@ -5,10 +5,9 @@
 
 mod common;
 
-use common::{free_port, node_binary, repo, tallytree};
+use common::{node_binary, repo, tallytree, wait_address};
 use std::{
     collections::BTreeMap,
-    net::TcpStream,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     time::{Duration, Instant},
@@ -77,9 +76,17 @@ impl Unit {
     fn init_and_start() -> Unit {
         let dir = tempfile::tempdir().expect("tempdir");
         let unit_dir = dir.path().join("pulandian");
-        let listen = format!("127.0.0.1:{}", free_port());
+        // The node picks its port; the CLI finds it through node.toml.
         let out = tallytree()
-            .args(["init", "--code", CODE, "--name", NAME, "--listen", &listen])
+            .args([
+                "init",
+                "--code",
+                CODE,
+                "--name",
+                NAME,
+                "--listen",
+                "127.0.0.1:0",
+            ])
             .args(["--operator-token", TOKEN, "--dir"])
             .arg(&unit_dir)
             .output()
@@ -120,7 +127,7 @@ impl Unit {
             config,
             node: Some(node),
         };
-        unit.wait_listening(&listen);
+        unit.wait_listening();
         unit
     }
 
@@ -128,24 +135,12 @@ impl Unit {
         std::fs::read_to_string(self.dir.path().join("node.log")).unwrap_or_default()
     }
 
-    fn wait_listening(&mut self, addr: &str) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(node) = self.node.as_mut()
-                && let Some(status) = node.try_wait().expect("status")
-            {
-                panic!("node exited ({status}):\n{}", self.log());
-            }
-            if TcpStream::connect(addr).is_ok() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node not listening:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+    fn wait_listening(&mut self) {
+        let node = self.node.as_mut().expect("node running");
+        let log = self.dir.path().join("node.log");
+        wait_address(node, &self.config, WAIT, || {
+            std::fs::read_to_string(&log).unwrap_or_default()
+        });
     }
 
     fn path(&self, file: &str) -> PathBuf {
@@ -763,9 +758,10 @@ fn refused_entries_exit_1() {
         ],
     );
     assert!(out.contains("months changed: 2026-03"), "{out}");
-    // A node that cannot be reached: could not run, exit 2.
+    // A node that cannot be reached (port 1 is privileged: nothing a test
+    // starts listens there): could not run, exit 2.
     let out = tallytree()
-        .args(["--node", &format!("http://127.0.0.1:{}", free_port())])
+        .args(["--node", "http://127.0.0.1:1"])
         .args([
             "record",
             "case",

@@ -21,7 +21,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The unit's Ed25519 private key (PKCS#8 PEM); relative to the config file.
     pub key_file: PathBuf,
-    /// Address the gRPC server listens on.
+    /// Address the gRPC server listens on; port 0 lets the system pick a
+    /// free port, which the running node reports in its [`AddressFile`].
     pub listen: SocketAddr,
     /// Bearer token for operator calls (intake, enrolment).
     pub operator_token: String,
@@ -138,6 +139,65 @@ fn default_log() -> String {
     "info".into()
 }
 
+/// The file in the data directory where a running node reports the address
+/// it listens on, written once it holds the socket and removed when it stops.
+/// With `listen = "127.0.0.1:0"` it is the only way to learn the port; a
+/// supervisor that starts many nodes this way gets ports no two nodes can
+/// share.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AddressFile {
+    /// `<data_dir>/listen.addr`.
+    path: PathBuf,
+}
+
+impl AddressFile {
+    /// The file's name in the data directory.
+    pub const NAME: &'static str = "listen.addr";
+
+    /// The address file of the node whose data directory is `data_dir`.
+    pub fn in_data_dir(data_dir: &Path) -> AddressFile {
+        AddressFile {
+            path: data_dir.join(Self::NAME),
+        }
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes `addr`: to a temporary file first, renamed over the file, so a
+    /// reader finds a whole address or none.
+    pub fn write(&self, addr: SocketAddr) -> std::io::Result<()> {
+        let tmp = self.path.with_extension("addr.tmp");
+        std::fs::write(&tmp, format!("{addr}\n"))?;
+        std::fs::rename(&tmp, &self.path)
+    }
+
+    /// The reported address; `None` while no running node has written it.
+    pub fn read(&self) -> std::io::Result<Option<SocketAddr>> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        text.trim().parse().map(Some).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: not an address ({e})", self.path.display()),
+            )
+        })
+    }
+
+    /// Removes the file; a missing file is not an error.
+    pub fn remove(&self) -> std::io::Result<()> {
+        match std::fs::remove_file(&self.path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -179,6 +239,30 @@ impl Config {
             },
             federation: FederationConfig::default(),
         }
+    }
+
+    /// Where the running node reports the address it listens on.
+    pub fn address_file(&self) -> AddressFile {
+        AddressFile::in_data_dir(&self.data_dir)
+    }
+
+    /// The address clients reach the node at: `listen`, or, when its port
+    /// is 0, the address the running node reported.
+    pub fn served_address(&self) -> std::io::Result<SocketAddr> {
+        if self.listen.port() != 0 {
+            return Ok(self.listen);
+        }
+        let file = self.address_file();
+        file.read()?.ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "listen = {} lets the node pick its port, and it has reported none in {} (is the node running?)",
+                    self.listen,
+                    file.path().display()
+                ),
+            )
+        })
     }
 
     /// TOML text of this configuration.
@@ -276,6 +360,31 @@ mod tests {
         let env = |k: &str| (k == "TALLYTREE_LISTEN").then(|| "127.0.0.1:9999".to_owned());
         let parsed = Config::parse(&text, "node.toml", base, env).expect("valid");
         assert_eq!(parsed.listen.port(), 9999);
+    }
+
+    #[test]
+    fn the_address_file_holds_a_whole_address_or_none() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = AddressFile::in_data_dir(dir.path());
+        assert_eq!(file.read().expect("readable"), None);
+        file.remove().expect("removing a missing file is fine");
+        let addr: SocketAddr = "127.0.0.1:40123".parse().expect("addr");
+        file.write(addr).expect("written");
+        assert_eq!(file.read().expect("readable"), Some(addr));
+        assert!(!file.path().with_extension("addr.tmp").exists());
+
+        let config = Config {
+            data_dir: dir.path().to_owned(),
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            ..Config::example()
+        };
+        assert_eq!(config.served_address().expect("reported"), addr);
+        file.remove().expect("removed");
+        let err = config.served_address().expect_err("nothing reported");
+        assert!(err.to_string().contains("listen.addr"), "{err}");
+
+        std::fs::write(file.path(), "not an address").expect("written");
+        assert!(file.read().is_err());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `tallytree-node --config FILE`: runs one unit's node.
 
-use std::path::PathBuf;
+use std::{io::Read, path::PathBuf};
 
 use anyhow::Context;
 use clap::Parser;
@@ -18,6 +18,11 @@ struct Args {
     /// Print a complete example configuration and exit.
     #[arg(long)]
     print_default_config: bool,
+    /// Stop, as on SIGTERM, when standard input reaches its end: a
+    /// supervisor holding the other end of a pipe takes the node down with
+    /// it however the supervisor ends, even by SIGKILL.
+    #[arg(long)]
+    stop_when_stdin_closes: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,35 +47,91 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let stdin_watch = args.stop_when_stdin_closes;
     runtime.block_on(async move {
         let listen = config.listen;
+        let address_file = config.address_file();
         let node = Node::open(config)?;
+        // One left by a node that did not stop cleanly names a port this
+        // node does not hold.
+        address_file
+            .remove()
+            .with_context(|| format!("removing {}", address_file.path().display()))?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("listen: cannot bind {listen}"))?;
-        node.run(listener, shutdown_signal()).await?;
+        let bound = listener.local_addr().context("listen: no local address")?;
+        address_file
+            .write(bound)
+            .with_context(|| format!("writing {}", address_file.path().display()))?;
+        info!(addr = %bound, file = %address_file.path().display(), "listening");
+        let served = node.run(listener, shutdown_signal(stdin_watch)).await;
+        let _ = address_file.remove();
+        served?;
         Ok(())
     })
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// Resolves on SIGINT, SIGTERM or SIGHUP, or, when `stdin_watch` is set, at
+/// the end of standard input.
+async fn shutdown_signal(stdin_watch: bool) {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+    let unix_signal = |kind: tokio::signal::unix::SignalKind| async move {
+        match tokio::signal::unix::signal(kind) {
             Ok(mut s) => {
                 s.recv().await;
             }
             Err(_) => std::future::pending::<()>().await,
         }
     };
+    #[cfg(unix)]
+    let (term, hup) = (
+        unix_signal(tokio::signal::unix::SignalKind::terminate()),
+        unix_signal(tokio::signal::unix::SignalKind::hangup()),
+    );
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
+    let (term, hup) = (std::future::pending::<()>(), std::future::pending::<()>());
+    let stdin = async {
+        if stdin_watch {
+            stdin_closed().await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
     tokio::select! {
         _ = ctrl_c => info!("SIGINT: shutting down"),
         _ = term => info!("SIGTERM: shutting down"),
+        _ = hup => info!("SIGHUP: shutting down"),
+        _ = stdin => info!("standard input closed: shutting down"),
     }
+}
+
+/// Resolves once standard input reaches its end or fails. A plain thread
+/// reads it, not the runtime's blocking pool: a read that never returns
+/// would hold the runtime's shutdown.
+async fn stdin_closed() {
+    let (closed, on_close) = tokio::sync::oneshot::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("stdin-watch".into())
+        .spawn(move || {
+            let mut stdin = std::io::stdin().lock();
+            let mut buf = [0u8; 64];
+            loop {
+                match stdin.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+            let _ = closed.send(());
+        });
+    if spawned.is_err() {
+        // Without the thread there is nothing to watch; the signals remain.
+        std::future::pending::<()>().await;
+    }
+    let _ = on_close.await;
 }

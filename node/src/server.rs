@@ -7,7 +7,7 @@ use tallytree_proto::{
     SigningKey,
     pb::{
         audit_server::AuditServer, enrolments_server::EnrolmentsServer,
-        federation_server::FederationServer, intake_server::IntakeServer,
+        federation_server::FederationServer, intake_server::IntakeServer, node_server::NodeServer,
         query_server::QueryServer,
     },
 };
@@ -23,8 +23,8 @@ use crate::{
     evidence::Evidence,
     federation::{Enrolments, Submissions, pusher::Pusher},
     grpc::{
-        AuditService, EnrolmentsService, FederationService, IntakeService, OperatorAuth,
-        QueryService,
+        AuditService, EnrolmentsService, FederationService, IntakeService, NodeService,
+        OperatorAuth, QueryService,
     },
     identity::Identity,
     intake::{self, Intake},
@@ -151,6 +151,7 @@ impl Node {
         health
             .set_serving::<EnrolmentsServer<EnrolmentsService>>()
             .await;
+        health.set_serving::<NodeServer<NodeService>>().await;
         // Both generations of the reflection protocol: grpcurl and current
         // clients speak v1; grpcio's Python reflection, Postman, older
         // grpcurl and grpc_cli speak v1alpha.
@@ -190,6 +191,7 @@ impl Node {
             .add_service(federation_server)
             .add_service(query_server)
             .add_service(audit_server)
+            .add_service(NodeServer::new(NodeService::new(ctx.identity.clone())))
             .serve_with_incoming_shutdown(incoming(listener), shutdown)
             .await;
         // An import whose client went away may still be removing its rows.

@@ -43,19 +43,34 @@ struct ParentProcess {
 }
 
 impl ParentProcess {
-    /// Writes `unit`'s config listening on `addr` and starts the binary on it.
-    fn spawn(unit: &Unit, addr: SocketAddr) -> ParentProcess {
+    /// Writes `unit`'s config listening on `127.0.0.1:0`, starts the binary
+    /// and waits for the address it bound; then writes that address into
+    /// the config, so a restart comes back on the port its children push to.
+    async fn spawn(unit: &Unit) -> (ParentProcess, SocketAddr) {
         let mut config = unit.config.clone();
-        config.listen = addr;
+        config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         let config_path = unit.dir.path().join("node.toml");
         std::fs::write(&config_path, config.to_toml()).expect("config written");
         let log_path = unit.dir.path().join("node.log");
-        let child = start(&config_path, &log_path);
-        ParentProcess {
-            child,
+        let mut parent = ParentProcess {
+            child: start(&config_path, &log_path),
             config_path,
             log_path,
-        }
+        };
+        let file = config.address_file();
+        let child = &mut parent.child;
+        let addr = wait_until("the parent reporting its address", || {
+            let exited = child.try_wait().expect("child status");
+            let reported = file.read().expect("address file readable");
+            async move {
+                assert!(exited.is_none(), "tallytree-node exited: {exited:?}");
+                reported.ok_or_else(|| "no listen.addr yet".to_owned())
+            }
+        })
+        .await;
+        config.listen = addr;
+        std::fs::write(&parent.config_path, config.to_toml()).expect("config written");
+        (parent, addr)
     }
 
     /// Kills the process with SIGKILL: no shutdown, no final signing.
@@ -64,7 +79,9 @@ impl ParentProcess {
         self.child.wait().expect("reaped");
     }
 
-    /// Starts the binary again with the same config (port and data).
+    /// Starts the binary again with the same config (port and data). The
+    /// port is free between the kill and the restart, as a real parent's
+    /// configured port is.
     fn restart(&mut self) {
         self.child = start(&self.config_path, &self.log_path);
     }
@@ -148,10 +165,10 @@ async fn a_parent_killed_mid_storm_loses_no_acknowledged_summary_and_counts_none
     fed::init_log();
     let month = past_month();
 
-    // The parent: the real binary on a fixed port, so it can come back on it.
+    // The parent: the real binary on the port it bound, so it can come back
+    // on it.
     let parent_unit = Unit::new(STREET);
-    let addr = bind_any().await.local_addr().expect("addr");
-    let mut parent = ParentProcess::spawn(&parent_unit, addr);
+    let (mut parent, addr) = ParentProcess::spawn(&parent_unit).await;
     parent.wait_serving(addr, month).await;
 
     // Three villages in-process, pushing to it, enrolled there.

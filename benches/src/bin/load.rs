@@ -28,7 +28,11 @@ use anyhow::{Context, bail, ensure};
 use clap::{Parser, Subcommand};
 use prost::Message;
 use tallytree_benches::{Window, case_records, case_to_pb, street_summary};
-use tallytree_node::{Node, clock::Clock, config::Config};
+use tallytree_node::{
+    Node,
+    clock::Clock,
+    config::{AddressFile, Config},
+};
 use tallytree_proto::{
     SigningKey,
     envelope::pae,
@@ -434,36 +438,37 @@ async fn import(cases: usize, chunk: usize, rounds: usize, verify_secs: u64) -> 
 
 /// A fresh node directory with its key and config (paths relative to the
 /// config file, as an operator would write them), on a free port.
-fn node_files(dir: &Path) -> anyhow::Result<(Config, PathBuf, PathBuf)> {
-    let addr = free_port()?;
+fn node_files(dir: &Path) -> anyhow::Result<(Config, PathBuf, PathBuf, AddressFile)> {
+    // The node binds a free port itself and reports it.
     let config = Config {
+        // Relative to the config file, as an operator would write them.
         data_dir: "data".into(),
         key_file: "node.key".into(),
-        ..config(dir, addr)
+        ..config(dir, "127.0.0.1:0".parse()?)
     };
     SigningKey::generate_to_file(&dir.join("node.key"))?;
     let config_path = dir.join("node.toml");
     std::fs::write(&config_path, config.to_toml()).context("writing node.toml")?;
-    Ok((config, config_path, dir.join("node.log")))
+    let address_file = AddressFile::in_data_dir(&dir.join("data"));
+    Ok((config, config_path, dir.join("node.log"), address_file))
 }
 
 async fn bulk(cases: usize, chunk: usize, node_bin: Option<PathBuf>) -> anyhow::Result<()> {
     ensure!(cases > 0, "--cases must be at least 1");
     let bin = node_binary(node_bin)?;
     let dir = tempfile::tempdir_in(bench_dir()).context("temporary directory")?;
-    let (config, config_path, log_path) = node_files(dir.path())?;
+    let (config, config_path, log_path, address_file) = node_files(dir.path())?;
     let period = generated_period(&config)?;
     println!(
-        "bulk: {cases} cases in one import, chunks of {chunk}, months {period}, {} on {}, data in {}",
+        "bulk: {cases} cases in one import, chunks of {chunk}, months {period}, {} on 127.0.0.1 (a port it binds), data in {}",
         bin.display(),
-        config.listen,
         dir.path().display()
     );
     // Rows are generated before the clock starts; encoding them is timed.
     let chunks = chunks(&config, cases, chunk, 0, 1)?;
 
     let mut node = start_node(&bin, &config_path, &log_path)?;
-    let channel = wait_serving(&mut node, config.listen, &period, &log_path).await?;
+    let channel = wait_serving(&mut node, &address_file, &period, &log_path).await?;
     let pid = node.child.id();
     let (rss_idle, _) = memory_kb(pid)?;
 
@@ -606,12 +611,6 @@ fn node_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// A free port on 127.0.0.1 (released again for the node to bind).
-fn free_port() -> anyhow::Result<std::net::SocketAddr> {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0")?;
-    Ok(probe.local_addr()?)
-}
-
 /// `VmRSS` and `VmHWM` of a process, in kB.
 fn memory_kb(pid: u32) -> anyhow::Result<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -661,10 +660,11 @@ fn start_node(bin: &Path, config_path: &Path, log_path: &Path) -> anyhow::Result
     Ok(NodeProcess { child })
 }
 
-/// Waits until the node answers a query on `addr`; fails if it exits first.
+/// Waits until the node has reported the address it bound in
+/// `address_file` and answers a query there; fails if it exits first.
 async fn wait_serving(
     node: &mut NodeProcess,
-    addr: std::net::SocketAddr,
+    address_file: &AddressFile,
     period: &str,
     log_path: &Path,
 ) -> anyhow::Result<Channel> {
@@ -674,7 +674,12 @@ async fn wait_serving(
             let log = std::fs::read_to_string(log_path).unwrap_or_default();
             bail!("node exited ({exit}) before serving:\n{log}");
         }
-        if let Ok(ch) = endpoint(addr)?.connect().await {
+        let addr = address_file
+            .read()
+            .with_context(|| format!("reading {}", address_file.path().display()))?;
+        if let Some(addr) = addr
+            && let Ok(ch) = endpoint(addr)?.connect().await
+        {
             let mut query = QueryClient::new(ch.clone());
             if registered_and_pending(&mut query, period).await.is_ok() {
                 println!(
@@ -701,17 +706,16 @@ async fn idle_rss(
 ) -> anyhow::Result<()> {
     let bin = node_binary(node_bin)?;
     let dir = tempfile::tempdir_in(bench_dir()).context("temporary directory")?;
-    let (config, config_path, log_path) = node_files(dir.path())?;
-    let addr = config.listen;
+    let (config, config_path, log_path, address_file) = node_files(dir.path())?;
     let period = generated_period(&config)?;
     println!(
-        "idle-rss: {} on {addr}, data in {}",
+        "idle-rss: {} on 127.0.0.1 (a port it binds), data in {}",
         bin.display(),
         dir.path().display()
     );
 
     let mut node = start_node(&bin, &config_path, &log_path)?;
-    let mut channel = wait_serving(&mut node, addr, &period, &log_path).await?;
+    let mut channel = wait_serving(&mut node, &address_file, &period, &log_path).await?;
     if import > 0 {
         let mut client = IntakeClient::new(channel.clone());
         let start = Instant::now();
@@ -732,7 +736,7 @@ async fn idle_rss(
             stop_time.as_secs_f64() * 1e3
         );
         node = start_node(&bin, &config_path, &log_path)?;
-        channel = wait_serving(&mut node, addr, &period, &log_path).await?;
+        channel = wait_serving(&mut node, &address_file, &period, &log_path).await?;
     }
     drop(channel);
 

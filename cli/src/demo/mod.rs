@@ -3,7 +3,10 @@
 //! every unit with its parent, loads realistic cases and tasks, waits until
 //! the province holds everything and its totals equal exactly what the units
 //! recorded, prints the province's drill-down, changes one village's cases,
-//! times the change arriving at the province, and shuts every node down.
+//! times the change arriving at the province, and shuts every node down:
+//! after the walk-through, on a failure, or on SIGINT, SIGTERM or SIGHUP
+//! (see [`nodes`] for how each node picks its port and how none outlives
+//! the demo).
 
 pub mod data;
 pub mod nodes;
@@ -32,16 +35,22 @@ use crate::query::{Format, QueryArgs};
 pub struct DemoArgs {
     /// Where the tallytree-node binary is.
     pub bin_dir: Option<PathBuf>,
-    /// Keep the nodes running until Ctrl-C.
+    /// Keep the nodes running until Ctrl-C, SIGTERM or SIGHUP.
     pub keep_running: bool,
     /// Data directory (default: a temporary one, removed at the end).
     pub dir: Option<PathBuf>,
     /// Seed of the generated figures.
     pub seed: u64,
+    /// Five units, one per level, instead of the whole tree (for tests).
+    pub small: bool,
 }
 
-/// Runs the demo.
+/// Runs the demo. Whatever ends it (the walk-through done, a failure, a
+/// stop signal) it stops every node it started before it returns.
 pub async fn run(args: DemoArgs) -> Result<ExitCode> {
+    // Before any node starts, so that a signal never finds a node the demo
+    // would not stop.
+    let mut stop = StopSignals::install()?;
     let bin_dir = match &args.bin_dir {
         Some(d) => d.clone(),
         None => std::env::current_exe()?
@@ -49,26 +58,40 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
             .context("cannot locate the tallytree binary's directory")?
             .to_owned(),
     };
-    let temp = tempfile::Builder::new()
-        .prefix("tallytree-demo-")
-        .tempdir()?;
-    let dir = args.dir.clone().unwrap_or_else(|| temp.path().to_owned());
-    let units = tree::units();
+    // The temporary directory lives (and is removed) with `_temp`, after
+    // the nodes have stopped.
+    let (dir, _temp) = match &args.dir {
+        Some(d) => (d.clone(), None),
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix("tallytree-demo-")
+                .tempdir()?;
+            (t.path().to_owned(), Some(t))
+        }
+    };
+    let units = if args.small {
+        tree::one_per_level()
+    } else {
+        tree::units()
+    };
     println!(
         "tallytree demo: {} units, five levels, one tallytree-node process each",
         units.len()
     );
     println!("data and logs in {}", dir.display());
 
-    let mut fed = Federation::start(&bin_dir, &dir, &units).await?;
-    let outcome = scenario(&mut fed, &args).await;
+    let mut fed = Federation::new(&bin_dir, &dir)?;
+    let outcome = tokio::select! {
+        done = walk_through(&mut fed, &units, &args) => done,
+        signal = stop.recv() => Err(anyhow::anyhow!("stopped by {signal}")),
+    };
     if let Err(e) = &outcome {
         eprintln!("demo failed: {e:#}");
     }
     if args.keep_running && outcome.is_ok() {
         let top = &fed.nodes[0];
         println!();
-        println!("the federation keeps running; press Ctrl-C to stop it. Try:");
+        println!("the federation keeps running; press Ctrl-C (or send SIGTERM) to stop it. Try:");
         println!(
             "  tallytree --node {} query --period {} --depth 2",
             top.url,
@@ -79,19 +102,19 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
             top.url,
             fed.year_range()
         );
-        tokio::signal::ctrl_c().await?;
+        println!("every node's address is in {}", fed.node_list().display());
+        let signal = stop.recv().await;
+        println!();
+        println!("{signal} received");
     }
     println!();
-    println!("stopping {} nodes...", fed.nodes.len());
+    println!("stopping {} nodes...", fed.started());
     let clean = fed.stop().await;
     if !clean {
         eprintln!(
             "some nodes did not stop cleanly; see the logs in {}",
             dir.display()
         );
-    }
-    if args.dir.is_some() {
-        std::mem::forget(temp);
     }
     match (outcome, clean) {
         (Ok(()), true) => {
@@ -102,7 +125,62 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     }
 }
 
-async fn scenario(fed: &mut Federation, args: &DemoArgs) -> Result<()> {
+/// The signals that stop the demo as Ctrl-C does: SIGINT, SIGTERM (a
+/// supervisor, `timeout`, `kill`) and SIGHUP (the terminal closed).
+struct StopSignals {
+    #[cfg(unix)]
+    /// SIGINT, SIGTERM and SIGHUP, with their names.
+    signals: Vec<(tokio::signal::unix::Signal, &'static str)>,
+}
+
+impl StopSignals {
+    /// Catches the signals from now on.
+    fn install() -> Result<StopSignals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut signals = Vec::new();
+            for (kind, name) in [
+                (SignalKind::interrupt(), "SIGINT"),
+                (SignalKind::terminate(), "SIGTERM"),
+                (SignalKind::hangup(), "SIGHUP"),
+            ] {
+                let s = signal(kind).with_context(|| format!("cannot catch {name}"))?;
+                signals.push((s, name));
+            }
+            Ok(StopSignals { signals })
+        }
+        #[cfg(not(unix))]
+        Ok(StopSignals {})
+    }
+
+    /// Resolves with the name of the next signal caught.
+    async fn recv(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            let waits = self.signals.iter_mut().map(|(s, name)| {
+                Box::pin(async move {
+                    s.recv().await;
+                    *name
+                })
+            });
+            futures::future::select_all(waits).await.0
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
+    }
+}
+
+/// Starts the nodes, then runs the scenario.
+async fn walk_through(fed: &mut Federation, units: &[tree::Unit], args: &DemoArgs) -> Result<()> {
+    fed.start(units).await?;
+    scenario(fed, args).await
+}
+
+async fn scenario(fed: &Federation, args: &DemoArgs) -> Result<()> {
     fed.enrol_all().await?;
     println!(
         "enrolled {} units with their parents (signed enrolments, province key = trust anchor)",

@@ -1,10 +1,41 @@
-//! The demo's node processes: configs, start, health, enrolment, stop.
+//! The demo's node processes: configs, a top-down start on ports the nodes
+//! bind themselves, an identity check before a node is used, enrolment, and
+//! stop.
+//!
+//! Every node is configured with `listen = "127.0.0.1:0"`: the system picks
+//! a free port as the node binds, and the node reports it in its
+//! [`AddressFile`]. No two nodes can hold the same port, and no port is
+//! chosen by one process for another to bind later. A child's config names
+//! its parent's address, so the tree starts top-down, level by level, the
+//! nodes of one level at once. Before the demo uses a node it asks the
+//! address who answers there (`Node.Identity`) and refuses anything but the
+//! unit and key it started.
+//!
+//! Each node watches its standard input, a pipe whose other end only the
+//! demo holds: the demo stops a node by closing it, and when the demo ends
+//! in any other way (an error, a signal, SIGKILL) the system closes it, so
+//! no node outlives the demo.
 
-use std::{path::Path, process::Stdio, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
 
 use anyhow::{Context, Result, bail};
-use tallytree_proto::pb::{self, enrolments_client::EnrolmentsClient, intake_client::IntakeClient};
-use tokio::process::{Child, Command};
+use tallytree_node::config::{AddressFile, Config};
+use tallytree_proto::{
+    PublicKey, RegionCode,
+    pb::{
+        self, enrolments_client::EnrolmentsClient, intake_client::IntakeClient,
+        node_client::NodeClient,
+    },
+};
+use tokio::{
+    process::{Child, ChildStdin, Command},
+    time::Instant,
+};
 
 use super::tree::Unit;
 use crate::{
@@ -12,7 +43,14 @@ use crate::{
     init::{InitArgs, init},
 };
 
-/// One running node.
+/// Longest a node may take from its start to answering as its unit.
+const START_LIMIT: Duration = Duration::from_secs(60);
+/// Longest a node may take to stop once told to.
+const STOP_LIMIT: Duration = Duration::from_secs(15);
+/// Pause between two looks while a node starts.
+const POLL: Duration = Duration::from_millis(20);
+
+/// One running node, checked to be the unit it was started for.
 pub struct Node {
     /// The unit it serves.
     pub unit: Unit,
@@ -21,23 +59,41 @@ pub struct Node {
     /// Its operator token.
     token: String,
     /// Its public key.
-    public_key: tallytree_proto::PublicKey,
+    public_key: PublicKey,
+    /// Its process id.
+    pub pid: u32,
+}
+
+/// A node process the demo started, running or not.
+struct Process {
+    /// The unit it was started for.
+    unit: Unit,
+    /// Its configuration (data directory, token).
+    config: Config,
+    /// The unit's public key, which the node must answer with.
+    public_key: PublicKey,
     /// The process.
     child: Child,
+    /// The write end of the node's standard input. Closing it stops the
+    /// node; the system closes it if the demo dies.
+    lifeline: Option<ChildStdin>,
+    /// Its log file.
+    log: PathBuf,
 }
 
 /// All the demo's nodes, parents first.
 pub struct Federation {
-    /// The nodes.
+    /// The nodes started and checked so far.
     pub nodes: Vec<Node>,
+    /// Every process started, in start order, to stop them all whatever
+    /// happened.
+    processes: Vec<Process>,
+    /// The tallytree-node binary.
+    bin: PathBuf,
+    /// Where the units' directories and the logs go.
+    dir: PathBuf,
     /// Year range label for hints.
     year: String,
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 impl Node {
@@ -68,9 +124,102 @@ impl Node {
     }
 }
 
+impl Process {
+    /// Waits until the node has reported its address and answers there as
+    /// its unit; fails at once if it exits or someone else answers.
+    async fn wait_ready(&mut self) -> Result<Node> {
+        let file = self.config.address_file();
+        let deadline = Instant::now() + START_LIMIT;
+        let what = || format!("{} ({})", self.unit.name, self.unit.code);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "{} exited ({status}) before serving; see {}",
+                    what(),
+                    self.log.display()
+                );
+            }
+            if let Some(addr) = ready_at(&file, self.unit.code, &self.public_key)
+                .await
+                .with_context(what)?
+            {
+                return Ok(Node {
+                    unit: self.unit.clone(),
+                    url: format!("http://{addr}"),
+                    token: self.config.operator_token.clone(),
+                    public_key: self.public_key,
+                    pid: self.child.id().unwrap_or_default(),
+                });
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} not serving after {} s; see {}",
+                    what(),
+                    START_LIMIT.as_secs(),
+                    self.log.display()
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+/// Where the node reporting in `file` serves, once it answers there as
+/// `code` with `key`: `None` while it has not reported or does not answer
+/// yet, an error when the node answering is another unit or has another key.
+pub async fn ready_at(
+    file: &AddressFile,
+    code: RegionCode,
+    key: &PublicKey,
+) -> Result<Option<SocketAddr>> {
+    let Some(addr) = file
+        .read()
+        .with_context(|| format!("reading {}", file.path().display()))?
+    else {
+        return Ok(None);
+    };
+    let url = format!("http://{addr}");
+    let Some(found) = identity(&url).await else {
+        return Ok(None);
+    };
+    let key_id = key.key_id();
+    if found.region != code.to_string() || found.key_id != key_id {
+        bail!(
+            "the node at {url} is {} ({}, key {}), not {code} (key {})",
+            found.region,
+            found.name,
+            short(&found.key_id),
+            short(&key_id)
+        );
+    }
+    Ok(Some(addr))
+}
+
+/// Who the node at `url` says it is; `None` while nothing answers.
+async fn identity(url: &str) -> Option<pb::IdentityResponse> {
+    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
+        .ok()?
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .ok()?;
+    NodeClient::new(channel)
+        .identity(pb::IdentityRequest {})
+        .await
+        .ok()
+        .map(tonic::Response::into_inner)
+}
+
+/// A key id's first 16 hex digits, enough to tell keys apart in a message.
+fn short(key_id: &str) -> &str {
+    key_id.get(..16).unwrap_or(key_id)
+}
+
 impl Federation {
-    /// Writes every unit's key and config and starts its node.
-    pub async fn start(bin_dir: &Path, dir: &Path, units: &[Unit]) -> Result<Federation> {
+    /// A federation with no node yet, of `bin_dir`'s tallytree-node, its
+    /// files in `dir`.
+    pub fn new(bin_dir: &Path, dir: &Path) -> Result<Federation> {
         let bin = bin_dir.join("tallytree-node");
         if !bin.exists() {
             bail!(
@@ -78,56 +227,119 @@ impl Federation {
                 bin.display()
             );
         }
-        std::fs::create_dir_all(dir.join("logs"))?;
-        let mut ports = std::collections::HashMap::new();
-        for u in units {
-            ports.insert(u.code, free_port()?);
+        std::fs::create_dir_all(dir.join("logs"))
+            .with_context(|| format!("{}: cannot create", dir.display()))?;
+        Ok(Federation {
+            nodes: Vec::new(),
+            processes: Vec::new(),
+            bin,
+            dir: dir.to_owned(),
+            year: chrono::Utc::now().format("%Y").to_string(),
+        })
+    }
+
+    /// Writes every unit's key and config and starts its node, top-down:
+    /// each level once the level above answers, since a child's config
+    /// names its parent's address. `units` come parents first.
+    pub async fn start(&mut self, units: &[Unit]) -> Result<()> {
+        let mut rest = units;
+        while let Some(first) = rest.first() {
+            let level = first.code.level();
+            let n = rest.iter().take_while(|u| u.code.level() == level).count();
+            let (these, below) = rest.split_at(n);
+            let from = self.processes.len();
+            for u in these {
+                let process = self.spawn(u)?;
+                self.processes.push(process);
+            }
+            let ready = futures::future::try_join_all(self.processes[from..].iter_mut().map(|p| {
+                // Each future borrows one process only.
+                p.wait_ready()
+            }))
+            .await?;
+            self.nodes.extend(ready);
+            rest = below;
         }
-        let mut nodes = Vec::with_capacity(units.len());
-        for u in units {
-            let port = ports[&u.code];
-            let parent = u
-                .code
-                .parent()
-                .and_then(|p| ports.get(&p))
-                .map(|p| format!("http://127.0.0.1:{p}"));
-            let config = init(&InitArgs {
-                code: u.code,
-                name: u.name.clone(),
-                dir: dir.join(u.code.to_string()),
-                listen: ([127, 0, 0, 1], port).into(),
-                token: None,
-                parent,
-            })?;
-            let loaded = tallytree_node::config::Config::load(&config)?;
-            let key = tallytree_proto::SigningKey::load(&loaded.key_file)?;
-            let log = std::fs::File::create(dir.join("logs").join(format!("{}.log", u.code)))?;
-            let child = Command::new(&bin)
-                .arg("--config")
-                .arg(&config)
-                .env("TALLYTREE_LOG", "info")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .kill_on_drop(true)
-                .spawn()
-                .with_context(|| format!("starting {}", bin.display()))?;
-            nodes.push(Node {
-                unit: u.clone(),
-                url: format!("http://127.0.0.1:{port}"),
-                token: loaded.operator_token,
-                public_key: key.public_key(),
-                child,
-            });
+        self.write_node_list()?;
+        println!(
+            "started {} nodes on 127.0.0.1, each on a port it bound itself (addresses and pids in {})",
+            self.nodes.len(),
+            self.node_list().display()
+        );
+        Ok(())
+    }
+
+    /// Writes `unit`'s key and config (its parent's address from the running
+    /// parent) and starts its node.
+    fn spawn(&self, u: &Unit) -> Result<Process> {
+        let parent = match u.code.parent() {
+            None => None,
+            Some(p) => Some(
+                self.nodes
+                    .iter()
+                    .find(|n| n.unit.code == p)
+                    .with_context(|| format!("the parent of {} is not running", u.code))?
+                    .url
+                    .clone(),
+            ),
+        };
+        let config_path = init(&InitArgs {
+            code: u.code,
+            name: u.name.clone(),
+            dir: self.dir.join(u.code.to_string()),
+            listen: ([127, 0, 0, 1], 0).into(),
+            token: None,
+            parent,
+        })?;
+        let config = Config::load(&config_path)?;
+        let public_key = tallytree_proto::SigningKey::load(&config.key_file)?.public_key();
+        let log = self.dir.join("logs").join(format!("{}.log", u.code));
+        let log_file = std::fs::File::create(&log).with_context(|| format!("{}", log.display()))?;
+        let mut command = Command::new(&self.bin);
+        command
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--stop-when-stdin-closes")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(log_file);
+        // Overrides from the caller's shell (TALLYTREE_LISTEN, ...) would
+        // give every node the same setting.
+        for (var, _) in std::env::vars_os() {
+            if var.to_string_lossy().starts_with("TALLYTREE_") {
+                command.env_remove(var);
+            }
         }
-        for n in &nodes {
-            wait_ready(&n.url)
-                .await
-                .with_context(|| format!("{} ({}) did not start", n.unit.name, n.unit.code))?;
+        let mut child = command
+            .env("TALLYTREE_LOG", "info")
+            .spawn()
+            .with_context(|| format!("starting {}", self.bin.display()))?;
+        let lifeline = child.stdin.take();
+        Ok(Process {
+            unit: u.clone(),
+            config,
+            public_key,
+            child,
+            lifeline,
+            log,
+        })
+    }
+
+    /// The file listing every node's code, name, URL and pid.
+    pub fn node_list(&self) -> PathBuf {
+        self.dir.join("nodes.tsv")
+    }
+
+    fn write_node_list(&self) -> Result<()> {
+        let mut text = String::from("code\tname\turl\tpid\n");
+        for n in &self.nodes {
+            text.push_str(&format!(
+                "{}\t{}\t{}\t{}\n",
+                n.unit.code, n.unit.name, n.url, n.pid
+            ));
         }
-        println!("started {} nodes on 127.0.0.1", nodes.len());
-        let year = chrono::Utc::now().format("%Y").to_string();
-        Ok(Federation { nodes, year })
+        std::fs::write(self.node_list(), text)
+            .with_context(|| format!("writing {}", self.node_list().display()))
     }
 
     /// A connection to node `i`.
@@ -142,7 +354,7 @@ impl Federation {
 
     /// Enrols every unit with its parent and installs the enrolment.
     pub async fn enrol_all(&self) -> Result<()> {
-        for child in &self.nodes[1..] {
+        for child in self.nodes.iter().skip(1) {
             let Some(parent_code) = child.unit.code.parent() else {
                 continue;
             };
@@ -171,53 +383,120 @@ impl Federation {
         Ok(())
     }
 
-    /// Stops every node with SIGTERM, children first; true when all exit 0.
+    /// Stops every node the demo started, children first, by closing its
+    /// standard input; kills one that has not stopped after
+    /// [`STOP_LIMIT`]. True when every node exited 0.
     pub async fn stop(&mut self) -> bool {
-        let mut clean = true;
-        for n in self.nodes.iter_mut().rev() {
-            if let Some(pid) = n.child.id() {
-                let _ = Command::new("kill")
-                    .arg("-TERM")
-                    .arg(pid.to_string())
-                    .status()
-                    .await;
-            }
+        for p in self.processes.iter_mut().rev() {
+            p.lifeline.take();
         }
-        for n in self.nodes.iter_mut() {
-            match tokio::time::timeout(Duration::from_secs(15), n.child.wait()).await {
+        let mut clean = true;
+        for p in self.processes.iter_mut() {
+            match tokio::time::timeout(STOP_LIMIT, p.child.wait()).await {
                 Ok(Ok(status)) if status.success() => {}
-                _ => {
+                outcome => {
                     clean = false;
-                    let _ = n.child.kill().await;
+                    eprintln!(
+                        "{} ({}) did not stop cleanly ({}); see {}",
+                        p.unit.name,
+                        p.unit.code,
+                        match outcome {
+                            Ok(Ok(status)) => status.to_string(),
+                            Ok(Err(e)) => e.to_string(),
+                            Err(_) => format!("still running after {} s", STOP_LIMIT.as_secs()),
+                        },
+                        p.log.display()
+                    );
+                    let _ = p.child.kill().await;
                 }
             }
         }
+        self.processes.clear();
         clean
+    }
+
+    /// How many node processes the demo started.
+    pub fn started(&self) -> usize {
+        self.processes.len()
     }
 }
 
-/// Waits until the node answers gRPC health.
-async fn wait_ready(url: &str) -> Result<()> {
-    for _ in 0..200 {
-        if let Ok(channel) = tonic::transport::Endpoint::from_shared(url.to_owned())?
-            .connect()
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tallytree_node::store::MemStore;
+    use tallytree_proto::SigningKey;
+
+    use super::*;
+
+    /// A node of `code` served in-process on a listener it holds.
+    async fn serve(code: &str, dir: &Path) -> (SocketAddr, PublicKey) {
+        let key_file = dir.join(format!("{code}.key"));
+        let key = SigningKey::generate_to_file(&key_file).expect("key");
+        let public_key = key.public_key();
+        let config = Config {
+            region: RegionCode::parse(code).expect("code"),
+            data_dir: dir.join(code),
+            key_file,
+            listen: ([127, 0, 0, 1], 0).into(),
+            operator_token: "demo-test-token".into(),
+            ..Config::example()
+        };
+        let node = tallytree_node::Node::with_store(config, key, None, Arc::new(MemStore::new()))
+            .expect("node");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
-        {
-            let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-            let ok = health
-                .check(tonic_health::pb::HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await
-                .is_ok_and(|r| {
-                    r.into_inner().status
-                        == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-                });
-            if ok {
-                return Ok(());
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(node.run(listener, std::future::pending()));
+        (addr, public_key)
     }
-    bail!("no answer from {url} after 10 s")
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn readiness_accepts_the_unit_started_and_refuses_any_other() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let district = RegionCode::parse("210214000000").expect("code");
+        let (district_addr, district_key) = serve("210214000000", dir.path()).await;
+        let (city_addr, _) = serve("210200000000", dir.path()).await;
+        let file = AddressFile::in_data_dir(dir.path());
+
+        // Nothing reported yet: not ready, no error.
+        let none = ready_at(&file, district, &district_key).await.expect("ok");
+        assert_eq!(none, None);
+
+        file.write(district_addr).expect("written");
+        let ready = loop {
+            if let Some(addr) = ready_at(&file, district, &district_key)
+                .await
+                .expect("the district answers as itself")
+            {
+                break addr;
+            }
+            tokio::time::sleep(POLL).await;
+        };
+        assert_eq!(ready, district_addr);
+
+        // The same unit with another key is not the node started.
+        let other_key = SigningKey::generate().expect("key").0.public_key();
+        let err = ready_at(&file, district, &other_key)
+            .await
+            .expect_err("another key");
+        assert!(err.to_string().contains("not 210214000000"), "{err:#}");
+
+        // Another unit's node at the reported address is refused.
+        file.write(city_addr).expect("written");
+        let err = loop {
+            match ready_at(&file, district, &district_key).await {
+                Ok(None) => tokio::time::sleep(POLL).await,
+                Ok(Some(addr)) => panic!("accepted the city's node at {addr}"),
+                Err(e) => break e,
+            }
+        };
+        let msg = err.to_string();
+        assert!(
+            msg.contains("is 210200000000") && msg.contains("not 210214000000"),
+            "{msg}"
+        );
+    }
 }

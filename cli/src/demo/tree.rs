@@ -103,6 +103,23 @@ pub fn units() -> Vec<Unit> {
     out
 }
 
+/// One unit per level, 辽宁省 › 大连市 › 普兰店区 › 铁西街道 › 玉皇庙社区: the
+/// first child of each, for tests of the demo itself.
+pub fn one_per_level() -> Vec<Unit> {
+    let all = units();
+    let mut out: Vec<Unit> = Vec::new();
+    for u in all {
+        let first_child = match out.last() {
+            None => u.code.parent().is_none(),
+            Some(last) => u.code.parent() == Some(last.code),
+        };
+        if first_child {
+            out.push(u);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use tallytree_proto::Level;
@@ -128,5 +145,14 @@ mod tests {
             32
         );
         assert_eq!(seen.len(), units.len(), "codes unique");
+    }
+
+    #[test]
+    fn the_small_tree_is_one_unit_per_level_down_to_the_demo_village() {
+        let names: Vec<String> = one_per_level().into_iter().map(|u| u.name).collect();
+        assert_eq!(
+            names,
+            ["辽宁省", "大连市", "普兰店区", "铁西街道", "玉皇庙社区"]
+        );
     }
 }

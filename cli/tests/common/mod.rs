@@ -4,10 +4,14 @@
 #![allow(dead_code)]
 
 use std::{
+    net::SocketAddr,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::{Child, Command, Stdio},
     sync::OnceLock,
+    time::{Duration, Instant},
 };
+
+use tallytree_node::config::Config;
 
 /// The repository root, where samples/ is.
 pub(crate) fn repo() -> PathBuf {
@@ -91,10 +95,30 @@ pub(crate) fn tallytree() -> Command {
     cmd
 }
 
-/// A free port on 127.0.0.1.
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+/// Waits until the node `node`, started with the config file `config`,
+/// reports the address it bound (`<data_dir>/listen.addr`); panics with
+/// `logs()` if it exits first or after `limit`.
+pub(crate) fn wait_address(
+    node: &mut Child,
+    config: &Path,
+    limit: Duration,
+    logs: impl Fn() -> String,
+) -> SocketAddr {
+    let file = Config::load(config).expect("config loads").address_file();
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = node.try_wait().expect("status") {
+            panic!("node exited ({status}) before serving:\n{}", logs());
+        }
+        if let Some(addr) = file.read().expect("address file readable") {
+            return addr;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node reported no address in {}:\n{}",
+            file.path().display(),
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

@@ -6,12 +6,14 @@ mod audit;
 mod auth;
 mod federation;
 mod intake;
+mod node;
 mod query;
 
 pub use audit::AuditService;
 pub use auth::OperatorAuth;
 pub use federation::{EnrolmentsService, FederationService};
 pub use intake::IntakeService;
+pub use node::NodeService;
 pub use query::QueryService;
 use tonic::{Code, Status};
 use tracing::error;

@@ -20,11 +20,14 @@ use std::{
 use chrono::{Days, NaiveDate, Utc};
 use tallytree_node::{
     Node,
-    config::{Config, SignerConfig},
+    config::{AddressFile, Config, SignerConfig},
 };
 use tallytree_proto::{
     Month, PublicKey, SigningKey,
-    pb::{self, audit_client::AuditClient, intake_client::IntakeClient, query_client::QueryClient},
+    pb::{
+        self, audit_client::AuditClient, intake_client::IntakeClient, node_client::NodeClient,
+        query_client::QueryClient,
+    },
 };
 use tempfile::TempDir;
 use tonic::{
@@ -98,27 +101,36 @@ impl Unit {
         Running::spawn(node, listener)
     }
 
-    /// Writes the config (on a concrete free port, as an operator would)
-    /// and starts the real `tallytree-node` binary on it; returns once the
-    /// node accepts connections.
+    /// Writes the config (listening on `127.0.0.1:0`) and starts the real
+    /// `tallytree-node` binary on it; returns once the node has reported
+    /// the address it bound and answers there as this unit.
     pub(crate) async fn spawn_binary(&self) -> BinaryNode {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        self.spawn_binary_with(&[], Stdio::null()).await
+    }
+
+    /// Like [`Unit::spawn_binary`], with extra arguments and `stdin` as the
+    /// node's standard input.
+    pub(crate) async fn spawn_binary_with(&self, args: &[&str], stdin: Stdio) -> BinaryNode {
         let config = Config {
-            listen: SocketAddr::from(([127, 0, 0, 1], port)),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             ..self.config.clone()
         };
         let config_path = self.dir.path().join("node.toml");
         std::fs::write(&config_path, config.to_toml()).expect("config written");
-        let log_path = self.dir.path().join(format!("node-{port}.log"));
+        // A node killed earlier leaves its report behind.
+        let address_file = config.address_file();
+        address_file.remove().expect("stale address file removed");
+        let log_path = (1..)
+            .map(|n| self.dir.path().join(format!("node-{n}.log")))
+            .find(|p| !p.exists())
+            .expect("a free log name");
         let log = std::fs::File::create(&log_path).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_tallytree-node"))
             .arg("--config")
             .arg(&config_path)
+            .args(args)
             .env_remove("TALLYTREE_LOG")
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(log.try_clone().expect("log handle"))
             .stderr(log)
             .spawn()
@@ -128,7 +140,13 @@ impl Unit {
             addr: config.listen,
             log_path,
         };
-        node.wait_ready().await;
+        node.addr = node
+            .wait_ready(
+                &address_file,
+                &config.region.to_string(),
+                &self.public_key(),
+            )
+            .await;
         node
     }
 }
@@ -289,6 +307,11 @@ impl BinaryNode {
         Clients::new(self.addr)
     }
 
+    /// The write end of the node's standard input, when it was piped.
+    pub(crate) fn take_stdin(&mut self) -> Option<std::process::ChildStdin> {
+        self.child.stdin.take()
+    }
+
     /// The process id.
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
@@ -299,11 +322,16 @@ impl BinaryNode {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
-    async fn wait_ready(&mut self) {
+    /// Waits until the node has written its address to `address_file` and
+    /// answers there as `region` with `key`; panics if it exits first,
+    /// if another node answers, or after [`WAIT`].
+    async fn wait_ready(
+        &mut self,
+        address_file: &AddressFile,
+        region: &str,
+        key: &PublicKey,
+    ) -> SocketAddr {
         let deadline = tokio::time::Instant::now() + WAIT;
-        let endpoint = Endpoint::from_shared(format!("http://{}", self.addr))
-            .expect("valid url")
-            .connect_timeout(Duration::from_secs(1));
         loop {
             if let Some(status) = self.child.try_wait().expect("child status") {
                 panic!(
@@ -311,8 +339,15 @@ impl BinaryNode {
                     self.log()
                 );
             }
-            if endpoint.connect().await.is_ok() {
-                return;
+            if let Some(addr) = address_file.read().expect("address file readable")
+                && let Some(found) = identity(addr).await
+            {
+                assert_eq!(
+                    (found.region.as_str(), found.key_id.as_str()),
+                    (region, key.key_id().as_str()),
+                    "another node answers at {addr}"
+                );
+                return addr;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
@@ -365,6 +400,21 @@ impl Drop for BinaryNode {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Who the node at `addr` says it is; `None` while nothing answers there.
+pub(crate) async fn identity(addr: SocketAddr) -> Option<pb::IdentityResponse> {
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .expect("valid url")
+        .connect_timeout(Duration::from_secs(1))
+        .connect()
+        .await
+        .ok()?;
+    NodeClient::new(channel)
+        .identity(pb::IdentityRequest {})
+        .await
+        .ok()
+        .map(tonic::Response::into_inner)
 }
 
 /// `msg` with the operator token attached.

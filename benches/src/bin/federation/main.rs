@@ -353,8 +353,9 @@ async fn latency(samples: usize, bin_dir: Option<std::path::PathBuf>) -> Result<
     };
     let dir = tempfile::tempdir()?;
     let units = tree::units();
-    let mut fed = Federation::start(&bin_dir, dir.path(), &units).await?;
+    let mut fed = Federation::new(&bin_dir, dir.path())?;
     let result = async {
+        fed.start(&units).await?;
         fed.enrol_all().await?;
         let today = chrono::Utc::now().date_naive();
         let mut loads = Vec::new();
