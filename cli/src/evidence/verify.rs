@@ -175,13 +175,34 @@ pub fn verify(
 fn unreadable(path: &Path, e: &BundleError, bar: &ProgressBar) -> Result<ExitCode> {
     bar.finish_and_clear();
     match e {
+        // Not even the first item reads: some other file. Say what it looks
+        // like, not what the decoder choked on.
         BundleError::Corrupt { index: 0, .. } | BundleError::Truncated(0) => eprintln!(
-            "error: {}: not an evidence bundle: {FORMS} ({e})",
-            path.display()
+            "error: {}: not an evidence bundle{}: {FORMS}",
+            path.display(),
+            looks_like(path)
         ),
         _ => eprintln!("error: {}: {e}", path.display()),
     }
     Ok(ExitCode::from(2))
+}
+
+/// What a file that is not a bundle seems to be, for the message: " (a
+/// PEM key, such as a trust anchor)", " (a text file)", or nothing.
+fn looks_like(path: &Path) -> &'static str {
+    let mut start = [0u8; 512];
+    let n = File::open(path)
+        .and_then(|mut f| f.read(&mut start))
+        .unwrap_or(0);
+    let start = &start[..n];
+    let text = String::from_utf8_lossy(start);
+    if text.contains("-----BEGIN") || text.starts_with("# tallytree trust anchor") {
+        " (it is a PEM key, such as a trust anchor or a unit's public key)"
+    } else if n > 0 && std::str::from_utf8(start).is_ok() && !start.contains(&0) {
+        " (it is a text file)"
+    } else {
+        ""
+    }
 }
 
 /// The regions whose figures a verdict is about: the claimed region, or
