@@ -8,6 +8,7 @@
 //! - [`mod@verify`]: `audit verify` and `audit verify-proof`, and what they print.
 
 pub mod dsse_json;
+mod shown;
 pub mod verify;
 
 pub use verify::{VerifyOutput, verify, verify_proof_file};
