@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{node_binary, repo, tallytree, wait_address};
+use common::{node_binary, repo, show, tallytree, wait_address};
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
@@ -40,15 +40,6 @@ where
     S: AsRef<std::ffi::OsStr>,
 {
     tallytree().args(args).output().expect("tallytree runs")
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "status {}\n--- stdout\n{}--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Expects exit code `code`; returns stdout.

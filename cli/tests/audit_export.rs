@@ -7,7 +7,7 @@ mod common;
 
 use std::{net::SocketAddr, path::Path, pin::Pin, process::Output};
 
-use common::tallytree;
+use common::{show, tallytree};
 use tallytree_aggregator::bundle::{BundleReader, TrailerDigest};
 use tallytree_proto::{
     SigningKey,
@@ -139,15 +139,6 @@ fn export(addr: SocketAddr, scenario: &str, format: &str, out: &Path) -> Output 
         .arg(out)
         .output()
         .expect("tallytree runs")
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "status {}\n--- stdout\n{}--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 #[test]

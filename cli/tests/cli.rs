@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{node_binary, repo, tallytree, wait_address};
+use common::{node_binary, repo, show, tallytree, wait_address};
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
@@ -43,15 +43,6 @@ fn run(config: &Path, args: &[&str]) -> Output {
 
 fn stdout(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).expect("utf-8 stdout")
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "status {}\n--- stdout\n{}--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Runs and expects success; returns stdout.

@@ -122,3 +122,13 @@ pub(crate) fn wait_address(
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// A finished command's status and output, for failure messages.
+pub(crate) fn show(out: &std::process::Output) -> String {
+    format!(
+        "status {}\n--- stdout\n{}--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
