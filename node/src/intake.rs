@@ -26,7 +26,7 @@ use crate::{
     records::{self, Rules, Violation},
     store::{
         Batch, Cf, Store, StoreError,
-        layout::{self, CaseRow, DIRECT_TASKS_SLOT, StagedKind, TaskRow},
+        layout::{self, CaseRow, DirectRow, StagedKind, TaskRow},
     },
 };
 
@@ -310,32 +310,12 @@ impl Intake {
         let direct = records::parse_direct(entry, &self.rules())?;
         let _writer = self.ledger.lock();
         let mut batch = Batch::default();
-        for (category, counts) in &direct.cases {
-            let row = pb::CaseCounts {
-                category: category.to_pb() as i32,
-                registered: counts.registered,
-                resolved: counts.resolved,
-                escalated: counts.escalated,
-                in_progress: counts.in_progress,
-                resolved_on_time: counts.resolved_on_time,
-            };
+        let cases = direct.cases.iter().map(|(c, n)| DirectRow::Cases(*c, *n));
+        for row in cases.chain(direct.tasks.map(DirectRow::Tasks)) {
             batch.put(
                 Cf::Direct,
-                layout::direct_key(direct.month, category.index() as u8),
-                prost::Message::encode_to_vec(&row),
-            );
-        }
-        if let Some(t) = &direct.tasks {
-            let row = pb::TaskCounts {
-                assigned: t.assigned,
-                completed: t.completed,
-                in_progress: t.in_progress,
-                overdue: t.overdue,
-            };
-            batch.put(
-                Cf::Direct,
-                layout::direct_key(direct.month, DIRECT_TASKS_SLOT),
-                prost::Message::encode_to_vec(&row),
+                layout::direct_key(direct.month, row.slot()),
+                row.encode(),
             );
         }
         let months = BTreeSet::from([direct.month]);
@@ -830,9 +810,11 @@ mod tests {
         let store = intake.ledger.store();
         let today = chrono::NaiveDate::from_ymd_opt(2025, 6, 1).expect("date");
         let march =
-            layout::local_tally(store, Month::parse("2025-03").expect("m"), today).expect("t");
+            crate::signer::tally::local_tally(store, Month::parse("2025-03").expect("m"), today)
+                .expect("t");
         let april =
-            layout::local_tally(store, Month::parse("2025-04").expect("m"), today).expect("t");
+            crate::signer::tally::local_tally(store, Month::parse("2025-04").expect("m"), today)
+                .expect("t");
         assert!(march.is_zero());
         assert_eq!(april.case_totals().registered, 1);
     }
