@@ -17,40 +17,46 @@ use crate::store::{Cf, Store, StoreError, collect, try_scan};
 
 /// The month a case id is stored under, if any.
 pub fn case_month(store: &dyn Store, id: &str) -> Result<Option<Month>, StoreError> {
-    store
-        .get(Cf::CaseIds, id.as_bytes())?
-        .map(|b| month_of_key(&b, "case_ids"))
-        .transpose()
+    month_of_id(store, Cf::CaseIds, id)
 }
 
 /// A stored case by id.
 pub fn load_case(store: &dyn Store, id: &str) -> Result<Option<CaseRecord>, StoreError> {
-    let Some(month) = case_month(store, id)? else {
-        return Ok(None);
-    };
-    store
-        .get(Cf::Cases, &record_key(month, id))?
+    record_of_id(store, (Cf::Cases, Cf::CaseIds), id)?
         .map(|b| CaseRow::from_bytes(&b)?.to_record())
         .transpose()
 }
 
 /// The month a task id is stored under, if any.
 pub fn task_month(store: &dyn Store, id: &str) -> Result<Option<Month>, StoreError> {
-    store
-        .get(Cf::TaskIds, id.as_bytes())?
-        .map(|b| month_of_key(&b, "task_ids"))
-        .transpose()
+    month_of_id(store, Cf::TaskIds, id)
 }
 
 /// A stored task by id.
 pub fn load_task(store: &dyn Store, id: &str) -> Result<Option<TaskRow>, StoreError> {
-    let Some(month) = task_month(store, id)? else {
-        return Ok(None);
-    };
-    store
-        .get(Cf::Tasks, &record_key(month, id))?
+    record_of_id(store, (Cf::Tasks, Cf::TaskIds), id)?
         .map(|b| TaskRow::from_bytes(&b))
         .transpose()
+}
+
+/// The month `id` is stored under in `ids` (`case_ids`, `task_ids`).
+fn month_of_id(store: &dyn Store, ids: Cf, id: &str) -> Result<Option<Month>, StoreError> {
+    store
+        .get(ids, id.as_bytes())?
+        .map(|b| month_of_key(&b, ids.name()))
+        .transpose()
+}
+
+/// The stored row of `id` in `records`, found through its month in `ids`.
+fn record_of_id(
+    store: &dyn Store,
+    (records, ids): (Cf, Cf),
+    id: &str,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let Some(month) = month_of_id(store, ids, id)? else {
+        return Ok(None);
+    };
+    store.get(records, &record_key(month, id))
 }
 
 /// Calls `visit` on each case of `month`, in id order, one at a time (a
