@@ -157,3 +157,28 @@ impl From<Violation> for IntakeError {
         IntakeError::Refused(Refused::Rule(v))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_call_quotes_the_first_rows_and_counts_the_rest() {
+        let refused: Vec<RowRefusal> = (0..QUOTED_REFUSALS as u64 + 2)
+            .map(|i| RowRefusal {
+                kind: RowKind::Tasks,
+                line: i + 2,
+                id: String::new(),
+                violation: Violation::NothingToRecord,
+            })
+            .collect();
+        let msg = Refused::Rows { refused, rows: 40 }.to_string();
+        assert!(
+            msg.starts_with("12 of 40 rows refused, nothing stored: tasks line 2: "),
+            "{msg}"
+        );
+        assert!(msg.contains("tasks line 11: "), "{msg}");
+        assert!(!msg.contains("tasks line 12: "), "{msg}");
+        assert!(msg.ends_with("; and 2 more"), "{msg}");
+    }
+}
