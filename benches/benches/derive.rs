@@ -12,9 +12,12 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 use prost::Message;
 use tallytree_aggregator::{Tally, derive};
 use tallytree_benches::{Window, case_records, task_records};
-use tallytree_node::store::{
-    Batch, Cf, RocksStore, Store,
-    layout::{self, CaseRow, TaskRow},
+use tallytree_node::{
+    signer::tally,
+    store::{
+        Batch, Cf, RocksStore, Store,
+        layout::{self, CaseRow, TaskRow},
+    },
 };
 use tallytree_proto::Month;
 
@@ -95,7 +98,7 @@ fn from_rocksdb(c: &mut Criterion) {
             b.iter(|| {
                 months
                     .iter()
-                    .map(|m| layout::local_tally(&store, *m, today(&window)).expect("tally"))
+                    .map(|m| tally::local_tally(&store, *m, today(&window)).expect("tally"))
                     .collect::<Vec<_>>()
             })
         });

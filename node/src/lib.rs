@@ -6,8 +6,10 @@
 //!
 //! - [`config`]: the TOML configuration and its environment overrides.
 //! - [`clock`]: now, today and the current month in the unit's time zone.
-//! - [`store`]: the [`store::Store`] trait, RocksDB and in-memory engines, and
-//!   the key layout ([`store::layout`]).
+//! - [`store`]: the [`store::Store`] trait, RocksDB and in-memory engines,
+//!   the fallible scans every typed read goes through ([`store::try_scan`],
+//!   [`store::collect`]), and the layout ([`store::layout`]: keys, rows,
+//!   typed reads).
 //! - [`ledger`]: the store with its writer lock and change signal.
 //! - [`identity`]: the unit's code, name and (rotatable) signing key.
 //! - [`context`]: [`context::NodeContext`], what every part of a running
@@ -16,8 +18,13 @@
 //! - [`federation`]: enrolment, verified submissions from children, and the
 //!   pusher that sends this node's revisions to its parent.
 //! - [`records`]: the rules cases, tasks and direct tallies must meet.
-//! - [`intake`]: checking and storing records in synced batches.
-//! - [`signer`]: debounced signing of new summary revisions.
+//! - [`intake`]: checking and storing records in synced batches: the
+//!   service ([`intake::Intake`]), what it answers ([`intake::Outcome`],
+//!   [`intake::IntakeError`]), the row checks, and bulk imports
+//!   ([`intake::import`]: the session, its staging, repeated ids).
+//! - [`signer`]: debounced signing of new summary revisions, and the
+//!   derivation of a month's local tally from the records
+//!   ([`signer::tally`]).
 //! - [`query`]: figures of the subtree from signed summaries.
 //! - [`evidence`]: evidence bundles and inclusion proofs for auditors.
 //! - [`error`]: [`error::ErrorCode`], the one mapping of every service

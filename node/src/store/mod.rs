@@ -202,3 +202,93 @@ pub trait Store: Send + Sync + 'static {
     /// applying an import whose commit is already durable.
     fn write_unsynced(&self, batch: Batch) -> Result<(), StoreError>;
 }
+
+/// Calls `visit` on every entry of `cf` whose key starts with `prefix`, in
+/// key order, stopping at the first error, which it returns: [`Store::scan`]
+/// for visits that decode and may fail.
+pub fn try_scan(
+    store: &dyn Store,
+    cf: Cf,
+    prefix: &[u8],
+    mut visit: impl FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut failure = None;
+    store.scan(cf, prefix, &mut |k, v| match visit(k, v) {
+        Ok(()) => true,
+        Err(e) => {
+            failure = Some(e);
+            false
+        }
+    })?;
+    failure.map_or(Ok(()), Err)
+}
+
+/// Every entry of `cf` under `prefix`, decoded, in key order; the first
+/// entry that does not decode fails the whole read.
+pub fn collect<T>(
+    store: &dyn Store,
+    cf: Cf,
+    prefix: &[u8],
+    mut decode: impl FnMut(&[u8], &[u8]) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut out = Vec::new();
+    try_scan(store, cf, prefix, |k, v| {
+        out.push(decode(k, v)?);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// The smallest key of `cf` starting with `prefix`: the counterpart of
+/// [`Store::last`], one seek.
+pub fn first_key(store: &dyn Store, cf: Cf, prefix: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    let mut first = None;
+    store.scan(cf, prefix, &mut |k, _| {
+        first = Some(k.to_vec());
+        false
+    })?;
+    Ok(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(keys: &[&str]) -> MemStore {
+        let store = MemStore::new();
+        let mut batch = Batch::default();
+        for k in keys {
+            batch.put(Cf::Meta, *k, Vec::new());
+        }
+        store.write(batch).expect("write");
+        store
+    }
+
+    #[test]
+    fn try_scan_stops_at_the_first_error_and_returns_it() {
+        let store = store(&["a", "b", "c"]);
+        let mut visited = Vec::new();
+        let err = try_scan(&store, Cf::Meta, b"", |k, _| {
+            visited.push(k.to_vec());
+            if k == b"b" {
+                return Err(StoreError::Engine("b".into()));
+            }
+            Ok(())
+        })
+        .expect_err("fails at b");
+        assert_eq!(err.to_string(), "storage: b");
+        assert_eq!(visited, [b"a".to_vec(), b"b".to_vec()]);
+    }
+
+    #[test]
+    fn collect_decodes_every_entry_under_the_prefix_in_order() {
+        let store = store(&["x/2", "x/1", "y/1"]);
+        let keys = collect(&store, Cf::Meta, b"x/", |k, _| Ok(k.to_vec())).expect("read");
+        assert_eq!(keys, [b"x/1".to_vec(), b"x/2".to_vec()]);
+        assert_eq!(
+            first_key(&store, Cf::Meta, b"y").expect("seek"),
+            Some(b"y/1".to_vec())
+        );
+        assert_eq!(first_key(&store, Cf::Staging, b"").expect("seek"), None);
+    }
+}

@@ -7,7 +7,10 @@
 //! derives the local tally, and if the summary would differ from the latest
 //! revision it signs revision + 1 and stores it, clearing the mark in the
 //! same synced batch. Future months (tasks due later) stay dirty until their
-//! month comes.
+//! month comes. How a month's local tally is derived from the records is
+//! [`tally`].
+
+pub mod tally;
 
 use std::{sync::Arc, time::Duration};
 
@@ -58,21 +61,7 @@ impl Signer {
     /// Marks every month with tasks dirty, so that tasks that became overdue
     /// while the node was down are counted. Blocking.
     pub fn mark_task_months(&self) -> Result<(), StoreError> {
-        let store = self.ledger().store();
-        let mut months = std::collections::BTreeSet::new();
-        let mut failure = None;
-        store.scan(Cf::TaskIds, b"", &mut |_, v| {
-            match layout::month_of_key(v, "task_ids") {
-                Ok(m) => {
-                    months.insert(m);
-                }
-                Err(e) => failure = Some(e),
-            }
-            failure.is_none()
-        })?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
+        let months = layout::task_months(self.ledger().store())?;
         let _writer = self.ledger().lock();
         let mut batch = Batch::default();
         for m in months {
@@ -106,7 +95,7 @@ impl Signer {
                 error!(period = %month, "an import is committed but not fully applied; nothing signed until a restart finishes it");
                 break;
             }
-            let local = layout::local_tally(store, month, today)?;
+            let local = tally::local_tally(store, month, today)?;
             let issued_at_ms = clock.now_ms();
             let enrolled = self.ctx.trust().enrolled_children(region, issued_at_ms);
             let mut children = Vec::new();

@@ -26,10 +26,17 @@
 //! the writer lock, held from step 1 to 5, and signs nothing while a commit
 //! mark is left from a failed step 4; the next intake call applies such an
 //! import again before it writes anything.
+//!
+//! Here: the session, [`Import`] (add a chunk, finish: check again, commit
+//! or discard). What is done in the staging column family (stage, read in
+//! pages, apply, remove, [`recover`]) is `staging.rs`; finding ids repeated
+//! across chunks is `repeats.rs`.
+
+mod repeats;
+mod staging;
 
 use std::{
-    collections::{HashMap, HashSet},
-    hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState},
+    collections::HashMap,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -41,21 +48,23 @@ use tallytree_proto::pb;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+pub use self::staging::{import_unfinished, recover};
+pub(super) use self::{repeats::EarlierChunks, staging::finish_committed};
+use self::{
+    repeats::Fingerprints,
+    staging::{apply_staged, for_each_page, remove_staged, stage, staged_row},
+};
 use super::{
-    Cases, Change, Checked, Intake, IntakeError, Kind, Outcome, Refused, Seen, Tasks, change,
-    check_rows, count, mark_dirty, stored_rows, write_row,
+    Intake, IntakeError, Outcome, Refused, mark_dirty,
+    rows::{Cases, Change, Kind, Seen, Tasks, change, check_rows, count, stored_rows},
 };
 use crate::{
-    ledger::Ledger,
     records::Rules,
     store::{
-        Batch, Cf, Store, StoreError,
-        layout::{self, StagedKind, StagedRow},
+        Batch, Cf, StoreError,
+        layout::{self, StagedKind},
     },
 };
-
-/// Staged rows applied or checked again per page.
-const PAGE: usize = 8192;
 
 /// Import ids: unique within the process, and staging is emptied at start,
 /// so unique in the store.
@@ -126,50 +135,51 @@ impl Import {
         if self.rows > max {
             return Err(Refused::TooManyRows { max }.into());
         }
-        let store = self.intake.ledger.store();
         let mut batch = Batch::default();
-
         let no_case = pb::Case::default();
         let cases = chunk
             .cases
             .iter()
             .map(|c| (c.line, c.case.as_ref().unwrap_or(&no_case)));
-        let mut seen = Seen {
-            here: HashMap::with_capacity(chunk.cases.len()),
-            earlier: Some(EarlierChunks::new(
-                store,
-                self.id,
-                StagedKind::Case,
-                &mut self.case_ids,
-            )),
-        };
-        for row in check_rows::<Cases>(store, &self.rules, cases, &mut seen, &mut self.out)? {
-            stage(&mut batch, self.id, StagedKind::Case, row, &mut self.writes);
-        }
-
+        self.check_and_stage::<Cases>(cases, chunk.cases.len(), &mut batch)?;
         let no_task = pb::Task::default();
         let tasks = chunk
             .tasks
             .iter()
             .map(|t| (t.line, t.task.as_ref().unwrap_or(&no_task)));
-        let mut seen = Seen {
-            here: HashMap::with_capacity(chunk.tasks.len()),
-            earlier: Some(EarlierChunks::new(
-                store,
-                self.id,
-                StagedKind::Task,
-                &mut self.task_ids,
-            )),
-        };
-        for row in check_rows::<Tasks>(store, &self.rules, tasks, &mut seen, &mut self.out)? {
-            stage(&mut batch, self.id, StagedKind::Task, row, &mut self.writes);
-        }
+        self.check_and_stage::<Tasks>(tasks, chunk.tasks.len(), &mut batch)?;
 
         if !batch.is_empty() {
             self.staged = true;
-            store.write_unsynced(batch)?;
+            self.intake.ledger.store().write_unsynced(batch)?;
         }
         debug!(import = self.id, rows = self.rows, "import chunk staged");
+        Ok(())
+    }
+
+    /// Checks a chunk's `n` rows of one kind (repeats of this chunk and of
+    /// the earlier ones included) and adds them to the staging `batch`.
+    fn check_and_stage<'a, K: Kind>(
+        &'a mut self,
+        rows: impl Iterator<Item = (u64, &'a K::Sent)>,
+        n: usize,
+        batch: &mut Batch,
+    ) -> Result<(), StoreError>
+    where
+        K::Sent: 'a,
+    {
+        let store = self.intake.ledger.store();
+        let fingerprints = match K::STAGED {
+            StagedKind::Case => &mut self.case_ids,
+            StagedKind::Task => &mut self.task_ids,
+        };
+        let mut seen = Seen {
+            here: HashMap::with_capacity(n),
+            earlier: Some(EarlierChunks::new(store, self.id, K::STAGED, fingerprints)),
+        };
+        for row in check_rows::<K>(store, &self.rules, rows, &mut seen, &mut self.out)? {
+            stage(batch, self.id, K::STAGED, row, &mut self.writes);
+        }
         Ok(())
     }
 
@@ -237,9 +247,7 @@ impl Import {
     fn check_kind_again<K: Kind>(&mut self) -> Result<(), StoreError> {
         let store = self.intake.ledger.store();
         let prefix = layout::staging_kind_prefix(self.id, K::STAGED);
-        let mut from = prefix.to_vec();
-        loop {
-            let (page, next) = read_page(store, &prefix, &from)?;
+        for_each_page(store, &prefix, |page| {
             let mut rows = Vec::with_capacity(page.len());
             for (key, value) in &page {
                 let staged = layout::staged_row(value)?;
@@ -274,11 +282,8 @@ impl Import {
             if !batch.is_empty() {
                 store.write_unsynced(batch)?;
             }
-            match next {
-                Some(next) => from = next,
-                None => return Ok(()),
-            }
-        }
+            Ok(())
+        })
     }
 
     /// Removes what the import staged.
@@ -320,259 +325,30 @@ impl Drop for RunningImport {
     }
 }
 
-/// The staged form of a checked row.
-fn staged_row(line: u64, change: Change, row: Vec<u8>) -> StagedRow {
-    let (row, month, moved_from) = match change {
-        Change::Refused => (Vec::new(), None, None),
-        Change::Unchanged => (row, None, None),
-        Change::Write { month, moved_from } => {
-            (row, Some(month.index()), moved_from.map(|m| m.index()))
-        }
-    };
-    StagedRow {
-        line,
-        row,
-        month,
-        moved_from,
-    }
-}
-
-/// Adds a checked row to the staging batch; counts the writes.
-fn stage(batch: &mut Batch, import: u64, kind: StagedKind, row: Checked<'_>, writes: &mut u64) {
-    *writes += u64::from(matches!(row.change, Change::Write { .. }));
-    let staged = staged_row(row.line, row.change, row.row);
-    batch.put(
-        Cf::Staging,
-        layout::staging_key(import, kind, row.id),
-        staged.encode_to_vec(),
-    );
-}
-
-/// Up to [`PAGE`] staged entries under `prefix` from `from` on, and where the
-/// next page starts (none: this was the last).
-type Page = (Vec<(Vec<u8>, Vec<u8>)>, Option<Vec<u8>>);
-
-fn read_page(store: &dyn Store, prefix: &[u8], from: &[u8]) -> Result<Page, StoreError> {
-    let mut page = Vec::with_capacity(PAGE);
-    store.scan_from(Cf::Staging, prefix, from, &mut |k, v| {
-        page.push((k.to_vec(), v.to_vec()));
-        page.len() < PAGE
-    })?;
-    let next = (page.len() == PAGE).then(|| {
-        // The smallest key after the last one read.
-        let mut next = page[PAGE - 1].0.clone();
-        next.push(0);
-        next
-    });
-    Ok((page, next))
-}
-
-/// Applies the staged rows of `import` to the records, in pages, unsynced.
-/// Idempotent: after a crash it runs again from the start.
-fn apply_staged(store: &dyn Store, import: u64) -> Result<(), StoreError> {
-    for (kind, cfs) in [
-        (StagedKind::Case, (Cases::RECORDS, Cases::IDS)),
-        (StagedKind::Task, (Tasks::RECORDS, Tasks::IDS)),
-    ] {
-        let prefix = layout::staging_kind_prefix(import, kind);
-        let mut from = prefix.to_vec();
-        loop {
-            let (page, next) = read_page(store, &prefix, &from)?;
-            let mut batch = Batch::default();
-            for (key, value) in page {
-                let staged = layout::staged_row(&value)?;
-                let Some(month) = staged.month else {
-                    continue;
-                };
-                let month = layout::month_of_index(month, "staging")?;
-                let moved_from = staged
-                    .moved_from
-                    .map(|m| layout::month_of_index(m, "staging"))
-                    .transpose()?;
-                let id = &key[prefix.len()..];
-                write_row(&mut batch, cfs, id, staged.row, month, moved_from);
-            }
-            if !batch.is_empty() {
-                store.write_unsynced(batch)?;
-            }
-            match next {
-                Some(next) => from = next,
-                None => break,
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The batch that removes an import's staged rows and commit mark.
-fn remove_staged(import: u64) -> Batch {
-    let mut batch = Batch::default();
-    let from = layout::staging_prefix(import);
-    let to = import.checked_add(1).map_or_else(
-        || vec![u8::MAX; 9],
-        |next| layout::staging_prefix(next).to_vec(),
-    );
-    batch.delete_range(Cf::Staging, from, to);
-    batch.delete(Cf::Meta, layout::import_commit_key(import));
-    batch
-}
-
-/// Finishes what a stopped node left in staging: applies the imports that
-/// committed (their dirty marks are already stored, so the signer's
-/// catch-up signs them) and removes every other staged row. Run it before
-/// the node serves and before the signer's catch-up.
-pub fn recover(ledger: &Ledger) -> Result<(), StoreError> {
-    let _writer = ledger.lock();
-    let store = ledger.store();
-    finish_committed(ledger)?;
-    let mut first = None;
-    store.scan(Cf::Staging, b"", &mut |k, _| {
-        first = Some(k.to_vec());
-        false
-    })?;
-    if let (Some(first), Some((last, _))) = (first, store.last(Cf::Staging, b"")?) {
-        let mut batch = Batch::default();
-        batch.delete_range(Cf::Staging, first, last.clone());
-        batch.delete(Cf::Staging, last);
-        store.write(batch)?;
-        info!("removed the rows of imports that had not committed when the node stopped");
-    }
-    Ok(())
-}
-
-/// Applies the imports that committed and were not fully applied: after a
-/// crash, or an apply that failed (the storage refused a write). Call under
-/// the writer lock before writing records, so that no newer change is ever
-/// overwritten by an older import applied late.
-pub(super) fn finish_committed(ledger: &Ledger) -> Result<(), StoreError> {
-    let store = ledger.store();
-    for import in layout::committed_imports(store)? {
-        apply_staged(store, import)?;
-        store.write(remove_staged(import))?;
-        ledger.records_written();
-        info!(import, "finished an import committed earlier");
-    }
-    Ok(())
-}
-
-/// True while an import is committed and not yet applied: its rows are half
-/// written, and nothing may be derived from them. Only a failed apply
-/// leaves it so while the node runs; the next intake call, or [`recover`]
-/// at the next start, finishes it.
-pub fn import_unfinished(store: &dyn Store) -> Result<bool, StoreError> {
-    Ok(!layout::committed_imports(store)?.is_empty())
-}
-
-/// Repeated ids across an import's chunks: the ids already staged, as
-/// fingerprints (a repeat is confirmed against staging, so a fingerprint
-/// collision costs a lookup, never a false refusal).
-pub(super) struct EarlierChunks<'a> {
-    /// Where the earlier chunks' rows are staged.
-    store: &'a dyn Store,
-    /// Staging key prefix of this kind of row.
-    prefix: [u8; 9],
-    /// Fingerprints of the ids staged.
-    fingerprints: &'a mut Fingerprints,
-}
-
-impl<'a> EarlierChunks<'a> {
-    fn new(
-        store: &'a dyn Store,
-        import: u64,
-        kind: StagedKind,
-        fingerprints: &'a mut Fingerprints,
-    ) -> EarlierChunks<'a> {
-        EarlierChunks {
-            store,
-            prefix: layout::staging_kind_prefix(import, kind),
-            fingerprints,
-        }
-    }
-
-    /// The line `id` was staged with by an earlier chunk, if any; notes
-    /// `id` as seen.
-    pub(super) fn first_line(&mut self, id: &str) -> Result<Option<u64>, StoreError> {
-        if self.fingerprints.insert(id) {
-            return Ok(None);
-        }
-        let mut key = self.prefix.to_vec();
-        key.extend_from_slice(id.as_bytes());
-        self.store
-            .get(Cf::Staging, &key)?
-            .map(|v| layout::staged_row(&v).map(|r| r.line))
-            .transpose()
-    }
-}
-
-/// 4-byte fingerprints of ids under a per-import random key: about 5 bytes
-/// of memory per row (2,000,000 rows: 20 MB), against some 50 for the ids.
-/// With 2,000,000 ids, a few hundred pairs collide and cost a lookup each.
-#[derive(Default)]
-pub(super) struct Fingerprints {
-    /// Keyed hash of the ids (random per import, so no chosen ids collide).
-    key: RandomState,
-    /// The fingerprints.
-    set: HashSet<u32, BuildHasherDefault<Spread>>,
-}
-
-impl std::fmt::Debug for Fingerprints {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Fingerprints({})", self.set.len())
-    }
-}
-
-impl Fingerprints {
-    /// Adds the fingerprint of `id`; false if it was there (maybe `id`).
-    fn insert(&mut self, id: &str) -> bool {
-        // Truncation intended: the fingerprint is the low 32 bits.
-        self.set.insert(self.key.hash_one(id) as u32)
-    }
-}
-
-/// Hashes a fingerprint (already uniformly random) by spreading it over 64
-/// bits, as the table wants its high bits random too.
-#[derive(Default)]
-struct Spread(u64);
-
-impl Hasher for Spread {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8 | u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-
-    fn write_u32(&mut self, n: u32) {
-        self.0 = u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{clock::Clock, config::IntakeConfig, records::Violation, store::MemStore};
+    use crate::{intake::tests::intake, records::Violation};
 
-    fn intake() -> Intake {
-        let ledger = Arc::new(Ledger::new(Arc::new(MemStore::new())));
-        Intake::new(ledger, Clock::new(8), IntakeConfig::default())
-    }
-
-    fn case(id: &str, state: pb::CaseState, closed: &str) -> pb::Case {
+    /// A case of March 2025 without a deadline (the default applies).
+    pub(super) fn case(id: &str, state: pb::CaseState, closed: &str) -> pb::Case {
         pb::Case {
-            id: id.into(),
-            category: pb::Category::Neighbour as i32,
-            registered_on: "2025-03-02".into(),
-            state: state as i32,
-            closed_on: closed.into(),
             deadline: String::new(),
+            ..crate::intake::tests::case(id, state, closed)
         }
     }
 
+    /// Records `case` in a unary call, as line 1.
+    pub(super) fn record_case(intake: &Intake, case: pb::Case) {
+        let sub = crate::intake::Submission {
+            cases: vec![(1, case)],
+            ..Default::default()
+        };
+        intake.record_all(sub).expect("recorded");
+    }
+
     /// A chunk of in-progress cases `{prefix}-{i}` on lines from `first_line`.
-    fn chunk(prefix: &str, n: usize, first_line: u64) -> pb::ImportChunk {
+    pub(super) fn chunk(prefix: &str, n: usize, first_line: u64) -> pb::ImportChunk {
         pb::ImportChunk {
             cases: (0..n)
                 .map(|i| pb::ImportCase {
@@ -588,30 +364,23 @@ mod tests {
         }
     }
 
-    fn staged_entries(intake: &Intake) -> usize {
+    /// Entries in `cf`.
+    fn entries(intake: &Intake, cf: Cf) -> usize {
         let mut n = 0;
-        intake
-            .ledger
-            .store()
-            .scan(Cf::Staging, b"", &mut |_, _| {
-                n += 1;
-                true
-            })
-            .expect("scan");
+        let counted = intake.ledger.store().scan(cf, b"", &mut |_, _| {
+            n += 1;
+            true
+        });
+        counted.expect("scan");
         n
     }
 
-    fn stored_cases(intake: &Intake) -> usize {
-        let mut n = 0;
-        intake
-            .ledger
-            .store()
-            .scan(Cf::CaseIds, b"", &mut |_, _| {
-                n += 1;
-                true
-            })
-            .expect("scan");
-        n
+    pub(super) fn staged_entries(intake: &Intake) -> usize {
+        entries(intake, Cf::Staging)
+    }
+
+    pub(super) fn stored_cases(intake: &Intake) -> usize {
+        entries(intake, Cf::CaseIds)
     }
 
     #[test]
@@ -698,12 +467,7 @@ mod tests {
         import.add(chunk("R", 3, 2)).expect("chunk");
         // ... then resolved by a unary call before the import ends.
         let resolved = case("R-1", pb::CaseState::Resolved, "2025-03-05");
-        intake
-            .record_all(crate::intake::Submission {
-                cases: vec![(1, resolved)],
-                ..Default::default()
-            })
-            .expect("recorded");
+        record_case(&intake, resolved);
         let out = import.finish().expect("answer");
         assert_eq!(out.accepted, 0, "{out:?}");
         assert_eq!(out.refused.len(), 1, "{out:?}");
@@ -714,85 +478,5 @@ mod tests {
         ));
         assert_eq!(stored_cases(&intake), 1);
         assert_eq!(staged_entries(&intake), 0);
-    }
-
-    #[test]
-    fn a_committed_import_is_applied_at_the_next_start_and_the_rest_removed() {
-        let intake = intake();
-        // A crash after the commit mark, before the rows were applied.
-        let mut committed = intake.begin_import();
-        committed.add(chunk("C", 50, 2)).expect("chunk");
-        let mut mark = Batch::default();
-        mark.put(
-            Cf::Meta,
-            layout::import_commit_key(committed.id),
-            Vec::new(),
-        );
-        intake.ledger.store().write(mark).expect("mark");
-        committed.done = true;
-        drop(committed);
-        // And an import still streaming.
-        let mut streaming = intake.begin_import();
-        streaming.add(chunk("S", 20, 2)).expect("chunk");
-        streaming.done = true;
-        drop(streaming);
-        assert!(import_unfinished(intake.ledger.store()).expect("marks"));
-        assert_eq!(staged_entries(&intake), 70);
-
-        recover(&intake.ledger).expect("recover");
-        assert_eq!(staged_entries(&intake), 0);
-        assert_eq!(stored_cases(&intake), 50);
-        assert!(
-            layout::load_case(intake.ledger.store(), "C-49")
-                .expect("load")
-                .is_some()
-        );
-        assert!(
-            layout::load_case(intake.ledger.store(), "S-0")
-                .expect("load")
-                .is_none()
-        );
-        assert!(!import_unfinished(intake.ledger.store()).expect("marks"));
-        // Applying again changes nothing: the rows are there once.
-        recover(&intake.ledger).expect("again");
-        assert_eq!(stored_cases(&intake), 50);
-    }
-
-    #[test]
-    fn the_next_intake_call_finishes_an_import_whose_apply_failed() {
-        let intake = intake();
-        let mut import = intake.begin_import();
-        import.add(chunk("F", 5, 2)).expect("chunk");
-        let mut mark = Batch::default();
-        mark.put(Cf::Meta, layout::import_commit_key(import.id), Vec::new());
-        intake.ledger.store().write(mark).expect("mark");
-        import.done = true;
-        drop(import);
-        // A later call for one of its ids: applied after the import, so its
-        // change is the one that stays.
-        let resolved = case("F-0", pb::CaseState::Resolved, "2025-03-05");
-        intake
-            .record_all(crate::intake::Submission {
-                cases: vec![(1, resolved)],
-                ..Default::default()
-            })
-            .expect("recorded");
-        assert!(!import_unfinished(intake.ledger.store()).expect("marks"));
-        assert_eq!((stored_cases(&intake), staged_entries(&intake)), (5, 0));
-        let f0 = layout::load_case(intake.ledger.store(), "F-0")
-            .expect("load")
-            .expect("stored");
-        assert_eq!(f0.state, tallytree_aggregator::CaseState::Resolved);
-    }
-
-    #[test]
-    fn a_fingerprint_collision_is_not_a_duplicate() {
-        let store = MemStore::new();
-        let mut fingerprints = Fingerprints::default();
-        // Pretend an earlier chunk staged an id with the fingerprint of "Y".
-        assert!(fingerprints.insert("Y"));
-        let mut earlier = EarlierChunks::new(&store, 7, StagedKind::Case, &mut fingerprints);
-        assert_eq!(earlier.first_line("Y").expect("lookup"), None);
-        assert_eq!(earlier.first_line("Z").expect("lookup"), None);
     }
 }
