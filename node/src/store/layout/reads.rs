@@ -27,18 +27,6 @@ pub fn load_case(store: &dyn Store, id: &str) -> Result<Option<CaseRecord>, Stor
         .transpose()
 }
 
-/// The month a task id is stored under, if any.
-pub fn task_month(store: &dyn Store, id: &str) -> Result<Option<Month>, StoreError> {
-    month_of_id(store, Cf::TaskIds, id)
-}
-
-/// A stored task by id.
-pub fn load_task(store: &dyn Store, id: &str) -> Result<Option<TaskRow>, StoreError> {
-    record_of_id(store, (Cf::Tasks, Cf::TaskIds), id)?
-        .map(|b| TaskRow::from_bytes(&b))
-        .transpose()
-}
-
 /// The month `id` is stored under in `ids` (`case_ids`, `task_ids`).
 fn month_of_id(store: &dyn Store, ids: Cf, id: &str) -> Result<Option<Month>, StoreError> {
     store
