@@ -54,6 +54,10 @@ fn precheck(path: &Path, kind: Kind) -> Result<(Vec<Refused>, u64)> {
     Ok((refused, rows))
 }
 
+/// Refused rows the report lists, as many as the node lists; beyond them it
+/// counts (a file of the wrong kind refuses every row).
+const LISTED_REFUSALS: usize = 1_000;
+
 /// Runs an import and prints its report.
 pub async fn run(conn: &Conn, path: &Path, opts: ImportOptions) -> Result<ExitCode> {
     let (pre_refused, rows) = {
@@ -135,6 +139,10 @@ fn print_report(
     opts: ImportOptions,
     dry_run: bool,
 ) -> ExitCode {
+    // The node lists its first refusals and counts them all (an older node
+    // only lists them).
+    let node_refused = report.refused_count.max(report.refused.len() as u64);
+    let refused_count = pre_refused.len() as u64 + node_refused;
     let mut refused: Vec<Refused> = pre_refused;
     refused.extend(report.refused.into_iter().map(|r| Refused {
         line: r.line,
@@ -152,7 +160,7 @@ fn print_report(
             "{}: {} {what} accepted, {} refused{}",
             path.display(),
             count(report.accepted),
-            count(refused.len() as u64),
+            count(refused_count),
             if refused.is_empty() { "" } else { " (skipped)" }
         );
     } else if opts.dry_run && refused.is_empty() {
@@ -165,7 +173,7 @@ fn print_report(
         println!(
             "{}: {} of {} rows refused; nothing stored{}",
             path.display(),
-            count(refused.len() as u64),
+            count(refused_count),
             count(rows),
             if opts.dry_run {
                 " (dry run)"
@@ -174,12 +182,19 @@ fn print_report(
             }
         );
     }
-    for r in &refused {
+    for r in refused.iter().take(LISTED_REFUSALS) {
         if r.id.is_empty() {
             println!("  line {}: {}", r.line, r.reason);
         } else {
             println!("  line {} (id {}): {}", r.line, r.id, r.reason);
         }
+    }
+    let listed = refused.len().min(LISTED_REFUSALS) as u64;
+    if refused_count > listed {
+        println!(
+            "  and {} more rows refused, not listed",
+            count(refused_count - listed)
+        );
     }
     if stored && !report.months_changed.is_empty() {
         println!(

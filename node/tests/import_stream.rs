@@ -92,6 +92,30 @@ async fn one_refused_row_refuses_the_whole_import() {
     node.stop().await;
 }
 
+/// A file of the wrong kind refuses every row: the answer lists the first
+/// 1,000 refusals by line and counts every one, so neither the node's memory
+/// nor the answer grows with the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_refusing_every_row_lists_the_first_and_counts_all() {
+    let unit = Unit::new();
+    let node = unit.start().await;
+    let mut c = node.clients();
+    // Registered in the future: every row breaks a rule the node checks.
+    let chunks = chunks_of("FUT", 5, 1_000, "2099-01-01");
+    let out = c.import(chunks).await.expect("import answers");
+    assert_eq!(out.accepted, 0, "{:?}", out.months_changed);
+    assert_eq!(out.refused_count, 5_000);
+    assert_eq!(out.refused.len(), 1_000);
+    let lines: Vec<u64> = out.refused.iter().map(|r| r.line).collect();
+    assert_eq!(lines, (2..1_002).collect::<Vec<u64>>());
+    assert!(
+        out.refused[0].reason.contains("in the future"),
+        "{:?}",
+        out.refused[0]
+    );
+    node.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skip_invalid_stores_the_valid_rows_and_reports_the_refused_lines() {
     let unit = Unit::new();

@@ -20,7 +20,7 @@ use std::{collections::BTreeSet, sync::Arc};
 use tallytree_proto::{Month, pb};
 use tokio::sync::watch;
 
-pub use self::outcome::{IntakeError, Outcome, Refused, RowKind, RowRefusal};
+pub use self::outcome::{IntakeError, LISTED_REFUSALS, Outcome, Refused, RowKind, RowRefusal};
 use self::rows::{Cases, Seen, Tasks, check_rows};
 use crate::{
     clock::Clock,
@@ -150,6 +150,7 @@ impl Intake {
         if !out.refused.is_empty() {
             return Err(Refused::Rows {
                 refused: out.refused,
+                count: out.refused_count,
                 rows,
             }
             .into());
@@ -175,8 +176,8 @@ impl Intake {
         self.ledger.write_changes(batch)?;
         Ok(Outcome {
             accepted: (direct.cases.len() + usize::from(direct.tasks.is_some())) as u64,
-            refused: Vec::new(),
             months_changed: months,
+            ..Outcome::default()
         })
     }
 }

@@ -63,13 +63,20 @@ impl fmt::Display for RowRefusal {
     }
 }
 
+/// Refused rows an outcome lists; beyond them it only counts. A file of
+/// the wrong kind refuses every row, and neither the node's memory nor the
+/// answer may grow with it.
+pub const LISTED_REFUSALS: usize = 1_000;
+
 /// What happened to a submission.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Outcome {
     /// Rows durably stored (unchanged rows included).
     pub accepted: u64,
-    /// Rows refused, by line.
+    /// Rows refused, by line: the first [`LISTED_REFUSALS`] of them.
     pub refused: Vec<RowRefusal>,
+    /// Every row refused, listed or not.
+    pub refused_count: u64,
     /// Months whose records changed.
     pub months_changed: BTreeSet<Month>,
 }
@@ -81,16 +88,23 @@ impl Outcome {
             accepted: self.accepted,
             refused: self.refused.iter().map(RowRefusal::to_pb).collect(),
             months_changed: self.months_changed.iter().map(Month::to_string).collect(),
+            refused_count: self.refused_count,
         }
     }
 
+    /// Records a refused row: listed while fewer than [`LISTED_REFUSALS`]
+    /// are, counted always. Rows arrive in line order, so the list holds the
+    /// first lines refused.
     pub(super) fn refuse(&mut self, kind: RowKind, line: u64, id: &str, violation: Violation) {
-        self.refused.push(RowRefusal {
-            kind,
-            line,
-            id: id.to_owned(),
-            violation,
-        });
+        self.refused_count += 1;
+        if self.refused.len() < LISTED_REFUSALS {
+            self.refused.push(RowRefusal {
+                kind,
+                line,
+                id: id.to_owned(),
+                violation,
+            });
+        }
     }
 
     /// The outcome once the rows are refused whole or only checked:
@@ -100,6 +114,7 @@ impl Outcome {
         Outcome {
             accepted: 0,
             refused: self.refused,
+            refused_count: self.refused_count,
             months_changed: BTreeSet::new(),
         }
     }
@@ -109,10 +124,12 @@ impl Outcome {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Refused {
     /// Rows of an all-or-nothing call break rules.
-    #[error("{}", rows_message(refused, *rows))]
+    #[error("{}", rows_message(refused, *count, *rows))]
     Rows {
-        /// The refused rows, by line.
+        /// The refused rows, by line (the first of them).
         refused: Vec<RowRefusal>,
+        /// Every row refused.
+        count: u64,
         /// Rows in the call.
         rows: usize,
     },
@@ -129,14 +146,16 @@ pub enum Refused {
 
 /// "2 of 5 rows refused, nothing stored: cases line 3 (id B): closed_on:
 /// ...; ...", quoting the first [`QUOTED_REFUSALS`].
-fn rows_message(refused: &[RowRefusal], rows: usize) -> String {
-    let mut msg = format!("{} of {rows} rows refused, nothing stored", refused.len());
-    for (i, r) in refused.iter().take(QUOTED_REFUSALS).enumerate() {
+fn rows_message(refused: &[RowRefusal], count: u64, rows: usize) -> String {
+    let mut msg = format!("{count} of {rows} rows refused, nothing stored");
+    let quoted = refused.iter().take(QUOTED_REFUSALS);
+    for (i, r) in quoted.clone().enumerate() {
         msg.push_str(if i == 0 { ": " } else { "; " });
         msg.push_str(&r.to_string());
     }
-    if refused.len() > QUOTED_REFUSALS {
-        msg.push_str(&format!("; and {} more", refused.len() - QUOTED_REFUSALS));
+    let more = count.saturating_sub(quoted.count() as u64);
+    if more > 0 {
+        msg.push_str(&format!("; and {more} more"));
     }
     msg
 }
@@ -172,7 +191,13 @@ mod tests {
                 violation: Violation::NothingToRecord,
             })
             .collect();
-        let msg = Refused::Rows { refused, rows: 40 }.to_string();
+        let count = refused.len() as u64;
+        let msg = Refused::Rows {
+            refused,
+            count,
+            rows: 40,
+        }
+        .to_string();
         assert!(
             msg.starts_with("12 of 40 rows refused, nothing stored: tasks line 2: "),
             "{msg}"
@@ -180,5 +205,27 @@ mod tests {
         assert!(msg.contains("tasks line 11: "), "{msg}");
         assert!(!msg.contains("tasks line 12: "), "{msg}");
         assert!(msg.ends_with("; and 2 more"), "{msg}");
+    }
+
+    /// A file of the wrong kind refuses every row: the outcome lists the
+    /// first rows and counts all of them, whatever the file's length.
+    #[test]
+    fn an_outcome_lists_the_first_refusals_and_counts_every_one() {
+        let mut out = Outcome::default();
+        let rows = LISTED_REFUSALS as u64 * 3;
+        for line in 1..=rows {
+            out.refuse(RowKind::Cases, line, "X", Violation::NothingToRecord);
+        }
+        assert_eq!(out.refused.len(), LISTED_REFUSALS);
+        assert_eq!(out.refused_count, rows);
+        assert_eq!(
+            out.refused.last().map(|r| r.line),
+            Some(LISTED_REFUSALS as u64)
+        );
+        let wire = out.to_pb();
+        assert_eq!(
+            (wire.refused.len(), wire.refused_count),
+            (LISTED_REFUSALS, rows)
+        );
     }
 }

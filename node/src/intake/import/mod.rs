@@ -225,7 +225,7 @@ impl Import {
         info!(
             rows = self.rows,
             accepted = out.accepted,
-            refused = out.refused.len(),
+            refused = out.refused_count,
             months = out.months_changed.len(),
             lock_ms = locked.elapsed().as_millis() as u64,
             "import committed"
