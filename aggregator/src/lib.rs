@@ -7,7 +7,7 @@
 //!
 //! - [`tally`]: [`Tally`] (case and task counts per category), its invariants,
 //!   addition and derived [`Rates`].
-//! - [`derive`]: the local tally of a month from case and task records.
+//! - [`derive`](mod@derive): the local tally of a month from case and task records.
 //! - [`summary`]: a decoded, checked [`SummaryView`] of a signed summary, the
 //!   total's arithmetic, and building the summary a node signs.
 //! - [`finding`]: [`Finding`], what is wrong with a statement, the same for

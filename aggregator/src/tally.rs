@@ -40,7 +40,7 @@ pub struct Tally {
 }
 
 /// A broken rule in a tally. `field` locates the tally ("total", "local",
-/// "children[3]") so the message names exactly what is wrong.
+/// "children\[3\]") so the message names exactly what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TallyError {
     /// A case category the list does not have.

@@ -89,7 +89,7 @@ impl NodeContext {
     /// The trust state, for reading.
     ///
     /// Locks are taken in one order: a submission's stripe, the ledger's
-    /// writer lock, a change of the trust ([`NodeContext::admit`]), then the
+    /// writer lock, a change of the trust (`NodeContext::admit`), then the
     /// trust, innermost. Holding the trust, never wait for
     /// another lock: a writer waiting for the trust blocks new readers, so
     /// a reader that waits on a stripe or the ledger while holding it can

@@ -385,7 +385,7 @@ impl Federation {
 
     /// Stops every node the demo started, children first, by closing its
     /// standard input; kills one that has not stopped after
-    /// [`STOP_LIMIT`]. True when every node exited 0.
+    /// `STOP_LIMIT`. True when every node exited 0.
     pub async fn stop(&mut self) -> bool {
         for p in self.processes.iter_mut().rev() {
             p.lifeline.take();

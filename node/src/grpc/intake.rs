@@ -83,7 +83,7 @@ impl IntakeRpc for IntakeService {
     /// reports every refused row; with refusals and without skip_invalid,
     /// or with dry_run, nothing is stored (accepted is 0). A stream that
     /// breaks, or a call dropped by its client, stores nothing: the worker
-    /// sees its channel close without [`ToImport::End`] and removes what it
+    /// sees its channel close without `ToImport::End` and removes what it
     /// staged.
     async fn import(
         &self,
