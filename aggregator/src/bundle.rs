@@ -14,6 +14,10 @@ use tallytree_proto::pb;
 /// Largest single item accepted (a summary with thousands of children).
 pub const MAX_ITEM_BYTES: usize = 16 << 20;
 
+/// Items up to this size are read into a buffer of the size their prefix
+/// gives; larger ones grow with the bytes that actually arrive.
+const PREALLOCATED_ITEM_BYTES: usize = 64 << 10;
+
 /// Why a bundle cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -208,13 +212,28 @@ impl<R: Read> BundleReader<R> {
                 reason: format!("item of {len} bytes exceeds {MAX_ITEM_BYTES}"),
             });
         }
-        self.buf.resize(len, 0);
-        self.input
-            .read_exact(&mut self.buf)
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::UnexpectedEof => BundleError::Truncated(self.digest.items()),
-                _ => BundleError::Io(e),
-            })?;
+        if len <= PREALLOCATED_ITEM_BYTES {
+            self.buf.resize(len, 0);
+            self.input
+                .read_exact(&mut self.buf)
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::UnexpectedEof => {
+                        BundleError::Truncated(self.digest.items())
+                    }
+                    _ => BundleError::Io(e),
+                })?;
+        } else {
+            // Read what arrives rather than allocating what the prefix
+            // claims: a five-byte file claiming a 16 MiB item must not cost
+            // 16 MiB.
+            self.buf.clear();
+            (&mut self.input)
+                .take(len as u64)
+                .read_to_end(&mut self.buf)?;
+            if self.buf.len() < len {
+                return Err(BundleError::Truncated(self.digest.items()));
+            }
+        }
         let item =
             pb::EvidenceItem::decode(self.buf.as_slice()).map_err(|e| BundleError::Corrupt {
                 index: self.digest.items(),
@@ -299,5 +318,17 @@ mod tests {
         let mut extra = bytes;
         extra.push(0);
         assert!(BundleReader::new(extra.as_slice()).any(|r| r.is_err()));
+    }
+
+    #[test]
+    fn a_length_prefix_claiming_megabytes_costs_only_what_arrives() {
+        // 0xFF 0xFF 0xFF 0x07: an item of 16 MiB - 1, followed by 3 bytes.
+        let bytes = [0xFF, 0xFF, 0xFF, 0x07, 0x0A, 0x01, 0x00];
+        let mut reader = BundleReader::new(bytes.as_slice());
+        assert!(matches!(
+            reader.next(),
+            Some(Err(BundleError::Truncated(0)))
+        ));
+        assert!(reader.buf.capacity() < 1 << 10, "{}", reader.buf.capacity());
     }
 }

@@ -11,12 +11,15 @@
 //! - [`audit`]: signed revisions and their verification.
 //! - [`evidence`]: evidence bundles and inclusion proofs: export, offline verification.
 //! - [`demo`]: a five-level federation of real node processes on loopback.
+//! - `fuzzing` (hidden): the fuzz targets' bodies, replayed by `tests/fuzz_replay.rs`.
 
 pub mod audit;
 pub mod conn;
 pub mod demo;
 pub mod enrol;
 pub mod evidence;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod import;
 pub mod init;
 pub mod keys;

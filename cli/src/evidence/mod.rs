@@ -40,6 +40,11 @@ pub enum ExportFormat {
 pub fn load_anchors(path: &Path) -> Result<Vec<(RegionCode, PublicKey)>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("{}: cannot read", path.display()))?;
+    parse_anchors(&text, path)
+}
+
+/// The trust anchors of an anchor file's text (`path` names it in errors).
+pub fn parse_anchors(text: &str, path: &Path) -> Result<Vec<(RegionCode, PublicKey)>> {
     let mut anchors = Vec::new();
     let mut region = None;
     let mut block = String::new();
