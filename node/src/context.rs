@@ -15,7 +15,7 @@ use crate::{
     identity::Identity,
     ledger::Ledger,
     store::{
-        Batch, Cf, StoreError,
+        Batch, Cf, Op, StoreError,
         layout::{self, meta},
     },
 };
@@ -112,7 +112,18 @@ impl NodeContext {
         // inconsistent.
         let _change = self.admission.lock().unwrap_or_else(|e| e.into_inner());
         let change = check(&self.trust())?;
-        self.ledger.write_changes(change.batch)?;
+        // A change that marks a month (a child enrolled or revoked changes
+        // this node's completeness) wakes the signer; one that only stores
+        // statements does not.
+        let marks_a_month = change
+            .batch
+            .ops
+            .iter()
+            .any(|op| matches!(op, Op::Put(Cf::Dirty, ..)));
+        self.ledger.store().write(change.batch)?;
+        if marks_a_month {
+            self.ledger.wake();
+        }
         let mut trust = self.trust.write().unwrap_or_else(|e| e.into_inner());
         trust.apply(change.admission);
         for key in change.own_keys {

@@ -4,7 +4,7 @@
 //! (`grpc::status`), and a web layer would turn it into an HTTP status the
 //! same way.
 
-use tallytree_aggregator::{Finding, SummaryError};
+use tallytree_aggregator::Finding;
 use tallytree_proto::{PeriodError, RegionError};
 
 use crate::{
@@ -71,8 +71,7 @@ impl ServiceError for Finding {
             | Finding::NotYetValid { .. }
             | Finding::Envelope { .. } => ErrorCode::PermissionDenied,
             Finding::MissingChild { .. } => ErrorCode::FailedPrecondition,
-            Finding::Summary(SummaryError::FuturePeriod { .. })
-            | Finding::Summary(_)
+            Finding::Summary(_)
             | Finding::Tree { .. }
             | Finding::ChildMismatch { .. }
             | Finding::Completeness { .. } => ErrorCode::InvalidArgument,
