@@ -27,6 +27,9 @@ pub struct EnrolmentView {
     pub serial: u64,
     /// Summaries by this key count from here (Unix ms).
     pub valid_from_ms: i64,
+    /// SHA-256 of the child's TLS key (its SubjectPublicKeyInfo), when the
+    /// enrolment binds one.
+    pub tls_spki: Option<Digest>,
     /// SHA-256 of the enrolment payload.
     pub digest: Digest,
 }
@@ -293,6 +296,17 @@ impl Trust {
             .collect()
     }
 
+    /// A region's latest enrolment (highest serial): the one whose TLS key
+    /// may speak for it on the wire.
+    pub fn current_enrolment(&self, region: RegionCode) -> Option<&EnrolmentView> {
+        self.enrolments.get(self.by_region.get(&region)?)
+    }
+
+    /// The revocation of `key`, if there is one.
+    pub fn revocation_of(&self, key: &PublicKey) -> Option<&RevocationView> {
+        self.revocations.get(&id_of(key))
+    }
+
     /// The latest enrolled name of a region.
     pub fn name_of(&self, region: RegionCode) -> Option<&str> {
         let id = self.by_region.get(&region)?;
@@ -363,6 +377,15 @@ impl TrustedKey {
             key,
             serial: e.serial,
             valid_from_ms: e.valid_from_ms,
+            tls_spki: match e.tls_spki_sha256.as_slice() {
+                [] => None,
+                bytes => Some(Digest(bytes.try_into().map_err(|_| {
+                    tree(format!(
+                        "tls_spki_sha256 must be 32 bytes (SHA-256), got {}",
+                        bytes.len()
+                    ))
+                })?)),
+            },
             digest: Digest::of(&env.payload),
         })
     }

@@ -24,8 +24,6 @@ pub struct Config {
     /// Address the gRPC server listens on; port 0 lets the system pick a
     /// free port, which the running node reports in its [`AddressFile`].
     pub listen: SocketAddr,
-    /// Bearer token for operator calls (intake, enrolment).
-    pub operator_token: String,
     /// Offset of the unit's time zone from UTC, in hours; fixes "today".
     #[serde(default = "default_utc_offset")]
     pub utc_offset_hours: i32,
@@ -44,6 +42,87 @@ pub struct Config {
     /// Limits on what children submit.
     #[serde(default)]
     pub federation: FederationConfig,
+    /// Transport security: this unit's TLS key, its CA, the names of its
+    /// server.
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// Who may call what: the credentials file, open publishing.
+    #[serde(default)]
+    pub access: AccessConfig,
+}
+
+/// Transport security. TLS is always on, except with `plaintext = true`,
+/// which is refused unless the node listens on a loopback address.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Serve and push without TLS: only for trying things on one machine;
+    /// refused unless `listen` is a loopback address.
+    pub plaintext: bool,
+    /// This unit's TLS key (ECDSA P-256, PKCS#8 PEM); its enrolment binds it
+    /// and its client certificate carries it.
+    pub key_file: PathBuf,
+    /// The key of this unit's CA, which issues its children's and its own
+    /// server's certificates.
+    pub ca_key_file: PathBuf,
+    /// This unit's CA certificate: what clients of this node trust.
+    pub ca_file: PathBuf,
+    /// Host names and IP addresses clients reach this node by, beyond
+    /// localhost and the loopback addresses (which the server certificate
+    /// always names, with `<code>.node.tallytree` and a specific `listen`
+    /// address).
+    pub server_names: Vec<String>,
+    /// A TLS handshake not finished in this time is dropped (ms).
+    pub handshake_timeout_ms: u64,
+    /// At most this many TLS handshakes at once.
+    pub max_handshakes: usize,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            plaintext: false,
+            key_file: "tls.key".into(),
+            ca_key_file: "ca.key".into(),
+            ca_file: "ca.pem".into(),
+            server_names: Vec::new(),
+            handshake_timeout_ms: 10_000,
+            max_handshakes: 256,
+        }
+    }
+}
+
+impl TlsConfig {
+    /// The unit's TLS files.
+    pub fn files(&self) -> crate::tls::material::TlsFiles {
+        crate::tls::material::TlsFiles {
+            key: self.key_file.clone(),
+            ca_key: self.ca_key_file.clone(),
+            ca_cert: self.ca_file.clone(),
+        }
+    }
+}
+
+/// Who may call what.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessConfig {
+    /// The named credentials (hashes only), managed with `tallytree token`;
+    /// the node reads it again when it changes.
+    pub credentials_file: PathBuf,
+    /// Publish this node's figures openly: Query answers without a
+    /// credential. Off unless chosen; evidence export still needs an
+    /// auditor.
+    pub public_figures: bool,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        AccessConfig {
+            credentials_file: "credentials.toml".into(),
+            public_figures: false,
+        }
+    }
 }
 
 /// Limits on submissions from children.
@@ -67,7 +146,9 @@ impl Default for FederationConfig {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ParentConfig {
-    /// The parent's gRPC URL, e.g. "http://10.0.0.2:7400"; none at the top.
+    /// The parent's gRPC URL, e.g. "https://10.0.0.2:7400"; none at the top.
+    /// The parent is verified by its CA (from the enrolment) and its code,
+    /// whatever host the URL names.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
     /// Timeout of one submission (ms). A first push carries the child's
@@ -137,6 +218,20 @@ fn default_utc_offset() -> i32 {
 
 fn default_log() -> String {
     "info".into()
+}
+
+/// Whether a URL's host is a loopback address or `localhost`.
+fn is_loopback_url(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The file in the data directory where a running node reports the address
@@ -228,16 +323,17 @@ impl Config {
             data_dir: "data".into(),
             key_file: "node.key".into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 7400)),
-            operator_token: "change-me".into(),
             utc_offset_hours: default_utc_offset(),
             log: default_log(),
             intake: IntakeConfig::default(),
             signer: SignerConfig::default(),
             parent: ParentConfig {
-                address: Some("http://127.0.0.1:7300".into()),
+                address: Some("https://127.0.0.1:7300".into()),
                 ..ParentConfig::default()
             },
             federation: FederationConfig::default(),
+            tls: TlsConfig::default(),
+            access: AccessConfig::default(),
         }
     }
 
@@ -289,7 +385,6 @@ impl Config {
             ("data_dir", "TALLYTREE_DATA_DIR"),
             ("key_file", "TALLYTREE_KEY_FILE"),
             ("listen", "TALLYTREE_LISTEN"),
-            ("operator_token", "TALLYTREE_OPERATOR_TOKEN"),
             ("log", "TALLYTREE_LOG"),
         ] {
             if let Some(value) = env(var) {
@@ -318,8 +413,29 @@ impl Config {
         if config.name.trim().is_empty() {
             return Err(invalid("name: required (the unit's Chinese name)".into()));
         }
-        if config.operator_token.len() < 8 {
-            return Err(invalid("operator_token: at least 8 characters".into()));
+        if config.tls.plaintext && !config.listen.ip().is_loopback() {
+            return Err(invalid(format!(
+                "tls.plaintext: refused: listen ({}) is not a loopback address; plaintext is only for one machine",
+                config.listen
+            )));
+        }
+        if let Some(address) = &config.parent.address {
+            let scheme = if config.tls.plaintext { "http://" } else { "https://" };
+            if config.tls.plaintext && !is_loopback_url(address) {
+                return Err(invalid(format!(
+                    "parent.address ({address}): refused: tls.plaintext pushes only to a loopback address"
+                )));
+            }
+            if !address.starts_with(scheme) {
+                return Err(invalid(format!(
+                    "parent.address ({address}): must start with {scheme}{}",
+                    if config.tls.plaintext {
+                        " (tls.plaintext is set)"
+                    } else {
+                        " (TLS is on; tls.plaintext = true only on loopback)"
+                    }
+                )));
+            }
         }
         if !(-12..=14).contains(&config.utc_offset_hours) {
             return Err(invalid(format!(
@@ -329,6 +445,14 @@ impl Config {
         }
         config.data_dir = base.join(&config.data_dir);
         config.key_file = base.join(&config.key_file);
+        for path in [
+            &mut config.tls.key_file,
+            &mut config.tls.ca_key_file,
+            &mut config.tls.ca_file,
+            &mut config.access.credentials_file,
+        ] {
+            *path = base.join(&*path);
+        }
         Ok(config)
     }
 

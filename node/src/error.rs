@@ -30,6 +30,9 @@ pub enum ErrorCode {
     NotFound,
     /// A conflicting statement is held (equivocation).
     AlreadyExists,
+    /// The caller has not shown who it is: no credential or client
+    /// certificate, or one this node does not know.
+    Unauthenticated,
     /// The node failed (storage): not the caller's fault; logged.
     Internal,
 }
@@ -86,6 +89,7 @@ impl ServiceError for SubmitError {
             SubmitError::Finding(f) => f.error_code(),
             SubmitError::NotChild { .. } => ErrorCode::PermissionDenied,
             SubmitError::Equivocation { .. } => ErrorCode::AlreadyExists,
+            SubmitError::Peer(e) => e.error_code(),
             SubmitError::Store(e) => e.error_code(),
         }
     }

@@ -19,6 +19,9 @@ pub struct Identity {
     key: RwLock<Arc<SigningKey>>,
     /// Where the key lives; a rotated key waits beside it as `<file>.next`.
     key_file: Option<PathBuf>,
+    /// Where the TLS key lives (it rotates with the signing key, from
+    /// `<file>.next`).
+    tls_key_file: Option<PathBuf>,
 }
 
 impl Identity {
@@ -34,7 +37,31 @@ impl Identity {
             name,
             key: RwLock::new(Arc::new(key)),
             key_file,
+            tls_key_file: None,
         }
+    }
+
+    /// The same identity, its TLS key in `file`.
+    pub fn with_tls_key_file(mut self, file: PathBuf) -> Identity {
+        self.tls_key_file = Some(file);
+        self
+    }
+
+    /// Where the TLS key lives, if on disk.
+    pub fn tls_key_file(&self) -> Option<&Path> {
+        self.tls_key_file.as_deref()
+    }
+
+    /// Switches to the waiting rotated TLS key: `<file>.next` becomes
+    /// `<file>`, the old one is kept as `<file>.old`. Blocking.
+    pub fn rotate_tls(&self) -> std::io::Result<()> {
+        let Some(file) = &self.tls_key_file else {
+            return Ok(());
+        };
+        let mut old = file.as_os_str().to_owned();
+        old.push(".old");
+        std::fs::rename(file, PathBuf::from(old))?;
+        std::fs::rename(next_key_path(file), file)
     }
 
     /// The current signing key.

@@ -29,13 +29,19 @@
 //! - [`evidence`]: evidence bundles and inclusion proofs for auditors.
 //! - [`error`]: [`error::ErrorCode`], the one mapping of every service
 //!   error to what a caller is told.
-//! - [`grpc`]: thin tonic adapters and the operator credential.
+//! - [`access`]: named credentials (hashes only) and which role may make
+//!   which call.
+//! - [`tls`]: the unit's TLS key and CA, the certificates it issues, the
+//!   TLS server and the check that a submitting peer is the enrolled child.
+//! - [`grpc`]: thin tonic adapters and the credential guard.
 //! - [`server`]: [`Node`], wiring it all together; [`Node::run`] serves
 //!   until shutdown.
 //!
 //! Without the `server` feature (on by default) the crate is only what a
-//! node's tools need: [`config`], [`clock`], [`identity`] and [`records`].
+//! node's tools need: [`config`], [`clock`], [`identity`], [`records`],
+//! the credentials file of [`access`] and the TLS material of [`tls`].
 
+pub mod access;
 pub mod clock;
 pub mod config;
 #[cfg(feature = "server")]
@@ -62,6 +68,7 @@ pub mod server;
 pub mod signer;
 #[cfg(feature = "server")]
 pub mod store;
+pub mod tls;
 
 #[cfg(feature = "server")]
 pub use server::{Node, NodeError};

@@ -17,14 +17,15 @@ use tonic::service::interceptor::InterceptedService;
 use tracing::info;
 
 use crate::{
+    access::{Access, AccessError, Action},
     clock::Clock,
     config::Config,
     context::NodeContext,
     evidence::Evidence,
     federation::{Enrolments, Submissions, pusher::Pusher},
     grpc::{
-        AuditService, EnrolmentsService, FederationService, IntakeService, NodeService,
-        OperatorAuth, QueryService,
+        AuditService, EnrolmentsService, FederationService, Guard, IntakeService, NodeService,
+        QueryService,
     },
     identity::Identity,
     intake::{self, Intake},
@@ -32,11 +33,16 @@ use crate::{
     query::Query,
     signer::Signer,
     store::{self, RocksStore, Store},
+    tls::{
+        material::{Authority, TlsError},
+        server::{HandshakeLimits, server_config},
+    },
 };
 
 /// Accepted connections with Nagle's algorithm off: gRPC answers are small
-/// and must not wait for delayed ACKs (40 ms a round trip otherwise).
-fn incoming(
+/// and must not wait for delayed ACKs (40 ms a round trip otherwise). For a
+/// node configured plaintext; [`crate::tls::server::incoming`] otherwise.
+fn plaintext_incoming(
     listener: TcpListener,
 ) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
     use tokio_stream::StreamExt;
@@ -61,6 +67,12 @@ pub enum NodeError {
         /// The cause.
         source: store::StoreError,
     },
+    /// The TLS key or CA is missing or unusable.
+    #[error("tls: {0}")]
+    Tls(#[from] TlsError),
+    /// The credentials file is unusable.
+    #[error("access: {0}")]
+    Access(#[from] AccessError),
     /// The reflection service could not be built from the descriptors.
     #[error("reflection: {0}")]
     Reflection(String),
@@ -76,6 +88,10 @@ pub struct Node {
     config: Config,
     /// Store, identity, clock and trust, shared by every part.
     ctx: Arc<NodeContext>,
+    /// The node's CA.
+    ca: Arc<Authority>,
+    /// The node's credentials.
+    access: Arc<Access>,
 }
 
 impl Node {
@@ -89,31 +105,47 @@ impl Node {
         };
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| store_err(store::StoreError::Engine(e.to_string())))?;
+        // Checked before the store is opened: a node that cannot serve
+        // TLS or check credentials does not start at all.
+        let ca = Arc::new(Authority::load(
+            &config.tls.ca_key_file,
+            &config.tls.ca_file,
+        )?);
+        crate::tls::material::TlsKey::load(&config.tls.key_file)?;
+        let access = Arc::new(Access::open(&config.access)?);
         let store = RocksStore::open(&config.data_dir).map_err(store_err)?;
         let key_file = Some(config.key_file.clone());
-        Node::with_store(config, key, key_file, Arc::new(store)).map_err(store_err)
+        Node::with_store(config, key, key_file, Arc::new(store), ca, access).map_err(store_err)
     }
 
-    /// A node over any store (tests use [`store::MemStore`]).
+    /// A node over any store (tests use [`store::MemStore`]), with its CA
+    /// and credentials.
     pub fn with_store(
         config: Config,
         key: SigningKey,
         key_file: Option<std::path::PathBuf>,
         store: Arc<dyn Store>,
+        ca: Arc<Authority>,
+        access: Arc<Access>,
     ) -> Result<Node, store::StoreError> {
-        let identity = Arc::new(Identity::new(
-            config.region,
-            config.name.clone(),
-            key,
-            key_file,
-        ));
+        let identity = Identity::new(config.region, config.name.clone(), key, key_file);
+        let identity = Arc::new(if config.tls.key_file.exists() {
+            identity.with_tls_key_file(config.tls.key_file.clone())
+        } else {
+            identity
+        });
         let clock = Clock::new(config.utc_offset_hours);
         let ledger = Arc::new(Ledger::new(store));
         // Before anything reads records: finish or drop what a stopped run
         // left of its bulk imports.
         intake::import::recover(&ledger)?;
         let ctx = Arc::new(NodeContext::open(ledger, identity, clock)?);
-        Ok(Node { config, ctx })
+        Ok(Node {
+            config,
+            ctx,
+            ca,
+            access,
+        })
     }
 
     /// Serves gRPC on `listener` until `shutdown` resolves, then stops
@@ -132,14 +164,15 @@ impl Node {
             let _ = rx.wait_for(|s| *s).await;
         };
         let signer_task = tokio::spawn(signer.run(wait(stopped.clone())));
-        let pusher = Pusher::new(ctx.clone(), self.config.parent.clone());
+        let plaintext = self.config.tls.plaintext;
+        let pusher = Pusher::new(ctx.clone(), self.config.parent.clone(), plaintext);
         let pusher_task = tokio::spawn(pusher.run(wait(stopped)));
 
         let intake = Intake::new(ctx.ledger.clone(), ctx.clock, self.config.intake.clone());
         let imports = intake.clone();
         let query = Query::new(ctx.clone());
         let max = self.config.intake.max_message_bytes;
-        let auth = OperatorAuth::new(&self.config.operator_token);
+        let guard = |action| Guard::new(self.access.clone(), action);
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<IntakeServer<IntakeService>>().await;
@@ -177,23 +210,49 @@ impl Node {
         )))
         .max_decoding_message_size(self.config.federation.max_submission_bytes);
         let enrolments_server =
-            EnrolmentsServer::new(EnrolmentsService::new(Enrolments::new(ctx.clone())))
-                .max_decoding_message_size(max);
+            EnrolmentsServer::new(EnrolmentsService::new(Enrolments::new(
+                ctx.clone(),
+                self.ca.clone(),
+            )))
+            .max_decoding_message_size(max);
 
         let addr = listener.local_addr().ok();
-        info!(region = %region, name = %ctx.identity.name, addr = ?addr, key = %&ctx.identity.public_key().key_id()[..16], "node serving");
-        let served = tonic::transport::Server::builder()
+        info!(region = %region, name = %ctx.identity.name, addr = ?addr, key = %&ctx.identity.public_key().key_id()[..16], tls = !plaintext, "node serving");
+        let router = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(InterceptedService::new(intake_server, auth.clone()))
-            .add_service(InterceptedService::new(enrolments_server, auth))
+            .add_service(InterceptedService::new(intake_server, guard(Action::Write)))
+            .add_service(InterceptedService::new(
+                enrolments_server,
+                guard(Action::Enrol),
+            ))
             .add_service(federation_server)
-            .add_service(query_server)
-            .add_service(audit_server)
-            .add_service(NodeServer::new(NodeService::new(ctx.identity.clone())))
-            .serve_with_incoming_shutdown(incoming(listener), shutdown)
-            .await;
+            .add_service(InterceptedService::new(query_server, guard(Action::Read)))
+            .add_service(InterceptedService::new(audit_server, guard(Action::Audit)))
+            .add_service(NodeServer::new(NodeService::new(ctx.identity.clone())));
+        let served = if plaintext {
+            router
+                .serve_with_incoming_shutdown(plaintext_incoming(listener), shutdown)
+                .await
+        } else {
+            let tls = server_config(
+                self.ca.clone(),
+                region,
+                self.server_names(addr),
+                ctx.clock,
+            )?;
+            let limits = HandshakeLimits {
+                timeout: std::time::Duration::from_millis(self.config.tls.handshake_timeout_ms),
+                concurrent: self.config.tls.max_handshakes,
+            };
+            router
+                .serve_with_incoming_shutdown(
+                    crate::tls::server::incoming(listener, tls, limits),
+                    shutdown,
+                )
+                .await
+        };
         // An import whose client went away may still be removing its rows.
         imports.imports_finished().await;
         let _ = stop.send(true);
@@ -201,5 +260,15 @@ impl Node {
         let _ = pusher_task.await;
         info!(region = %region, "node stopped");
         served.map_err(NodeError::from)
+    }
+
+    /// The names the server certificate carries beyond the fixed ones: the
+    /// configured names and the address listened on, when specific.
+    fn server_names(&self, addr: Option<std::net::SocketAddr>) -> Vec<String> {
+        let mut names = self.config.tls.server_names.clone();
+        if let Some(a) = addr.filter(|a| !a.ip().is_unspecified()) {
+            names.push(a.ip().to_string());
+        }
+        names
     }
 }

@@ -9,6 +9,7 @@ use tracing::info;
 
 use crate::{
     context::{NodeContext, TrustChange},
+    tls::material::{Authority, RequestedKey, TlsKey, spki_digest},
     store::{
         Batch, Cf, StoreError,
         layout::{self, meta},
@@ -38,12 +39,35 @@ fn invalid(msg: String) -> EnrolmentError {
 pub struct Enrolments {
     /// The node's shared context.
     ctx: Arc<NodeContext>,
+    /// This node's CA, which certifies its children's TLS keys.
+    ca: Arc<Authority>,
+}
+
+/// A child enrolled: the signed enrolment and the child's certificate.
+#[derive(Debug, Clone)]
+pub struct Enrolled {
+    /// The enrolment, signed by this node.
+    pub enrolment: pb::Envelope,
+    /// The child's TLS client certificate, PEM.
+    pub client_certificate: String,
+    /// This node's CA certificate, PEM.
+    pub ca_certificate: String,
+}
+
+/// The SHA-256 of the key a PEM certificate carries.
+fn certificate_key(pem: &str, what: &str) -> Result<Digest, EnrolmentError> {
+    let der = crate::tls::server::rustls_pem(pem)
+        .map_err(|e| invalid(format!("{what}: {e}")))?
+        .remove(0);
+    let (_, cert) = x509_parser::parse_x509_certificate(&der)
+        .map_err(|e| invalid(format!("{what}: not an X.509 certificate ({e})")))?;
+    Ok(spki_digest(cert.tbs_certificate.subject_pki.raw))
 }
 
 impl Enrolments {
-    /// Enrolments at the node of `ctx`.
-    pub fn new(ctx: Arc<NodeContext>) -> Enrolments {
-        Enrolments { ctx }
+    /// Enrolments at the node of `ctx`, certifying with `ca`.
+    pub fn new(ctx: Arc<NodeContext>, ca: Arc<Authority>) -> Enrolments {
+        Enrolments { ctx, ca }
     }
 
     fn child_code(&self, region: &str) -> Result<RegionCode, EnrolmentError> {
@@ -63,15 +87,21 @@ impl Enrolments {
         self.ctx.identity.public_key()
     }
 
-    /// Enrols a child's key (a new key of an enrolled child is a rotation:
-    /// the next serial). Blocking.
-    pub fn enrol(&self, req: &pb::EnrolRequest) -> Result<pb::Envelope, EnrolmentError> {
+    /// Enrols a child's key and TLS key (a new key of an enrolled child is
+    /// a rotation: the next serial), and certifies the TLS key. Blocking.
+    pub fn enrol(&self, req: &pb::EnrolRequest) -> Result<Enrolled, EnrolmentError> {
         let region = self.child_code(&req.region)?;
         let name = req.name.trim();
         if name.is_empty() {
             return Err(invalid("name: required (the child's Chinese name)".into()));
         }
         let key = PublicKey::from_slice(&req.public_key).map_err(|e| invalid(e.to_string()))?;
+        let tls_key =
+            RequestedKey::from_csr_pem(&req.tls_csr).map_err(|e| invalid(e.to_string()))?;
+        let certificate = self
+            .ca
+            .issue_child(&tls_key, region, name, self.ctx.clock.now_ms())
+            .map_err(|e| invalid(e.to_string()))?;
         let ctx = &self.ctx;
         let _writer = ctx.ledger.lock();
         let store = ctx.ledger.store();
@@ -93,6 +123,7 @@ impl Enrolments {
             serial,
             valid_from_ms: now,
             issued_at_ms: now,
+            tls_spki_sha256: tls_key.spki_digest().0.to_vec(),
         };
         let sealed = statement::seal(&ctx.identity.key(), &enrolment);
         ctx.admit(|trust| {
@@ -114,8 +145,12 @@ impl Enrolments {
                 batch,
             })
         })?;
-        info!(child = %region, name, serial, key = %&key.key_id()[..16], "enrolled");
-        Ok(sealed.envelope)
+        info!(child = %region, name, serial, key = %&key.key_id()[..16], tls_key = %tls_key.spki_digest().short(), "enrolled");
+        Ok(Enrolled {
+            enrolment: sealed.envelope,
+            client_certificate: certificate.cert_pem,
+            ca_certificate: self.ca.cert_pem().to_owned(),
+        })
     }
 
     /// Revokes a child's key from `revoked_at_ms` (now when 0). Blocking.
@@ -200,6 +235,27 @@ impl Enrolments {
             )));
         }
         let key = PublicKey::from_slice(&e.public_key).map_err(|err| invalid(err.to_string()))?;
+        let bound = match e.tls_spki_sha256.as_slice() {
+            [] => {
+                return Err(invalid(
+                    "enrolment: binds no TLS key; ask the parent to enrol this node with its certificate request (node.pub)".into(),
+                ));
+            }
+            b => Digest(b.try_into().map_err(|_| {
+                invalid("enrolment: tls_spki_sha256 must be 32 bytes".into())
+            })?),
+        };
+        let certified = certificate_key(&req.client_certificate, "client_certificate")?;
+        if certified != bound {
+            return Err(invalid(format!(
+                "client_certificate: certifies TLS key {}, but the enrolment binds {}",
+                certified.short(),
+                bound.short()
+            )));
+        }
+        crate::tls::server::rustls_pem(&req.parent_ca_certificate)
+            .map_err(|err| invalid(format!("parent_ca_certificate: {err}")))?;
+        let tls_rotating = self.tls_key_for(bound)?;
         let old = ctx.identity.public_key();
         let rotating = key != old;
         if rotating {
@@ -226,6 +282,16 @@ impl Enrolments {
             own_key.extend_from_slice(&e.serial.to_be_bytes());
             batch.put(Cf::Meta, own_key, layout::envelope_bytes(env));
             batch.put(Cf::Meta, meta::PARENT_KEY, parent_key.0.to_vec());
+            batch.put(
+                Cf::Meta,
+                meta::PARENT_CA,
+                req.parent_ca_certificate.as_bytes().to_vec(),
+            );
+            batch.put(
+                Cf::Meta,
+                meta::CLIENT_CERT,
+                req.client_certificate.as_bytes().to_vec(),
+            );
             Ok::<_, EnrolmentError>(TrustChange {
                 own_keys: vec![old, key],
                 batch,
@@ -238,9 +304,39 @@ impl Enrolments {
                 .map_err(|err| invalid(format!("rotating the key: {err}")))?;
             info!(key = %&key.key_id()[..16], "rotated to the newly enrolled key");
         }
+        if tls_rotating {
+            ctx.identity
+                .rotate_tls()
+                .map_err(|err| invalid(format!("rotating the TLS key: {err}")))?;
+            info!(tls_key = %bound.short(), "rotated to the newly enrolled TLS key");
+        }
         info!(parent = %parent, serial = e.serial, digest = %Digest::of(&env.payload).short(), "enrolment installed");
         ctx.wake_pusher();
         Ok(())
+    }
+
+    /// Whether the TLS key `bound` is the waiting rotated one (true) or the
+    /// current one (false); refused if it is neither.
+    fn tls_key_for(&self, bound: Digest) -> Result<bool, EnrolmentError> {
+        let identity = &self.ctx.identity;
+        let Some(current) = identity.tls_key_file() else {
+            // A node without TLS files (tests in memory) takes what it is given.
+            return Ok(false);
+        };
+        let digest_of = |p: &std::path::Path| TlsKey::load(p).ok().map(|k| k.spki_digest());
+        if digest_of(current) == Some(bound) {
+            return Ok(false);
+        }
+        let next = crate::tls::material::next_path(current);
+        if digest_of(&next) == Some(bound) {
+            return Ok(true);
+        }
+        Err(invalid(format!(
+            "enrolment: binds TLS key {}, which is neither this node's TLS key ({}) nor a rotated one waiting in {}",
+            bound.short(),
+            current.display(),
+            next.display()
+        )))
     }
 
     /// The enrolments and revocations this node signed for its children.

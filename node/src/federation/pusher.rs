@@ -13,7 +13,6 @@ use tallytree_proto::{
     pb::{self, federation_client::FederationClient},
     statement,
 };
-use tonic::transport::Endpoint;
 use tower::{
     Service, ServiceBuilder, ServiceExt,
     retry::backoff::{Backoff, ExponentialBackoffMaker, MakeBackoff},
@@ -24,7 +23,14 @@ use tracing::{debug, info, warn};
 use crate::{
     config::ParentConfig,
     context::NodeContext,
-    store::{Batch, Cf, StoreError, layout},
+    store::{
+        Batch, Cf, StoreError,
+        layout::{self, meta},
+    },
+    tls::{
+        client::{ParentTls, parent_endpoint},
+        material::TlsKey,
+    },
 };
 
 /// A request ready to send, with what it forwards for the first time.
@@ -43,14 +49,48 @@ pub struct Pusher {
     ctx: Arc<NodeContext>,
     /// Parent address, timeout and backoff.
     config: ParentConfig,
+    /// Push without TLS (the node is configured plaintext, on loopback).
+    plaintext: bool,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl Pusher {
-    /// A pusher for `ctx` with `config`.
-    pub fn new(ctx: Arc<NodeContext>, config: ParentConfig) -> Pusher {
-        Pusher { ctx, config }
+    /// A pusher for `ctx` with `config`, over TLS unless `plaintext`.
+    pub fn new(ctx: Arc<NodeContext>, config: ParentConfig, plaintext: bool) -> Pusher {
+        Pusher {
+            ctx,
+            config,
+            plaintext,
+        }
+    }
+
+    /// What this node holds to reach its parent over TLS: `None` while no
+    /// enrolment is installed, or when pushing plaintext. Blocking.
+    fn parent_tls(ctx: &NodeContext, plaintext: bool) -> Result<Option<ParentTls>, BoxError> {
+        if plaintext {
+            return Ok(None);
+        }
+        let Some(parent) = ctx.identity.region.parent() else {
+            return Ok(None);
+        };
+        let store = ctx.ledger.store();
+        let (Some(ca), Some(cert)) = (
+            store.get(Cf::Meta, meta::PARENT_CA)?,
+            store.get(Cf::Meta, meta::CLIENT_CERT)?,
+        ) else {
+            return Ok(None);
+        };
+        let Some(key_file) = ctx.identity.tls_key_file() else {
+            return Err("no TLS key file: cannot push over TLS".into());
+        };
+        let key = TlsKey::load(key_file)?;
+        Ok(Some(ParentTls {
+            parent,
+            ca_pem: String::from_utf8(ca)?,
+            cert_pem: String::from_utf8(cert)?,
+            key_pem: key.private_pem(),
+        }))
     }
 
     /// Runs until `shutdown` resolves. Without a parent address it only waits.
@@ -61,24 +101,11 @@ impl Pusher {
             return;
         };
         let timeout = Duration::from_millis(self.config.timeout_ms);
-        let channel = match Endpoint::from_shared(address.clone()) {
-            Ok(e) => e.connect_timeout(timeout).connect_lazy(),
-            Err(e) => {
-                warn!(%address, error = %e, "parent.address is not a valid URL; not pushing");
-                shutdown.await;
-                return;
-            }
-        };
-        let client = FederationClient::new(channel)
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(256 << 20);
-        let mut submit =
-            ServiceBuilder::new()
-                .timeout(timeout)
-                .service_fn(move |req: pb::SubmitRequest| {
-                    let mut client = client.clone();
-                    async move { client.submit(req).await.map(|r| r.into_inner()) }
-                });
+        if let Err(e) = parent_endpoint(&address, None, timeout) {
+            warn!(%address, error = %e, "parent.address is not a valid URL; not pushing");
+            shutdown.await;
+            return;
+        }
         let maker = ExponentialBackoffMaker::new(
             Duration::from_millis(self.config.backoff_min_ms),
             Duration::from_millis(self.config.backoff_max_ms),
@@ -93,8 +120,38 @@ impl Pusher {
             return;
         };
         let mut backoff = maker.make_backoff();
+        // The link is built again when what the node holds for it changes
+        // (an enrolment installed, a key rotated).
+        let mut link: Option<(Option<ParentTls>, _)> = None;
         loop {
-            match self.round(&mut submit).await {
+            let (ctx, plaintext) = (self.ctx.clone(), self.plaintext);
+            let wanted = tokio::task::spawn_blocking(move || Pusher::parent_tls(&ctx, plaintext))
+                .await
+                .map_err(|e| -> BoxError { e.to_string().into() })
+                .and_then(|r| r);
+            let outcome = match wanted {
+                Err(e) => Err(e),
+                Ok(wanted) => {
+                    if link.as_ref().is_none_or(|(held, _)| *held != wanted) {
+                        link = match parent_endpoint(&address, wanted.as_ref(), timeout) {
+                            Ok(endpoint) => {
+                                Some((wanted, submitter(endpoint.connect_lazy(), timeout)))
+                            }
+                            // Unusable certificates: tried again after a
+                            // backoff (a new enrolment may be installed).
+                            Err(e) => {
+                                warn!(%address, error = %e, "cannot set up TLS to the parent");
+                                None
+                            }
+                        };
+                    }
+                    match link.as_mut() {
+                        Some((_, submit)) => self.round(submit).await,
+                        None => Err("no usable TLS link to the parent".into()),
+                    }
+                }
+            };
+            match outcome {
                 Ok(true) => {
                     backoff = maker.make_backoff();
                     continue;
@@ -164,6 +221,23 @@ impl Pusher {
         }
         Ok(true)
     }
+}
+
+/// Federation.Submit on `channel`, each call bounded by `timeout`.
+fn submitter(
+    channel: tonic::transport::Channel,
+    timeout: Duration,
+) -> impl Service<pb::SubmitRequest, Response = pb::SubmitResponse, Error = BoxError, Future: Send>
++ Send {
+    let client = FederationClient::new(channel)
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(256 << 20);
+    ServiceBuilder::new()
+        .timeout(timeout)
+        .service_fn(move |req: pb::SubmitRequest| {
+            let mut client = client.clone();
+            async move { client.submit(req).await.map(|r| r.into_inner()) }
+        })
 }
 
 /// Builds the request for one outbox entry. Blocking.
@@ -277,7 +351,7 @@ mod tests {
         intake::{Intake, Submission},
         ledger::Ledger,
         signer::Signer,
-        store::{MemStore, layout::meta},
+        store::MemStore,
     };
 
     /// A village with a signed revision waiting for each of two months, and
@@ -356,7 +430,7 @@ mod tests {
     async fn a_refused_month_does_not_hold_back_the_others() {
         let parent_key = Arc::new(SigningKey::generate().expect("key").0);
         let ctx = village_with_two_months(&parent_key);
-        let pusher = Pusher::new(ctx.clone(), ParentConfig::default());
+        let pusher = Pusher::new(ctx.clone(), ParentConfig::default(), true);
         let (january, february) = (
             Month::parse("2025-01").expect("month"),
             Month::parse("2025-02").expect("month"),

@@ -8,7 +8,7 @@ use tallytree_aggregator::{
     Admission, Candidate, ChildEntry, EnrolmentView, Finding, SummarySource, SummaryView,
     summary::check_not_future, verify_opened,
 };
-use tallytree_proto::{Digest, Month, RegionCode, pb};
+use tallytree_proto::{Digest, Month, RegionCode, pb, statement};
 use tracing::{info, warn};
 
 use super::revisions::{Accepted, Stripe, Stripes, Verdict};
@@ -18,6 +18,7 @@ use crate::{
         Batch, Cf, Store, StoreError,
         layout::{self, SummaryRow},
     },
+    tls::peer::{Peer, PeerError, check_child},
 };
 
 /// Why a submission is refused.
@@ -55,6 +56,9 @@ pub enum SubmitError {
         /// Its digest (short).
         held_digest: String,
     },
+    /// The TLS peer may not speak for the summary's region.
+    #[error(transparent)]
+    Peer(#[from] PeerError),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -100,13 +104,25 @@ impl Submissions {
         }
     }
 
-    /// Handles one submission; returns the signed receipt. Blocking.
-    pub fn submit(&self, req: &pb::SubmitRequest) -> Result<pb::Envelope, SubmitError> {
+    /// Handles one submission from `peer`; returns the signed receipt.
+    /// Blocking.
+    pub fn submit(&self, req: &pb::SubmitRequest, peer: &Peer) -> Result<pb::Envelope, SubmitError> {
         let ctx = &self.ctx;
         let env = req
             .summary
             .as_ref()
             .ok_or_else(|| SubmitError::Invalid("summary: required".into()))?;
+        // Who is on the wire first: only the enrolled child itself may make
+        // this node verify anything. The region is the summary's claim; its
+        // signature is checked below against the same enrolment.
+        let claimed = statement::peek_unverified::<pb::Summary>(env)
+            .ok()
+            .and_then(|s| RegionCode::parse(&s.region).ok());
+        if let Some(region) = claimed {
+            check_child(&ctx.trust(), peer, region, ctx.clock.now_ms())?;
+        } else if *peer == Peer::Anonymous {
+            return Err(PeerError::NoCertificate.into());
+        }
         if !req.enrolments.is_empty() || !req.revocations.is_empty() {
             self.admit_statements(&req.enrolments, &req.revocations)?;
         }

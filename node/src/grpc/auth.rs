@@ -1,83 +1,43 @@
-//! The operator credential: `authorization: Bearer <token>` on intake and
-//! enrolment calls.
+//! The credential check on every call that needs one: a tonic interceptor
+//! over [`Access`], one per service with the [`Action`] its calls are.
+//! Tokens are never logged; the credential's name is, at debug level.
 
 use std::sync::Arc;
 
 use tonic::{Request, Status, service::Interceptor};
+use tracing::debug;
 
-/// Checks the operator token.
-#[derive(Clone)]
-pub struct OperatorAuth {
-    /// The expected token.
-    token: Arc<str>,
+use super::status;
+use crate::access::{Access, Action, Allowed};
+
+/// Checks the `authorization` header of each call against the node's
+/// credentials.
+#[derive(Clone, Debug)]
+pub struct Guard {
+    /// The credentials and rule.
+    access: Arc<Access>,
+    /// What the guarded service's calls do.
+    action: Action,
 }
 
-impl std::fmt::Debug for OperatorAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("OperatorAuth(..)")
+impl Guard {
+    /// Guards calls of `action`.
+    pub fn new(access: Arc<Access>, action: Action) -> Guard {
+        Guard { access, action }
     }
 }
 
-impl OperatorAuth {
-    /// Accepts `token`.
-    pub fn new(token: &str) -> OperatorAuth {
-        OperatorAuth {
-            token: Arc::from(token),
+impl Interceptor for Guard {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let header = request
+            .metadata()
+            .get("authorization")
+            .map(|v| v.to_str().unwrap_or_default());
+        let allowed = self.access.authorize(header, self.action).map_err(status)?;
+        if let Allowed::Credential { name, role } = &allowed {
+            debug!(credential = %name, %role, action = ?self.action, "call allowed");
         }
-    }
-}
-
-/// Compares without revealing where the first difference is.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-impl Interceptor for OperatorAuth {
-    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        let Some(value) = request.metadata().get("authorization") else {
-            return Err(Status::unauthenticated(
-                "authorization: operator token required (\"authorization: Bearer <token>\")",
-            ));
-        };
-        let given = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or_default();
-        if !same(given.as_bytes(), self.token.as_bytes()) {
-            return Err(Status::unauthenticated(
-                "authorization: wrong operator token",
-            ));
-        }
+        request.extensions_mut().insert(allowed);
         Ok(request)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_the_right_bearer_token_passes() {
-        let mut auth = OperatorAuth::new("s3cret-token");
-        assert_eq!(
-            auth.call(Request::new(())).unwrap_err().code(),
-            tonic::Code::Unauthenticated
-        );
-        let mut req = Request::new(());
-        req.metadata_mut()
-            .insert("authorization", "Bearer wrong".parse().expect("ascii"));
-        assert!(
-            auth.call(req)
-                .unwrap_err()
-                .message()
-                .contains("wrong operator token")
-        );
-        let mut req = Request::new(());
-        req.metadata_mut().insert(
-            "authorization",
-            "Bearer s3cret-token".parse().expect("ascii"),
-        );
-        assert!(auth.call(req).is_ok());
     }
 }

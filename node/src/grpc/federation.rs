@@ -10,9 +10,13 @@ use tallytree_proto::pb::{
 use tonic::{Request, Response, Status};
 
 use super::{blocking, status};
-use crate::federation::{Enrolments, Submissions};
+use crate::{
+    federation::{Enrolments, Submissions},
+    tls::peer::Peer,
+};
 
-/// The Federation gRPC service (children submit here; signatures authenticate).
+/// The Federation gRPC service (children submit here, over TLS with their
+/// enrolled certificate; signatures authenticate what they submit).
 #[derive(Debug, Clone)]
 pub struct FederationService {
     /// The domain service.
@@ -46,9 +50,10 @@ impl FederationRpc for FederationService {
         &self,
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let peer = Peer::of(&request);
         let req = request.into_inner();
         let submissions = self.submissions.clone();
-        let receipt = blocking(move || submissions.submit(&req).map_err(status)).await?;
+        let receipt = blocking(move || submissions.submit(&req, &peer).map_err(status)).await?;
         Ok(Response::new(pb::SubmitResponse {
             receipt: Some(receipt),
         }))
@@ -63,10 +68,12 @@ impl EnrolmentsRpc for EnrolmentsService {
     ) -> Result<Response<pb::EnrolResponse>, Status> {
         let req = request.into_inner();
         let enrolments = self.enrolments.clone();
-        let env = blocking(move || enrolments.enrol(&req).map_err(status)).await?;
+        let enrolled = blocking(move || enrolments.enrol(&req).map_err(status)).await?;
         Ok(Response::new(pb::EnrolResponse {
-            enrolment: Some(env),
+            enrolment: Some(enrolled.enrolment),
             parent_public_key: self.enrolments.public_key().0.to_vec(),
+            client_certificate: enrolled.client_certificate,
+            parent_ca_certificate: enrolled.ca_certificate,
         }))
     }
 

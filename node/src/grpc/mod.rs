@@ -10,7 +10,7 @@ mod node;
 mod query;
 
 pub use audit::AuditService;
-pub use auth::OperatorAuth;
+pub use auth::Guard;
 pub use federation::{EnrolmentsService, FederationService};
 pub use intake::IntakeService;
 pub use node::NodeService;
@@ -28,6 +28,7 @@ impl From<ErrorCode> for Code {
             ErrorCode::FailedPrecondition => Code::FailedPrecondition,
             ErrorCode::NotFound => Code::NotFound,
             ErrorCode::AlreadyExists => Code::AlreadyExists,
+            ErrorCode::Unauthenticated => Code::Unauthenticated,
             ErrorCode::Internal => Code::Internal,
         }
     }

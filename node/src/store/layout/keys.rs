@@ -97,6 +97,12 @@ pub mod meta {
     pub const OWN_ENROLMENT: &[u8] = b"own_enrolment/";
     /// The parent's raw 32-byte public key.
     pub const PARENT_KEY: &[u8] = b"parent_key";
+    /// The parent's CA certificate (PEM), from the installed enrolment: the
+    /// parent's server is verified against it.
+    pub const PARENT_CA: &[u8] = b"parent_ca";
+    /// This node's client certificate (PEM) from its parent, for the TLS key
+    /// the installed enrolment binds.
+    pub const CLIENT_CERT: &[u8] = b"client_cert";
     /// Prefix of the commit marks of bulk imports (followed by the import
     /// id, u64 BE); value empty. A mark means: the import is decided, its
     /// rows in staging are to be applied (again, after a crash).
