@@ -3,13 +3,14 @@
 //! `tallytree revoke`, and the trust anchor export.
 //!
 //! The enrolment file is JSON: the signed enrolment as a standard DSSE JSON
-//! envelope, and the parent's public key (PEM) that signed it.
+//! envelope, the parent's public key (PEM) that signed it, the child's TLS
+//! client certificate and the parent's CA certificate.
 
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
-use tallytree_node::{config::Config, identity::next_key_path};
+use tallytree_node::{config::Config, identity::next_key_path, tls::material::TlsKey};
 use tallytree_proto::{
     PublicKey, RegionCode, SigningKey,
     envelope::DsseJson,
@@ -19,7 +20,7 @@ use tallytree_proto::{
 
 use crate::{
     conn::{Conn, refusal},
-    init::write_private,
+    init::{public_file, write_private},
 };
 
 /// What the parent hands the child.
@@ -30,6 +31,10 @@ pub struct EnrolmentFile {
     pub enrolment: DsseJson,
     /// The parent's public key, PEM.
     pub parent_public_key: String,
+    /// The child's TLS client certificate, PEM.
+    pub client_certificate: String,
+    /// The parent's CA certificate, PEM.
+    pub parent_ca_certificate: String,
 }
 
 impl EnrolmentFile {
@@ -48,23 +53,57 @@ impl EnrolmentFile {
         Ok(pb::InstallRequest {
             enrolment: Some(self.enrolment.to_envelope()?),
             parent_public_key: parent.0.to_vec(),
+            client_certificate: self.client_certificate.clone(),
+            parent_ca_certificate: self.parent_ca_certificate.clone(),
         })
     }
 }
 
-/// At the parent: enrols a child's key and returns the file for the child.
+/// What a child hands its parent to be enrolled: its `node.pub` (or
+/// `node.key.next.pub` after rotate-key), holding its public key and the
+/// certificate request of its TLS key.
+#[derive(Debug, Clone)]
+pub struct ChildKeys {
+    /// The signing key.
+    pub key: PublicKey,
+    /// The TLS key's certificate request, PEM.
+    pub tls_csr: String,
+}
+
+impl ChildKeys {
+    /// Reads a child's public file.
+    pub fn load(path: &Path) -> Result<ChildKeys> {
+        let key = PublicKey::load(path)?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read", path.display()))?;
+        let Some(start) = text.find("-----BEGIN CERTIFICATE REQUEST-----") else {
+            bail!(
+                "{}: holds no certificate request for the child's TLS key (the node.pub that `tallytree init` or `rotate-key` wrote has one)",
+                path.display()
+            );
+        };
+        Ok(ChildKeys {
+            key,
+            tls_csr: text[start..].to_owned(),
+        })
+    }
+}
+
+/// At the parent: enrols a child's keys and returns the file for the child.
 pub async fn enrol(
     conn: &Conn,
     code: RegionCode,
     name: &str,
-    key: &PublicKey,
+    keys: &ChildKeys,
 ) -> Result<EnrolmentFile> {
+    let key = &keys.key;
     let mut client = EnrolmentsClient::new(conn.connect().await?);
     let response = client
         .enrol(pb::EnrolRequest {
             region: code.to_string(),
             name: name.to_owned(),
             public_key: key.0.to_vec(),
+            tls_csr: keys.tls_csr.clone(),
         })
         .await
         .map_err(refusal)?
@@ -80,6 +119,8 @@ pub async fn enrol(
     Ok(EnrolmentFile {
         enrolment: DsseJson::from_envelope(&env),
         parent_public_key: parent.to_pem(),
+        client_certificate: response.client_certificate,
+        parent_ca_certificate: response.parent_ca_certificate,
     })
 }
 
@@ -113,15 +154,31 @@ pub async fn revoke(
         .context("the node answered without a revocation")
 }
 
-/// At the child: generates the next key beside the current one
-/// (`node.key.next`) and returns its public key, for the parent to enrol.
-pub fn rotate_key(config: &Path) -> Result<PublicKey> {
+/// At the child: generates the next signing and TLS keys beside the
+/// current ones (`node.key.next`, `tls.key.next`) and writes their public
+/// file (`node.key.next.pub`) for the parent to enrol; returns its path and
+/// the new public key.
+pub fn rotate_key(config: &Path) -> Result<(std::path::PathBuf, PublicKey)> {
     let config = Config::load(config)?;
     let next = next_key_path(&config.key_file);
+    let next_tls = next_key_path(&config.tls.key_file);
+    if next_tls.exists() {
+        bail!(
+            "{}: a rotated TLS key is waiting already; install its enrolment, or remove it and {} to start again",
+            next_tls.display(),
+            next.display()
+        );
+    }
     let key = SigningKey::generate_to_file(&next)?;
+    let tls = TlsKey::generate_to_file(&next_tls)?;
     let public = key.public_key();
-    std::fs::write(next.with_extension("next.pub"), public.to_pem())?;
-    Ok(public)
+    let csr = tls.csr_pem(config.region, &config.name)?;
+    let path = next.with_extension("next.pub");
+    std::fs::write(
+        &path,
+        public_file(config.region, &config.name, &public.to_pem(), &csr),
+    )?;
+    Ok((path, public))
 }
 
 /// Writes the trust anchor file: the top unit's public key with its code

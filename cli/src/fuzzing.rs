@@ -93,6 +93,7 @@ pub fn sample_enrolment() -> pb::Envelope {
         // After the summary was issued: the summary expects no children.
         valid_from_ms: 1_775_001_600_000,
         issued_at_ms: 1_775_001_600_000,
+        tls_spki_sha256: Vec::new(),
     };
     statement::seal(anchor_key(), &enrolment).envelope
 }

@@ -27,3 +27,4 @@ pub mod query;
 pub mod record;
 pub mod sheet;
 pub mod table;
+pub mod token;

@@ -8,7 +8,7 @@ use tallytree_proto::RegionCode;
 use tallytree_cli::{
     audit,
     conn::{Conn, Refused},
-    demo, enrol, evidence, import, init, keys, query,
+    demo, enrol, evidence, import, init, keys, query, token,
     query::Format,
     record,
     sheet::Kind,
@@ -40,12 +40,24 @@ enum Command {
         /// Address the node will listen on.
         #[arg(long, default_value = "127.0.0.1:7400")]
         listen: SocketAddr,
-        /// Operator token (default: a random one, written to node.toml).
-        #[arg(long)]
-        operator_token: Option<String>,
-        /// The parent node's gRPC URL (none for the top unit).
+        /// Name of the first operator credential (its token goes to operator.token).
+        #[arg(long, default_value = "operator")]
+        operator_name: String,
+        /// The parent node's gRPC URL, e.g. https://10.0.0.2:7400 (none for the top unit).
         #[arg(long)]
         parent: Option<String>,
+        /// A host name or IP address clients reach this node by (repeatable;
+        /// localhost and the loopback addresses are always named).
+        #[arg(long = "server-name")]
+        server_names: Vec<String>,
+        /// Serve without TLS: only for trying things on one machine (loopback only).
+        #[arg(long)]
+        plaintext: bool,
+    },
+    /// Named credentials of a node: operator, reader, auditor (needs --config).
+    Token {
+        #[command(subcommand)]
+        command: token::TokenCommand,
     },
     /// Import a CSV file of cases or tasks (all rows or none, unless --skip-invalid).
     Import {
@@ -94,7 +106,8 @@ enum Command {
         /// The child's Chinese name.
         #[arg(long)]
         name: String,
-        /// The child's public key file (its node.pub, or node.key.next.pub after rotate-key).
+        /// The child's public file: its node.pub, or node.key.next.pub after
+        /// rotate-key (its public key and TLS certificate request).
         #[arg(long)]
         key: PathBuf,
         /// Where to write the enrolment file for the child.
@@ -272,21 +285,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             name,
             dir,
             listen,
-            operator_token,
+            operator_name,
             parent,
+            server_names,
+            plaintext,
         } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from(code.to_string()));
-            let path = init::init(&init::InitArgs {
+            let made = init::init(&init::InitArgs {
                 code,
                 name,
                 dir,
                 listen,
-                token: operator_token,
+                operator_name: operator_name.clone(),
                 parent,
+                server_names,
+                plaintext,
             })?;
+            let path = made.config;
+            let dir = path.parent().unwrap_or(&path).display();
+            println!("initialised {code} in {dir}: signing key, TLS key and CA, credentials, config");
             println!(
-                "initialised {code}: key, public key and config in {}",
-                path.parent().unwrap_or(&path).display()
+                "operator token ({operator_name}), shown once and kept in {dir}/{}:\n  {}",
+                init::OPERATOR_TOKEN_FILE,
+                made.operator_token
             );
             println!(
                 "start the node:  tallytree-node --config {}",
@@ -296,8 +317,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "then use it:     tallytree --config {} query --period YYYY-MM",
                 path.display()
             );
+            println!("for the parent:  give it {dir}/node.pub to enrol this unit");
+            println!("for clients:     give them {dir}/ca.pem (--ca-file) and a token (tallytree token add)");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Token { command } => token::run(conn.config.as_deref(), command),
         Command::Import {
             kind,
             file,
@@ -365,12 +389,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             key,
             output,
         } => {
-            let key = tallytree_proto::PublicKey::load(&key)?;
-            let file = enrol::enrol(&conn, code, &name, &key).await?;
+            let keys = enrol::ChildKeys::load(&key)?;
+            let file = enrol::enrol(&conn, code, &name, &keys).await?;
             enrol::write_file(&output, &file)?;
             println!(
-                "enrolled {name} ({code}), key {}; give {} to the child",
-                &key.key_id()[..16],
+                "enrolled {name} ({code}), key {}, with its TLS certificate; give {} to the child",
+                &keys.key.key_id()[..16],
                 output.display()
             );
             Ok(ExitCode::SUCCESS)
@@ -385,13 +409,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .config
                 .as_deref()
                 .ok_or_else(|| anyhow::anyhow!("rotate-key needs --config NODE.toml"))?;
-            let public = enrol::rotate_key(config)?;
+            let (file, public) = enrol::rotate_key(config)?;
             println!(
-                "next key written beside the current one; key id {}",
+                "next signing and TLS keys written beside the current ones; key id {}",
                 public.key_id()
             );
             println!(
-                "have the parent enrol it (tallytree enrol --key <key file>.next.pub), then install that enrolment here"
+                "have the parent enrol {} (tallytree enrol --key ...), then install that enrolment here",
+                file.display()
             );
             Ok(ExitCode::SUCCESS)
         }

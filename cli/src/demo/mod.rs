@@ -28,7 +28,10 @@ use tallytree_proto::{
 };
 
 use self::nodes::Federation;
-use crate::query::{Format, QueryArgs};
+use crate::{
+    conn::Conn,
+    query::{Format, QueryArgs},
+};
 
 /// Demo options.
 #[derive(Debug, Clone)]
@@ -92,14 +95,15 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         let top = &fed.nodes[0];
         println!();
         println!("the federation keeps running; press Ctrl-C (or send SIGTERM) to stop it. Try:");
+        let config = dir.join(top.unit.code.to_string()).join("node.toml");
         println!(
-            "  tallytree --node {} query --period {} --depth 2",
-            top.url,
+            "  tallytree --config {} query --period {} --depth 2",
+            config.display(),
             fed.year_range()
         );
         println!(
-            "  tallytree --node {} query --region 210214000000 --period {} --by-month",
-            top.url,
+            "  tallytree --config {} query --region 210214000000 --period {} --by-month",
+            config.display(),
             fed.year_range()
         );
         println!("every node's address is in {}", fed.node_list().display());
@@ -224,7 +228,7 @@ async fn scenario(fed: &Federation, args: &DemoArgs) -> Result<()> {
         from: months[0],
         to: months[months.len() - 1],
     };
-    let top = fed.nodes[0].url.clone();
+    let top = fed.conn(0);
     wait_until(&top, range, Duration::from_secs(120), |rows| {
         months
             .iter()
@@ -311,8 +315,8 @@ fn month_total(rows: &pb::TallyResponse, m: Month) -> Option<Tally> {
     Tally::from_pb(fig.total.as_ref()?, "total").ok()
 }
 
-async fn month_total_of(url: &str, m: Month) -> Result<Tally> {
-    let mut client = QueryClient::connect(url.to_owned()).await?;
+async fn month_total_of(conn: &Conn, m: Month) -> Result<Tally> {
+    let mut client = QueryClient::new(conn.connect().await?);
     let rows = client
         .tally(pb::TallyRequest {
             region: String::new(),
@@ -326,12 +330,12 @@ async fn month_total_of(url: &str, m: Month) -> Result<Tally> {
 
 /// Polls the province until `done` holds or `limit` passes.
 async fn wait_until(
-    url: &str,
+    conn: &Conn,
     range: PeriodRange,
     limit: Duration,
     done: impl Fn(&pb::TallyResponse) -> bool,
 ) -> Result<()> {
-    let mut client = QueryClient::connect(url.to_owned()).await?;
+    let mut client = QueryClient::new(conn.connect().await?);
     let start = Instant::now();
     loop {
         let rows = client

@@ -40,6 +40,7 @@ use tokio::{
 use super::tree::Unit;
 use crate::{
     conn::Conn,
+    enrol::ChildKeys,
     init::{InitArgs, init},
 };
 
@@ -56,10 +57,12 @@ pub struct Node {
     pub unit: Unit,
     /// Its gRPC URL.
     pub url: String,
+    /// Its CA certificate file.
+    ca_file: PathBuf,
     /// Its operator token.
     token: String,
-    /// Its public key.
-    public_key: PublicKey,
+    /// Its public key and TLS certificate request, for its parent.
+    keys: ChildKeys,
     /// Its process id.
     pub pid: u32,
 }
@@ -68,10 +71,13 @@ pub struct Node {
 struct Process {
     /// The unit it was started for.
     unit: Unit,
-    /// Its configuration (data directory, token).
+    /// Its configuration (data directory, CA).
     config: Config,
-    /// The unit's public key, which the node must answer with.
-    public_key: PublicKey,
+    /// Its operator token.
+    token: String,
+    /// The unit's public key (which the node must answer with) and TLS
+    /// certificate request.
+    keys: ChildKeys,
     /// The process.
     child: Child,
     /// The write end of the node's standard input. Closing it stops the
@@ -100,6 +106,7 @@ impl Node {
     fn conn(&self) -> Conn {
         Conn {
             node: Some(self.url.clone()),
+            ca_file: Some(self.ca_file.clone()),
             token: Some(self.token.clone()),
             config: None,
         }
@@ -139,15 +146,18 @@ impl Process {
                     self.log.display()
                 );
             }
-            if let Some(addr) = ready_at(&file, self.unit.code, &self.public_key)
+            let ca = std::fs::read_to_string(&self.config.tls.ca_file)
+                .with_context(|| format!("{}", self.config.tls.ca_file.display()))?;
+            if let Some(addr) = ready_at(&file, self.unit.code, &self.keys.key, Some(&ca))
                 .await
                 .with_context(what)?
             {
                 return Ok(Node {
                     unit: self.unit.clone(),
-                    url: format!("http://{addr}"),
-                    token: self.config.operator_token.clone(),
-                    public_key: self.public_key,
+                    url: format!("https://{addr}"),
+                    ca_file: self.config.tls.ca_file.clone(),
+                    token: self.token.clone(),
+                    keys: self.keys.clone(),
                     pid: self.child.id().unwrap_or_default(),
                 });
             }
@@ -165,12 +175,14 @@ impl Process {
 }
 
 /// Where the node reporting in `file` serves, once it answers there as
-/// `code` with `key`: `None` while it has not reported or does not answer
-/// yet, an error when the node answering is another unit or has another key.
+/// `code` with `key` (over TLS verified by `ca_pem`, the unit's own CA,
+/// when given): `None` while it has not reported or does not answer yet,
+/// an error when the node answering is another unit or has another key.
 pub async fn ready_at(
     file: &AddressFile,
     code: RegionCode,
     key: &PublicKey,
+    ca_pem: Option<&str>,
 ) -> Result<Option<SocketAddr>> {
     let Some(addr) = file
         .read()
@@ -178,8 +190,8 @@ pub async fn ready_at(
     else {
         return Ok(None);
     };
-    let url = format!("http://{addr}");
-    let Some(found) = identity(&url).await else {
+    let url = format!("{}://{addr}", if ca_pem.is_some() { "https" } else { "http" });
+    let Some(found) = identity(&url, ca_pem).await? else {
         return Ok(None);
     };
     let key_id = key.key_id();
@@ -195,20 +207,33 @@ pub async fn ready_at(
     Ok(Some(addr))
 }
 
-/// Who the node at `url` says it is; `None` while nothing answers.
-async fn identity(url: &str) -> Option<pb::IdentityResponse> {
-    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
-        .ok()?
+/// Who the node at `url` says it is; `None` while nothing answers, an
+/// error when what answers shows a certificate the unit's CA did not issue.
+async fn identity(url: &str, ca_pem: Option<&str>) -> Result<Option<pb::IdentityResponse>> {
+    let mut endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())?
         .connect_timeout(Duration::from_secs(1))
-        .timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .ok()?;
-    NodeClient::new(channel)
+        .timeout(Duration::from_secs(5));
+    if let Some(ca) = ca_pem {
+        endpoint = endpoint.tls_config(
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(ca)),
+        )?;
+    }
+    let channel = match endpoint.connect().await {
+        Ok(c) => c,
+        Err(e) => {
+            let chain = format!("{:?}", anyhow::Error::from(e));
+            if chain.contains("certificate") || chain.contains("UnknownIssuer") {
+                bail!("the node at {url} is not the one started: its TLS certificate is not from the unit's CA ({chain})");
+            }
+            return Ok(None);
+        }
+    };
+    Ok(NodeClient::new(channel)
         .identity(pb::IdentityRequest {})
         .await
         .ok()
-        .map(tonic::Response::into_inner)
+        .map(tonic::Response::into_inner))
 }
 
 /// A key id's first 16 hex digits, enough to tell keys apart in a message.
@@ -283,16 +308,20 @@ impl Federation {
                     .clone(),
             ),
         };
-        let config_path = init(&InitArgs {
+        let dir = self.dir.join(u.code.to_string());
+        let made = init(&InitArgs {
             code: u.code,
             name: u.name.clone(),
-            dir: self.dir.join(u.code.to_string()),
+            dir: dir.clone(),
             listen: ([127, 0, 0, 1], 0).into(),
-            token: None,
+            operator_name: "operator".into(),
             parent,
+            server_names: Vec::new(),
+            plaintext: false,
         })?;
+        let config_path = made.config;
         let config = Config::load(&config_path)?;
-        let public_key = tallytree_proto::SigningKey::load(&config.key_file)?.public_key();
+        let keys = ChildKeys::load(&dir.join("node.pub"))?;
         let log = self.dir.join("logs").join(format!("{}.log", u.code));
         let log_file = std::fs::File::create(&log).with_context(|| format!("{}", log.display()))?;
         let mut command = Command::new(&self.bin);
@@ -318,7 +347,8 @@ impl Federation {
         Ok(Process {
             unit: u.clone(),
             config,
-            public_key,
+            token: made.operator_token,
+            keys,
             child,
             lifeline,
             log,
@@ -368,7 +398,8 @@ impl Federation {
                 .enrol(pb::EnrolRequest {
                     region: child.unit.code.to_string(),
                     name: child.unit.name.clone(),
-                    public_key: child.public_key.0.to_vec(),
+                    public_key: child.keys.key.0.to_vec(),
+                    tls_csr: child.keys.tls_csr.clone(),
                 })
                 .await?
                 .into_inner();
@@ -377,6 +408,8 @@ impl Federation {
                 .install(pb::InstallRequest {
                     enrolment: response.enrolment,
                     parent_public_key: response.parent_public_key,
+                    client_certificate: response.client_certificate,
+                    parent_ca_certificate: response.parent_ca_certificate,
                 })
                 .await?;
         }
@@ -425,49 +458,66 @@ impl Federation {
 mod tests {
     use std::sync::Arc;
 
-    use tallytree_node::store::MemStore;
+    use tallytree_node::{access::Access, store::MemStore, tls::material::Authority};
     use tallytree_proto::SigningKey;
 
     use super::*;
 
-    /// A node of `code` served in-process on a listener it holds.
-    async fn serve(code: &str, dir: &Path) -> (SocketAddr, PublicKey) {
-        let key_file = dir.join(format!("{code}.key"));
-        let key = SigningKey::generate_to_file(&key_file).expect("key");
-        let public_key = key.public_key();
-        let config = Config {
-            region: RegionCode::parse(code).expect("code"),
-            data_dir: dir.join(code),
-            key_file,
+    /// A node of `code` served in-process on a listener it holds (its
+    /// files made by `init`, its store in memory); its address, key and CA.
+    async fn serve(code: &str, dir: &Path) -> (SocketAddr, PublicKey, String) {
+        let made = init(&InitArgs {
+            code: RegionCode::parse(code).expect("code"),
+            name: "单位".into(),
+            dir: dir.join(code),
             listen: ([127, 0, 0, 1], 0).into(),
-            operator_token: "demo-test-token".into(),
-            ..Config::example()
-        };
-        let node = tallytree_node::Node::with_store(config, key, None, Arc::new(MemStore::new()))
-            .expect("node");
+            operator_name: "operator".into(),
+            parent: None,
+            server_names: Vec::new(),
+            plaintext: false,
+        })
+        .expect("init");
+        let config = Config::load(&made.config).expect("config");
+        let key = SigningKey::load(&config.key_file).expect("key");
+        let public_key = key.public_key();
+        let ca = Arc::new(
+            Authority::load(&config.tls.ca_key_file, &config.tls.ca_file).expect("CA"),
+        );
+        let ca_pem = ca.cert_pem().to_owned();
+        let access = Arc::new(Access::open(&config.access).expect("credentials"));
+        let node = tallytree_node::Node::with_store(
+            config,
+            key,
+            None,
+            Arc::new(MemStore::new()),
+            ca,
+            access,
+        )
+        .expect("node");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(node.run(listener, std::future::pending()));
-        (addr, public_key)
+        (addr, public_key, ca_pem)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn readiness_accepts_the_unit_started_and_refuses_any_other() {
         let dir = tempfile::tempdir().expect("tempdir");
         let district = RegionCode::parse("210214000000").expect("code");
-        let (district_addr, district_key) = serve("210214000000", dir.path()).await;
-        let (city_addr, _) = serve("210200000000", dir.path()).await;
+        let (district_addr, district_key, ca) = serve("210214000000", dir.path()).await;
+        let (city_addr, _, _) = serve("210200000000", dir.path()).await;
         let file = AddressFile::in_data_dir(dir.path());
+        let ca = Some(ca.as_str());
 
         // Nothing reported yet: not ready, no error.
-        let none = ready_at(&file, district, &district_key).await.expect("ok");
+        let none = ready_at(&file, district, &district_key, ca).await.expect("ok");
         assert_eq!(none, None);
 
         file.write(district_addr).expect("written");
         let ready = loop {
-            if let Some(addr) = ready_at(&file, district, &district_key)
+            if let Some(addr) = ready_at(&file, district, &district_key, ca)
                 .await
                 .expect("the district answers as itself")
             {
@@ -479,24 +529,22 @@ mod tests {
 
         // The same unit with another key is not the node started.
         let other_key = SigningKey::generate().expect("key").0.public_key();
-        let err = ready_at(&file, district, &other_key)
+        let err = ready_at(&file, district, &other_key, ca)
             .await
             .expect_err("another key");
         assert!(err.to_string().contains("not 210214000000"), "{err:#}");
 
-        // Another unit's node at the reported address is refused.
+        // Another unit's node at the reported address is refused: its
+        // certificate is not from the district's CA.
         file.write(city_addr).expect("written");
         let err = loop {
-            match ready_at(&file, district, &district_key).await {
+            match ready_at(&file, district, &district_key, ca).await {
                 Ok(None) => tokio::time::sleep(POLL).await,
                 Ok(Some(addr)) => panic!("accepted the city's node at {addr}"),
                 Err(e) => break e,
             }
         };
         let msg = err.to_string();
-        assert!(
-            msg.contains("is 210200000000") && msg.contains("not 210214000000"),
-            "{msg}"
-        );
+        assert!(msg.contains("not the one started"), "{msg}");
     }
 }
