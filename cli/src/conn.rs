@@ -125,7 +125,9 @@ impl Conn {
         } else if url.starts_with("http://") {
             None
         } else {
-            bail!("--node {url}: must start with https:// (or http:// for a plaintext node on loopback)")
+            bail!(
+                "--node {url}: must start with https:// (or http:// for a plaintext node on loopback)"
+            )
         };
         let token = match (&self.token, &from_config) {
             (Some(t), _) => Some(t.clone()),

@@ -166,13 +166,24 @@ mod tests {
         let op = creds.verify(&made.operator_token).expect("token verifies");
         assert_eq!((op.name.as_str(), op.role), ("值班员", Role::Operator));
         let public = fs::read_to_string(args.dir.join("node.pub")).expect("node.pub");
-        assert!(public.contains("BEGIN PUBLIC KEY") && public.contains("BEGIN CERTIFICATE REQUEST"));
+        assert!(
+            public.contains("BEGIN PUBLIC KEY") && public.contains("BEGIN CERTIFICATE REQUEST")
+        );
         tallytree_proto::PublicKey::load(&args.dir.join("node.pub")).expect("public key reads");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            for f in ["node.toml", "operator.token", "tls.key", "ca.key", "node.key"] {
-                let mode = fs::metadata(args.dir.join(f)).expect("meta").permissions().mode();
+            for f in [
+                "node.toml",
+                "operator.token",
+                "tls.key",
+                "ca.key",
+                "node.key",
+            ] {
+                let mode = fs::metadata(args.dir.join(f))
+                    .expect("meta")
+                    .permissions()
+                    .mode();
                 assert_eq!(mode & 0o777, 0o600, "{f}");
             }
         }

@@ -8,10 +8,11 @@ use tallytree_proto::RegionCode;
 use tallytree_cli::{
     audit,
     conn::{Conn, Refused},
-    demo, enrol, evidence, import, init, keys, query, token,
+    demo, enrol, evidence, import, init, keys, query,
     query::Format,
     record,
     sheet::Kind,
+    token,
 };
 
 /// Signed, federated dispute-resolution statistics.
@@ -303,7 +304,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             let path = made.config;
             let dir = path.parent().unwrap_or(&path).display();
-            println!("initialised {code} in {dir}: signing key, TLS key and CA, credentials, config");
+            println!(
+                "initialised {code} in {dir}: signing key, TLS key and CA, credentials, config"
+            );
             println!(
                 "operator token ({operator_name}), shown once and kept in {dir}/{}:\n  {}",
                 init::OPERATOR_TOKEN_FILE,
@@ -318,7 +321,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 path.display()
             );
             println!("for the parent:  give it {dir}/node.pub to enrol this unit");
-            println!("for clients:     give them {dir}/ca.pem (--ca-file) and a token (tallytree token add)");
+            println!(
+                "for clients:     give them {dir}/ca.pem (--ca-file) and a token (tallytree token add)"
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Token { command } => token::run(conn.config.as_deref(), command),

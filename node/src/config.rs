@@ -420,7 +420,11 @@ impl Config {
             )));
         }
         if let Some(address) = &config.parent.address {
-            let scheme = if config.tls.plaintext { "http://" } else { "https://" };
+            let scheme = if config.tls.plaintext {
+                "http://"
+            } else {
+                "https://"
+            };
             if config.tls.plaintext && !is_loopback_url(address) {
                 return Err(invalid(format!(
                     "parent.address ({address}): refused: tls.plaintext pushes only to a loopback address"

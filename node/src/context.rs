@@ -186,6 +186,10 @@ mod tests {
     use crate::{
         federation::{Enrolments, Submissions, enrolment::EnrolmentError, submit::SubmitError},
         store::{Entry, MemStore, Store},
+        tls::{
+            material::{Authority, TlsKey},
+            peer::Peer,
+        },
     };
 
     const DISTRICT: &str = "210214000000";
@@ -302,16 +306,27 @@ mod tests {
         }
 
         fn enrol(&self, code: &str, key: &SigningKey) -> Result<pb::Envelope, EnrolmentError> {
-            Enrolments::new(self.ctx.clone()).enrol(&pb::EnrolRequest {
-                region: code.into(),
-                name: "铁西街道".into(),
-                public_key: key.public_key().0.to_vec(),
-            })
+            let tls = TlsKey::generate().expect("TLS key");
+            Enrolments::new(self.ctx.clone(), ca())
+                .enrol(&pb::EnrolRequest {
+                    region: code.into(),
+                    name: "铁西街道".into(),
+                    public_key: key.public_key().0.to_vec(),
+                    tls_csr: tls
+                        .csr_pem(RegionCode::parse(code).expect("code"), "铁西街道")
+                        .expect("csr"),
+                })
+                .map(|enrolled| enrolled.enrolment)
         }
     }
 
     fn key() -> SigningKey {
         SigningKey::generate().expect("key").0
+    }
+
+    fn ca() -> Arc<Authority> {
+        let code = RegionCode::parse("210214000000").expect("code");
+        Arc::new(Authority::in_memory(code, "普兰店区", 1_767_225_600_000).expect("CA"))
     }
 
     /// The street's enrolment of a village, forwarded with a submission.
@@ -324,6 +339,7 @@ mod tests {
             serial: 1,
             valid_from_ms: 1,
             issued_at_ms: 1,
+            tls_spki_sha256: Vec::new(),
         };
         statement::seal(street, &e).envelope
     }
@@ -363,7 +379,7 @@ mod tests {
             revoked_at_ms: 0,
             reason: "key lost".into(),
         };
-        let enrolments = Enrolments::new(district.ctx.clone());
+        let enrolments = Enrolments::new(district.ctx.clone(), ca());
         assert!(matches!(
             enrolments.revoke(&revoke),
             Err(EnrolmentError::Store(_))
@@ -401,11 +417,14 @@ mod tests {
             statement::seal(&stranger, &e).envelope
         };
         let refused = submissions
-            .submit(&pb::SubmitRequest {
-                summary: summary.clone(),
-                enrolments: vec![good.clone(), forged],
-                ..Default::default()
-            })
+            .submit(
+                &pb::SubmitRequest {
+                    summary: summary.clone(),
+                    enrolments: vec![good.clone(), forged],
+                    ..Default::default()
+                },
+                &Peer::Plaintext,
+            )
             .expect_err("a forged sibling refuses the request");
         assert!(matches!(refused, SubmitError::Finding(_)), "{refused}");
         assert!(!district.trusts(&village), "the good sibling was trusted");
@@ -414,11 +433,14 @@ mod tests {
 
         district.fail_writes(true);
         let failed = submissions
-            .submit(&pb::SubmitRequest {
-                summary: summary.clone(),
-                enrolments: vec![good.clone()],
-                ..Default::default()
-            })
+            .submit(
+                &pb::SubmitRequest {
+                    summary: summary.clone(),
+                    enrolments: vec![good.clone()],
+                    ..Default::default()
+                },
+                &Peer::Plaintext,
+            )
             .expect_err("the write fails");
         assert!(matches!(failed, SubmitError::Store(_)), "{failed}");
         assert!(!district.trusts(&village));
@@ -426,11 +448,14 @@ mod tests {
 
         district.fail_writes(false);
         let unsigned = submissions
-            .submit(&pb::SubmitRequest {
-                summary,
-                enrolments: vec![good],
-                ..Default::default()
-            })
+            .submit(
+                &pb::SubmitRequest {
+                    summary,
+                    enrolments: vec![good],
+                    ..Default::default()
+                },
+                &Peer::Plaintext,
+            )
             .expect_err("the empty summary is refused");
         assert!(matches!(unsigned, SubmitError::Finding(_)), "{unsigned}");
         assert!(district.trusts(&village), "stored and trusted");

@@ -209,12 +209,11 @@ impl Node {
             Submissions::new(ctx.clone()),
         )))
         .max_decoding_message_size(self.config.federation.max_submission_bytes);
-        let enrolments_server =
-            EnrolmentsServer::new(EnrolmentsService::new(Enrolments::new(
-                ctx.clone(),
-                self.ca.clone(),
-            )))
-            .max_decoding_message_size(max);
+        let enrolments_server = EnrolmentsServer::new(EnrolmentsService::new(Enrolments::new(
+            ctx.clone(),
+            self.ca.clone(),
+        )))
+        .max_decoding_message_size(max);
 
         let addr = listener.local_addr().ok();
         info!(region = %region, name = %ctx.identity.name, addr = ?addr, key = %&ctx.identity.public_key().key_id()[..16], tls = !plaintext, "node serving");
@@ -236,12 +235,7 @@ impl Node {
                 .serve_with_incoming_shutdown(plaintext_incoming(listener), shutdown)
                 .await
         } else {
-            let tls = server_config(
-                self.ca.clone(),
-                region,
-                self.server_names(addr),
-                ctx.clock,
-            )?;
+            let tls = server_config(self.ca.clone(), region, self.server_names(addr), ctx.clock)?;
             let limits = HandshakeLimits {
                 timeout: std::time::Duration::from_millis(self.config.tls.handshake_timeout_ms),
                 concurrent: self.config.tls.max_handshakes,

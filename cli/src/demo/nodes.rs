@@ -190,7 +190,10 @@ pub async fn ready_at(
     else {
         return Ok(None);
     };
-    let url = format!("{}://{addr}", if ca_pem.is_some() { "https" } else { "http" });
+    let url = format!(
+        "{}://{addr}",
+        if ca_pem.is_some() { "https" } else { "http" }
+    );
     let Some(found) = identity(&url, ca_pem).await? else {
         return Ok(None);
     };
@@ -224,7 +227,9 @@ async fn identity(url: &str, ca_pem: Option<&str>) -> Result<Option<pb::Identity
         Err(e) => {
             let chain = format!("{:?}", anyhow::Error::from(e));
             if chain.contains("certificate") || chain.contains("UnknownIssuer") {
-                bail!("the node at {url} is not the one started: its TLS certificate is not from the unit's CA ({chain})");
+                bail!(
+                    "the node at {url} is not the one started: its TLS certificate is not from the unit's CA ({chain})"
+                );
             }
             return Ok(None);
         }
@@ -480,9 +485,8 @@ mod tests {
         let config = Config::load(&made.config).expect("config");
         let key = SigningKey::load(&config.key_file).expect("key");
         let public_key = key.public_key();
-        let ca = Arc::new(
-            Authority::load(&config.tls.ca_key_file, &config.tls.ca_file).expect("CA"),
-        );
+        let ca =
+            Arc::new(Authority::load(&config.tls.ca_key_file, &config.tls.ca_file).expect("CA"));
         let ca_pem = ca.cert_pem().to_owned();
         let access = Arc::new(Access::open(&config.access).expect("credentials"));
         let node = tallytree_node::Node::with_store(
@@ -512,7 +516,9 @@ mod tests {
         let ca = Some(ca.as_str());
 
         // Nothing reported yet: not ready, no error.
-        let none = ready_at(&file, district, &district_key, ca).await.expect("ok");
+        let none = ready_at(&file, district, &district_key, ca)
+            .await
+            .expect("ok");
         assert_eq!(none, None);
 
         file.write(district_addr).expect("written");

@@ -127,7 +127,11 @@ impl Access {
 
     /// Decides one call of `action` presenting `authorization` (the header's
     /// value, if any).
-    pub fn authorize(&self, authorization: Option<&str>, action: Action) -> Result<Allowed, Denied> {
+    pub fn authorize(
+        &self,
+        authorization: Option<&str>,
+        action: Action,
+    ) -> Result<Allowed, Denied> {
         let Some(value) = authorization else {
             if action == Action::Read && self.public_figures {
                 return Ok(Allowed::Public);
@@ -173,25 +177,49 @@ mod tests {
 
         assert_eq!(
             access.authorize(None, Action::Read),
-            Err(Denied::Missing { needs: Action::Read.needs() })
+            Err(Denied::Missing {
+                needs: Action::Read.needs()
+            })
         );
-        assert_eq!(access.authorize(Some("Bearer nope"), Action::Read), Err(Denied::Unknown));
-        assert!(access.authorize(Some(&bearer(&reader)), Action::Read).is_ok());
+        assert_eq!(
+            access.authorize(Some("Bearer nope"), Action::Read),
+            Err(Denied::Unknown)
+        );
+        assert!(
+            access
+                .authorize(Some(&bearer(&reader)), Action::Read)
+                .is_ok()
+        );
         let err = access
             .authorize(Some(&bearer(&reader)), Action::Write)
             .expect_err("reader writes");
         assert_eq!(err.error_code(), ErrorCode::PermissionDenied);
         assert!(err.to_string().contains("统计科 is a reader"), "{err}");
-        assert!(access.authorize(Some(&bearer(&operator)), Action::Write).is_ok());
-        assert!(access.authorize(Some(&bearer(&operator)), Action::Audit).is_err());
+        assert!(
+            access
+                .authorize(Some(&bearer(&operator)), Action::Write)
+                .is_ok()
+        );
+        assert!(
+            access
+                .authorize(Some(&bearer(&operator)), Action::Audit)
+                .is_err()
+        );
 
         creds.revoke("统计科");
         creds.save(&config.credentials_file).expect("save");
-        assert_eq!(access.authorize(Some(&bearer(&reader)), Action::Read), Err(Denied::Unknown));
+        assert_eq!(
+            access.authorize(Some(&bearer(&reader)), Action::Read),
+            Err(Denied::Unknown)
+        );
 
         // A damaged file keeps the credentials read before.
         std::fs::write(&config.credentials_file, "not toml [").expect("write");
-        assert!(access.authorize(Some(&bearer(&operator)), Action::Write).is_ok());
+        assert!(
+            access
+                .authorize(Some(&bearer(&operator)), Action::Write)
+                .is_ok()
+        );
     }
 
     #[test]

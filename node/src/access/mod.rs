@@ -248,7 +248,9 @@ impl Credentials {
             reason,
         };
         if name.is_empty() {
-            return Err(invalid("required (who holds the credential, e.g. 省厅统计科)".into()));
+            return Err(invalid(
+                "required (who holds the credential, e.g. 省厅统计科)".into(),
+            ));
         }
         if self.list.iter().any(|c| c.name == name) {
             return Err(invalid(format!(
@@ -329,13 +331,22 @@ mod tests {
         let loaded = Credentials::load(&path).expect("loads");
         assert_eq!(loaded, creds);
         let found = loaded.verify(&reader).expect("reader token");
-        assert_eq!((found.name.as_str(), found.role), ("省厅统计科", Role::Reader));
-        assert_eq!(loaded.verify(&operator).map(|c| c.role), Some(Role::Operator));
+        assert_eq!(
+            (found.name.as_str(), found.role),
+            ("省厅统计科", Role::Reader)
+        );
+        assert_eq!(
+            loaded.verify(&operator).map(|c| c.role),
+            Some(Role::Operator)
+        );
         assert!(loaded.verify("tt_wrong").is_none());
         assert!(loaded.verify("").is_none());
 
         let mut changed = loaded.clone();
-        assert!(changed.add("operator", Role::Auditor, "").is_err(), "names are unique");
+        assert!(
+            changed.add("operator", Role::Auditor, "").is_err(),
+            "names are unique"
+        );
         assert!(changed.revoke("省厅统计科"));
         assert!(!changed.revoke("省厅统计科"));
         assert!(changed.verify(&reader).is_none());
@@ -371,6 +382,9 @@ mod tests {
             path,
         )
         .expect_err("bad role");
-        assert!(err.to_string().contains("role") || err.to_string().contains("king"), "{err}");
+        assert!(
+            err.to_string().contains("role") || err.to_string().contains("king"),
+            "{err}"
+        );
     }
 }

@@ -9,11 +9,11 @@ use tracing::info;
 
 use crate::{
     context::{NodeContext, TrustChange},
-    tls::material::{Authority, RequestedKey, TlsKey, spki_digest},
     store::{
         Batch, Cf, StoreError,
         layout::{self, meta},
     },
+    tls::material::{Authority, RequestedKey, TlsKey, spki_digest},
 };
 
 /// Why an enrolment call is refused.
@@ -241,9 +241,10 @@ impl Enrolments {
                     "enrolment: binds no TLS key; ask the parent to enrol this node with its certificate request (node.pub)".into(),
                 ));
             }
-            b => Digest(b.try_into().map_err(|_| {
-                invalid("enrolment: tls_spki_sha256 must be 32 bytes".into())
-            })?),
+            b => Digest(
+                b.try_into()
+                    .map_err(|_| invalid("enrolment: tls_spki_sha256 must be 32 bytes".into()))?,
+            ),
         };
         let certified = certificate_key(&req.client_certificate, "client_certificate")?;
         if certified != bound {

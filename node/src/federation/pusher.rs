@@ -227,8 +227,8 @@ impl Pusher {
 fn submitter(
     channel: tonic::transport::Channel,
     timeout: Duration,
-) -> impl Service<pb::SubmitRequest, Response = pb::SubmitResponse, Error = BoxError, Future: Send>
-+ Send {
+) -> impl Service<pb::SubmitRequest, Response = pb::SubmitResponse, Error = BoxError, Future: Send> + Send
+{
     let client = FederationClient::new(channel)
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(256 << 20);

@@ -106,7 +106,11 @@ impl Submissions {
 
     /// Handles one submission from `peer`; returns the signed receipt.
     /// Blocking.
-    pub fn submit(&self, req: &pb::SubmitRequest, peer: &Peer) -> Result<pb::Envelope, SubmitError> {
+    pub fn submit(
+        &self,
+        req: &pb::SubmitRequest,
+        peer: &Peer,
+    ) -> Result<pb::Envelope, SubmitError> {
         let ctx = &self.ctx;
         let env = req
             .summary

@@ -19,8 +19,8 @@ use std::{
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
-    PublicKeyData, SanType, SerialNumber,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    PKCS_ECDSA_P256_SHA256, PublicKeyData, SanType, SerialNumber,
 };
 use ring::rand::{SecureRandom, SystemRandom};
 use tallytree_proto::{Digest, RegionCode};
@@ -316,7 +316,11 @@ impl Authority {
     }
 
     /// A CA that lives only in memory (for tests and throwaway nodes).
-    pub fn in_memory(code: RegionCode, unit_name: &str, now_ms: i64) -> Result<Authority, TlsError> {
+    pub fn in_memory(
+        code: RegionCode,
+        unit_name: &str,
+        now_ms: i64,
+    ) -> Result<Authority, TlsError> {
         let (key, cert_pem) = Authority::generate(code, unit_name, now_ms)?;
         Authority::from_parts(key, cert_pem, "CA certificate")
     }
@@ -490,27 +494,37 @@ mod tests {
         let requested = RequestedKey::from_csr_pem(&csr).expect("csr parses");
         assert_eq!(requested.spki_digest(), child.spki_digest());
         let issued = ca
-            .issue_child(&requested, code("210214001000"), "城子坦街道", 1_767_225_600_000)
+            .issue_child(
+                &requested,
+                code("210214001000"),
+                "城子坦街道",
+                1_767_225_600_000,
+            )
             .expect("issued");
         let (_, cert) = x509_parser::parse_x509_certificate(&issued.cert_der).expect("parses");
         assert_eq!(
             spki_digest(cert.tbs_certificate.subject_pki.raw),
             child.spki_digest()
         );
-        let loaded = Authority::load(&dir.path().join("ca.key"), &dir.path().join("ca.pem"))
-            .expect("loads");
+        let loaded =
+            Authority::load(&dir.path().join("ca.key"), &dir.path().join("ca.pem")).expect("loads");
         assert_eq!(loaded.cert_pem(), ca.cert_pem());
     }
 
     #[test]
     fn a_request_that_is_not_one_is_named() {
-        let err = RequestedKey::from_csr_pem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----")
-            .expect_err("no request");
+        let err = RequestedKey::from_csr_pem(
+            "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----",
+        )
+        .expect_err("no request");
         assert!(err.to_string().starts_with("tls_csr: required"), "{err}");
         let err = RequestedKey::from_csr_pem(
             "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----",
         )
         .expect_err("garbage");
-        assert!(err.to_string().contains("not a valid certificate request"), "{err}");
+        assert!(
+            err.to_string().contains("not a valid certificate request"),
+            "{err}"
+        );
     }
 }

@@ -27,10 +27,7 @@ pub enum Peer {
 impl Peer {
     /// The peer of a gRPC request.
     pub fn of<T>(request: &tonic::Request<T>) -> Peer {
-        let Some(tls) = request
-            .extensions()
-            .get::<TlsConnectInfo<TcpConnectInfo>>()
-        else {
+        let Some(tls) = request.extensions().get::<TlsConnectInfo<TcpConnectInfo>>() else {
             return Peer::Plaintext;
         };
         let certs = tls.peer_certs();
