@@ -67,6 +67,9 @@ pub enum Denied {
         /// What the call needs.
         needs: &'static str,
     },
+    /// The header is not `Bearer <token>`.
+    #[error("authorization: expected \"Bearer <token>\"")]
+    Scheme,
     /// The token is no credential of this node.
     #[error("authorization: unknown or revoked credential")]
     Unknown,
@@ -85,7 +88,7 @@ pub enum Denied {
 impl ServiceError for Denied {
     fn error_code(&self) -> ErrorCode {
         match self {
-            Denied::Missing { .. } | Denied::Unknown => ErrorCode::Unauthenticated,
+            Denied::Missing { .. } | Denied::Scheme | Denied::Unknown => ErrorCode::Unauthenticated,
             Denied::WrongRole { .. } => ErrorCode::PermissionDenied,
         }
     }
@@ -140,7 +143,9 @@ impl Access {
                 needs: action.needs(),
             });
         };
-        let token = value.strip_prefix("Bearer ").unwrap_or(value).trim();
+        let Some(token) = value.strip_prefix("Bearer ") else {
+            return Err(Denied::Scheme);
+        };
         let creds = self.current();
         let credential = creds.verify(token).ok_or(Denied::Unknown)?;
         if !action.allowed_for(credential.role) {
