@@ -516,6 +516,31 @@ mod tests {
     }
 
     #[test]
+    fn plaintext_is_refused_off_loopback_and_the_parent_url_follows_tls() {
+        let parse = |c: &Config| Config::parse(&c.to_toml(), "node.toml", Path::new("."), |_| None);
+        let mut c = Config::example();
+        c.tls.plaintext = true;
+        c.parent.address = Some("http://127.0.0.1:7300".into());
+        parse(&c).expect("plaintext on loopback");
+        c.listen = "0.0.0.0:7400".parse().expect("addr");
+        let err = parse(&c).expect_err("plaintext on every interface");
+        assert!(err.to_string().contains("tls.plaintext: refused"), "{err}");
+        c.listen = "127.0.0.1:7400".parse().expect("addr");
+        c.parent.address = Some("http://10.0.0.2:7300".into());
+        let err = parse(&c).expect_err("plaintext to another machine");
+        assert!(err.to_string().contains("only to a loopback address"), "{err}");
+        c.parent.address = Some("http://[::1]:7300".into());
+        parse(&c).expect("IPv6 loopback");
+
+        let mut c = Config::example();
+        c.parent.address = Some("http://10.0.0.2:7300".into());
+        let err = parse(&c).expect_err("TLS on, http parent");
+        assert!(err.to_string().contains("must start with https://"), "{err}");
+        c.parent.address = Some("https://dalian.example.gov.cn:7300".into());
+        parse(&c).expect("TLS on, https parent");
+    }
+
+    #[test]
     fn unknown_fields_and_bad_values_are_named() {
         let text = format!("{}\ncolour = \"red\"\n", Config::example().to_toml());
         let err = Config::parse(&text, "node.toml", Path::new("."), |_| None).unwrap_err();
