@@ -49,6 +49,66 @@ pub struct Config {
     /// Who may call what: the credentials file, open publishing.
     #[serde(default)]
     pub access: AccessConfig,
+    /// What the node serves at once, and how often one party may write.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// Overload and abuse limits. A call beyond a concurrency limit is shed at
+/// once with RESOURCE_EXHAUSTED (callers back off and retry); a party over
+/// its rate too.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Calls in progress at the node, all services together.
+    pub max_concurrent_calls: usize,
+    /// Submissions from children being read and verified at once (each may
+    /// be up to `federation.max_submission_bytes`).
+    pub max_concurrent_submissions: usize,
+    /// Calls in progress on one connection.
+    pub max_concurrent_calls_per_connection: usize,
+    /// HTTP/2 streams one connection may open at once.
+    pub max_streams_per_connection: u32,
+    /// Largest header block of a call (bytes).
+    pub max_header_bytes: u32,
+    /// Streams a client may reset before the server answers them, per
+    /// connection (the HTTP/2 rapid-reset attack).
+    pub max_pending_resets: usize,
+    /// A call's handler not done in this time is cancelled (ms).
+    pub request_timeout_ms: u64,
+    /// HTTP/2 ping interval on idle connections (ms); a peer that does not
+    /// answer within `keepalive_timeout_ms` is dropped.
+    pub keepalive_interval_ms: u64,
+    /// See `keepalive_interval_ms` (ms).
+    pub keepalive_timeout_ms: u64,
+    /// Submit calls a second one child may make, sustained.
+    pub submit_per_second: u32,
+    /// Submit calls one child may make at once.
+    pub submit_burst: u32,
+    /// Intake calls a second one credential may make, sustained.
+    pub intake_per_second: u32,
+    /// Intake calls one credential may make at once.
+    pub intake_burst: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_concurrent_calls: 256,
+            max_concurrent_submissions: 16,
+            max_concurrent_calls_per_connection: 64,
+            max_streams_per_connection: 128,
+            max_header_bytes: 16 << 10,
+            max_pending_resets: 32,
+            request_timeout_ms: 600_000,
+            keepalive_interval_ms: 30_000,
+            keepalive_timeout_ms: 20_000,
+            submit_per_second: 50,
+            submit_burst: 200,
+            intake_per_second: 100,
+            intake_burst: 400,
+        }
+    }
 }
 
 /// Transport security. TLS is always on, except with `plaintext = true`,
@@ -334,6 +394,7 @@ impl Config {
             federation: FederationConfig::default(),
             tls: TlsConfig::default(),
             access: AccessConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 
@@ -528,14 +589,20 @@ mod tests {
         c.listen = "127.0.0.1:7400".parse().expect("addr");
         c.parent.address = Some("http://10.0.0.2:7300".into());
         let err = parse(&c).expect_err("plaintext to another machine");
-        assert!(err.to_string().contains("only to a loopback address"), "{err}");
+        assert!(
+            err.to_string().contains("only to a loopback address"),
+            "{err}"
+        );
         c.parent.address = Some("http://[::1]:7300".into());
         parse(&c).expect("IPv6 loopback");
 
         let mut c = Config::example();
         c.parent.address = Some("http://10.0.0.2:7300".into());
         let err = parse(&c).expect_err("TLS on, http parent");
-        assert!(err.to_string().contains("must start with https://"), "{err}");
+        assert!(
+            err.to_string().contains("must start with https://"),
+            "{err}"
+        );
         c.parent.address = Some("https://dalian.example.gov.cn:7300".into());
         parse(&c).expect("TLS on, https parent");
     }

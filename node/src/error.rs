@@ -30,6 +30,8 @@ pub enum ErrorCode {
     NotFound,
     /// A conflicting statement is held (equivocation).
     AlreadyExists,
+    /// The node or the caller's share of it is busy: retry with backoff.
+    ResourceExhausted,
     /// The caller has not shown who it is: no credential or client
     /// certificate, or one this node does not know.
     Unauthenticated,

@@ -33,6 +33,8 @@
 //!   which call.
 //! - [`tls`]: the unit's TLS key and CA, the certificates it issues, the
 //!   TLS server and the check that a submitting peer is the enrolled child.
+//! - [`overload`]: concurrency limits that shed load, and per-party rate
+//!   limits for Submit and intake.
 //! - [`grpc`]: thin tonic adapters and the credential guard.
 //! - [`server`]: [`Node`], wiring it all together; [`Node::run`] serves
 //!   until shutdown.
@@ -59,6 +61,8 @@ pub mod identity;
 pub mod intake;
 #[cfg(feature = "server")]
 pub mod ledger;
+#[cfg(feature = "server")]
+pub mod overload;
 #[cfg(feature = "server")]
 pub mod query;
 pub mod records;

@@ -30,6 +30,7 @@ use crate::{
     identity::Identity,
     intake::{self, Intake},
     ledger::Ledger,
+    overload::{CallLimitLayer, RateLimiter},
     query::Query,
     signer::Signer,
     store::{self, RocksStore, Store},
@@ -173,6 +174,17 @@ impl Node {
         let query = Query::new(ctx.clone());
         let max = self.config.intake.max_message_bytes;
         let guard = |action| Guard::new(self.access.clone(), action);
+        let limits = self.config.limits.clone();
+        let intake_rate = Arc::new(RateLimiter::new(
+            "intake",
+            limits.intake_per_second,
+            limits.intake_burst,
+        ));
+        let submit_rate = Arc::new(RateLimiter::new(
+            "Submit",
+            limits.submit_per_second,
+            limits.submit_burst,
+        ));
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<IntakeServer<IntakeService>>().await;
@@ -205,9 +217,10 @@ impl Node {
         let audit_server = AuditServer::new(AuditService::new(query, Evidence::new(ctx.clone())))
             .max_decoding_message_size(max);
         // Submissions carry descendant summaries: allow large ones.
-        let federation_server = FederationServer::new(FederationService::new(Arc::new(
-            Submissions::new(ctx.clone()),
-        )))
+        let federation_server = FederationServer::new(FederationService::new(
+            Arc::new(Submissions::new(ctx.clone())),
+            submit_rate,
+        ))
         .max_decoding_message_size(self.config.federation.max_submission_bytes);
         let enrolments_server = EnrolmentsServer::new(EnrolmentsService::new(Enrolments::new(
             ctx.clone(),
@@ -217,11 +230,27 @@ impl Node {
 
         let addr = listener.local_addr().ok();
         info!(region = %region, name = %ctx.identity.name, addr = ?addr, key = %&ctx.identity.public_key().key_id()[..16], tls = !plaintext, "node serving");
+        let ms = std::time::Duration::from_millis;
         let router = tonic::transport::Server::builder()
+            .timeout(ms(limits.request_timeout_ms))
+            .concurrency_limit_per_connection(limits.max_concurrent_calls_per_connection)
+            .load_shed(true)
+            .max_concurrent_streams(limits.max_streams_per_connection)
+            .http2_max_header_list_size(limits.max_header_bytes)
+            .http2_max_pending_accept_reset_streams(Some(limits.max_pending_resets))
+            .http2_keepalive_interval(Some(ms(limits.keepalive_interval_ms)))
+            .http2_keepalive_timeout(Some(ms(limits.keepalive_timeout_ms)))
+            .layer(CallLimitLayer::new(
+                limits.max_concurrent_calls,
+                limits.max_concurrent_submissions,
+            ))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(InterceptedService::new(intake_server, guard(Action::Write)))
+            .add_service(InterceptedService::new(
+                intake_server,
+                guard(Action::Write).with_rate_limit(intake_rate),
+            ))
             .add_service(InterceptedService::new(
                 enrolments_server,
                 guard(Action::Enrol),

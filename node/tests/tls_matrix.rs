@@ -272,12 +272,20 @@ fn assert_status(result: Result<(), Status>, code: Code, parts: &[&str]) {
     }
 }
 
-/// A handshake the node refused with the TLS alert `alert` (in TLS 1.3
-/// the client learns it at its first read, as a transport error).
+/// A handshake the node refused, with the TLS alert `alert` (in TLS 1.3
+/// the client learns of it at its first read, as a transport error; when
+/// its write comes first it sees the closed connection instead, so the
+/// alert, if the client saw one, must be this one).
 fn assert_handshake_refused(result: Result<(), Status>, alert: &str) {
     let status = result.expect_err("refused");
     let seen = format!("{status:?}");
-    assert!(seen.contains(alert), "{alert} not in {seen}");
+    assert!(
+        status.message() == "transport error" || status.message().starts_with("handshake:"),
+        "not refused by the transport: {seen}"
+    );
+    if seen.contains("alert") {
+        assert!(seen.contains(alert), "{alert} not in {seen}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

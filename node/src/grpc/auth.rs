@@ -8,7 +8,10 @@ use tonic::{Request, Status, service::Interceptor};
 use tracing::debug;
 
 use super::status;
-use crate::access::{Access, Action, Allowed};
+use crate::{
+    access::{Access, Action, Allowed},
+    overload::RateLimiter,
+};
 
 /// Checks the `authorization` header of each call against the node's
 /// credentials.
@@ -18,12 +21,24 @@ pub struct Guard {
     access: Arc<Access>,
     /// What the guarded service's calls do.
     action: Action,
+    /// How often one credential may call, if limited.
+    rate: Option<Arc<RateLimiter>>,
 }
 
 impl Guard {
     /// Guards calls of `action`.
     pub fn new(access: Arc<Access>, action: Action) -> Guard {
-        Guard { access, action }
+        Guard {
+            access,
+            action,
+            rate: None,
+        }
+    }
+
+    /// The same guard, each credential limited by `rate`.
+    pub fn with_rate_limit(mut self, rate: Arc<RateLimiter>) -> Guard {
+        self.rate = Some(rate);
+        self
     }
 }
 
@@ -35,6 +50,10 @@ impl Interceptor for Guard {
             .map(|v| v.to_str().unwrap_or_default());
         let allowed = self.access.authorize(header, self.action).map_err(status)?;
         if let Allowed::Credential { name, role } = &allowed {
+            if let Some(rate) = &self.rate {
+                rate.check(&format!("credential {name}"), std::time::Instant::now())
+                    .map_err(status)?;
+            }
             debug!(credential = %name, %role, action = ?self.action, "call allowed");
         }
         request.extensions_mut().insert(allowed);

@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 use super::{blocking, status};
 use crate::{
     federation::{Enrolments, Submissions},
+    overload::RateLimiter,
     tls::peer::Peer,
 };
 
@@ -21,6 +22,8 @@ use crate::{
 pub struct FederationService {
     /// The domain service.
     submissions: Arc<Submissions>,
+    /// How often one child may submit.
+    rate: Arc<RateLimiter>,
 }
 
 /// The Enrolments gRPC service (operator only).
@@ -31,9 +34,9 @@ pub struct EnrolmentsService {
 }
 
 impl FederationService {
-    /// Serves `submissions`.
-    pub fn new(submissions: Arc<Submissions>) -> FederationService {
-        FederationService { submissions }
+    /// Serves `submissions`, each child limited by `rate`.
+    pub fn new(submissions: Arc<Submissions>, rate: Arc<RateLimiter>) -> FederationService {
+        FederationService { submissions, rate }
     }
 }
 
@@ -51,6 +54,16 @@ impl FederationRpc for FederationService {
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         let peer = Peer::of(&request);
+        // A child by its certificate's key; anyone else by address.
+        let party = match &peer {
+            Peer::Certified { spki } => format!("TLS key {}", spki.short()),
+            _ => request
+                .remote_addr()
+                .map_or_else(|| "an unknown peer".to_owned(), |a| a.ip().to_string()),
+        };
+        self.rate
+            .check(&party, std::time::Instant::now())
+            .map_err(status)?;
         let req = request.into_inner();
         let submissions = self.submissions.clone();
         let receipt = blocking(move || submissions.submit(&req, &peer).map_err(status)).await?;

@@ -29,6 +29,7 @@ impl From<ErrorCode> for Code {
             ErrorCode::NotFound => Code::NotFound,
             ErrorCode::AlreadyExists => Code::AlreadyExists,
             ErrorCode::Unauthenticated => Code::Unauthenticated,
+            ErrorCode::ResourceExhausted => Code::ResourceExhausted,
             ErrorCode::Internal => Code::Internal,
         }
     }
