@@ -30,7 +30,7 @@ async fn five_levels_converge_and_a_village_change_reaches_the_province() {
     let land = open_case("YHM-1", pb::Category::Land, &day(month, 2));
     books[0]
         .record(
-            federation.addr(VILLAGE_1.0),
+            federation.at(VILLAGE_1.0),
             vec![
                 land.clone(),
                 closed(
@@ -48,7 +48,7 @@ async fn five_levels_converge_and_a_village_change_reaches_the_province() {
         .await;
     books[1]
         .record(
-            federation.addr(VILLAGE_2.0),
+            federation.at(VILLAGE_2.0),
             (0..5)
                 .map(|i| {
                     open_case(
@@ -68,7 +68,7 @@ async fn five_levels_converge_and_a_village_change_reaches_the_province() {
     };
     books[2]
         .record(
-            federation.addr(VILLAGE_3.0),
+            federation.at(VILLAGE_3.0),
             vec![
                 closed(
                     &open_case("ZJ-1", pb::Category::Debt, &day(month, 1)),
@@ -83,7 +83,7 @@ async fn five_levels_converge_and_a_village_change_reaches_the_province() {
 
     let expected =
         |books: &[Casebook; 3]| sum(&books.iter().map(|b| b.tally(month)).collect::<Vec<_>>());
-    let province = federation.addr(PROVINCE.0);
+    let province = federation.at(PROVINCE.0);
     let row = wait_total(province, month, expected(&books)).await;
     assert_eq!(row.children_reported, 1, "{row:?}");
     assert_eq!(row.children_expected, 1, "{row:?}");
@@ -181,7 +181,7 @@ async fn five_levels_converge_and_a_village_change_reaches_the_province() {
     let before = revisions(province, federation.unit(VILLAGE_1.0).region(), month).await;
     books[0]
         .record(
-            federation.addr(VILLAGE_1.0),
+            federation.at(VILLAGE_1.0),
             vec![
                 closed(&land, pb::CaseState::Resolved, &day(month, 20)),
                 open_case("YHM-4", pb::Category::Medical, &day(month, 25)),

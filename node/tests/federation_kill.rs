@@ -1,9 +1,9 @@
 //! A parent killed with SIGKILL in the middle of a storm of submissions, and
 //! restarted on the same port and data, neither loses a summary it
 //! acknowledged nor counts one twice. The parent is the real
-//! `tallytree-node` binary; its three villages run in-process and record
-//! cases all through: before the kill, while the parent is down, and after
-//! it is back.
+//! `tallytree-node` binary; its three villages run in-process, push to it
+//! over mutual TLS, and record cases all through: before the kill, while
+//! the parent is down, and after it is back.
 
 mod fed;
 
@@ -19,8 +19,8 @@ use std::{
 };
 
 use fed::{
-    Casebook, STREET, Unit, VILLAGE_1, VILLAGE_2, bind_any, closed, day, enrol, install, open_case,
-    open_store, past_month, revisions, rows, serve, sum, wait_total, wait_until,
+    Casebook, Remote, STREET, Unit, VILLAGE_1, VILLAGE_2, bind_any, closed, day, enrol, install,
+    open_case, open_store, past_month, revisions, rows, serve, sum, wait_total, wait_until,
 };
 use tallytree_aggregator::Tally;
 use tallytree_node::store::{Cf, layout};
@@ -86,15 +86,15 @@ impl ParentProcess {
         self.child = start(&self.config_path, &self.log_path);
     }
 
-    /// Waits until the process answers queries on `addr`; fails at once if
-    /// it exits.
-    async fn wait_serving(&mut self, addr: SocketAddr, month: Month) {
+    /// Waits until the process answers queries at `at` (over TLS, as a
+    /// reader); fails at once if it exits.
+    async fn wait_serving(&mut self, at: &Remote, month: Month) {
         let child = &mut self.child;
-        wait_until(&format!("the parent serving on {addr}"), || {
+        wait_until(&format!("the parent serving on {}", at.addr), || {
             let exited = child.try_wait().expect("child status");
             async move {
                 assert!(exited.is_none(), "tallytree-node exited: {exited:?}");
-                rows(addr, "", &month.to_string(), 0)
+                rows(at, "", &month.to_string(), 0)
                     .await
                     .map(|_| ())
                     .map_err(|s| format!("{s:?}"))
@@ -169,16 +169,18 @@ async fn a_parent_killed_mid_storm_loses_no_acknowledged_summary_and_counts_none
     // on it.
     let parent_unit = Unit::new(STREET);
     let (mut parent, addr) = ParentProcess::spawn(&parent_unit).await;
-    parent.wait_serving(addr, month).await;
+    let at = &parent_unit.remote(addr);
+    parent.wait_serving(at, month).await;
 
-    // Three villages in-process, pushing to it, enrolled there.
+    // Three villages in-process, pushing to it over mutual TLS, enrolled
+    // there.
     let mut villages = Vec::new();
     for v in [VILLAGE_1, VILLAGE_2, VILLAGE_4] {
         let mut unit = Unit::new(v);
         unit.push_to(addr);
         let node = serve(&unit.config, bind_any().await).await;
-        let enrolled = enrol(addr, unit.region(), v.1, unit.public_key).await;
-        install(node.addr, enrolled).await;
+        let enrolled = enrol(at, unit.region(), v.1, unit.public_key, &unit.tls_csr).await;
+        install(&node.remote(), enrolled).await;
         villages.push((unit, node));
     }
 
@@ -191,7 +193,7 @@ async fn a_parent_killed_mid_storm_loses_no_acknowledged_summary_and_counts_none
     let (restarted_tx, restarted) = watch::channel(false);
     let mut storms = Vec::new();
     for (i, (_, node)) in villages.iter().enumerate() {
-        let at = node.addr;
+        let village = node.remote();
         let progress = progress.clone();
         let (mut killed, mut restarted) = (killed.clone(), restarted.clone());
         storms.push(tokio::spawn(async move {
@@ -205,7 +207,7 @@ async fn a_parent_killed_mid_storm_loses_no_acknowledged_summary_and_counts_none
                     restarted.wait_for(|r| *r).await.expect("restart signal");
                 }
                 let cases = storm_call(&prefix, k, month, &book);
-                book.record(at, cases).await;
+                book.record(&village, cases).await;
                 progress.fetch_add(1, Ordering::SeqCst);
             }
             book
@@ -219,7 +221,7 @@ async fn a_parent_killed_mid_storm_loses_no_acknowledged_summary_and_counts_none
     for code in &codes {
         let code = *code;
         wait_until(&format!("the parent accepting {code}"), || async move {
-            let held = revisions(addr, code, month).await;
+            let held = revisions(at, code, month).await;
             if held.is_empty() {
                 Err("nothing yet".to_owned())
             } else {
@@ -229,7 +231,7 @@ async fn a_parent_killed_mid_storm_loses_no_acknowledged_summary_and_counts_none
         .await;
     }
     for code in &codes {
-        let held = revisions(addr, *code, month).await;
+        let held = revisions(at, *code, month).await;
         held_before_kill.insert(
             *code,
             held.iter()
@@ -255,7 +257,7 @@ async fn a_parent_killed_mid_storm_loses_no_acknowledged_summary_and_counts_none
     })
     .await;
     parent.restart();
-    parent.wait_serving(addr, month).await;
+    parent.wait_serving(at, month).await;
     restarted_tx.send(true).expect("storms listening");
 
     let mut books = Vec::new();
@@ -266,12 +268,12 @@ async fn a_parent_killed_mid_storm_loses_no_acknowledged_summary_and_counts_none
     // Converged: the parent's total is exactly the sum of what the villages
     // recorded, so no summary is counted twice and none is missing.
     let expected: Vec<Tally> = books.iter().map(|b| b.tally(month)).collect();
-    let row = wait_total(addr, month, sum(&expected)).await;
+    let row = wait_total(at, month, sum(&expected)).await;
     assert_eq!(row.children_reported, 3, "{row:?}");
 
     // Everything the parent held before the kill it still holds.
     for (code, before) in &held_before_kill {
-        let after: Vec<(u64, Digest)> = revisions(addr, *code, month)
+        let after: Vec<(u64, Digest)> = revisions(at, *code, month)
             .await
             .iter()
             .map(|(env, v)| (v.revision, Digest::of(&env.payload)))
@@ -287,7 +289,7 @@ async fn a_parent_killed_mid_storm_loses_no_acknowledged_summary_and_counts_none
     }
 
     // The parent's latest summary counts each village once and adds up.
-    let own = revisions(addr, parent_unit.region(), month).await;
+    let own = revisions(at, parent_unit.region(), month).await;
     let (_, rollup) = own.last().expect("the parent signed");
     assert_eq!(rollup.children.len(), 3, "{rollup:?}");
     assert_eq!(rollup.total, sum(&expected));
@@ -298,7 +300,7 @@ async fn a_parent_killed_mid_storm_loses_no_acknowledged_summary_and_counts_none
     for ((unit, node), book) in villages.into_iter().zip(&books) {
         node.stop().await;
         let code = unit.region();
-        let held = revisions(addr, code, month).await;
+        let held = revisions(at, code, month).await;
         let store = open_store(&unit.config.data_dir).await;
         let receipts = layout::envelopes(&store, Cf::Receipts, b"").expect("receipts");
         assert!(!receipts.is_empty(), "{code} holds receipts");

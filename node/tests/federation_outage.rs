@@ -18,14 +18,16 @@ async fn a_parent_that_is_down_loses_nothing_and_the_outbox_drains() {
     let mut federation =
         Federation::start(&[PROVINCE, CITY, DISTRICT, STREET, VILLAGE_1, VILLAGE_2]).await;
     let month = past_month();
-    let (v1, v2) = (federation.addr(VILLAGE_1.0), federation.addr(VILLAGE_2.0));
-    let province = federation.addr(PROVINCE.0);
+    // Owned: the federation is stopped and restarted in between.
+    let v1 = federation.at(VILLAGE_1.0).clone();
+    let v2 = federation.at(VILLAGE_2.0).clone();
+    let province = federation.at(PROVINCE.0).clone();
     let mut books = [Casebook::default(), Casebook::default()];
 
     let first = open_case("YHM-1", pb::Category::Neighbour, &day(month, 3));
     books[0]
         .record(
-            v1,
+            &v1,
             vec![
                 first.clone(),
                 open_case("YHM-2", pb::Category::Land, &day(month, 4)),
@@ -34,18 +36,18 @@ async fn a_parent_that_is_down_loses_nothing_and_the_outbox_drains() {
         .await;
     books[1]
         .record(
-            v2,
+            &v2,
             vec![open_case("SS-1", pb::Category::Property, &day(month, 5))],
         )
         .await;
     let expected = |books: &[Casebook; 2]| sum(&[books[0].tally(month), books[1].tally(month)]);
-    let before = wait_total(province, month, expected(&books)).await;
+    let before = wait_total(&province, month, expected(&books)).await;
 
     // The street goes down; the village keeps working.
     federation.stop(STREET.0).await;
     books[0]
         .record(
-            v1,
+            &v1,
             vec![
                 closed(&first, pb::CaseState::Resolved, &day(month, 9)),
                 open_case("YHM-3", pb::Category::Debt, &day(month, 12)),
@@ -54,7 +56,7 @@ async fn a_parent_that_is_down_loses_nothing_and_the_outbox_drains() {
         .await;
     books[0]
         .record(
-            v1,
+            &v1,
             vec![open_case("YHM-4", pb::Category::Debt, &day(month, 13))],
         )
         .await;
@@ -62,32 +64,32 @@ async fn a_parent_that_is_down_loses_nothing_and_the_outbox_drains() {
     let earlier = month_before(month);
     books[0]
         .record(
-            v1,
+            &v1,
             vec![open_case("YHM-0", pb::Category::Other, &day(earlier, 20))],
         )
         .await;
     books[1]
         .record(
-            v2,
+            &v2,
             vec![open_case("SS-2", pb::Category::Medical, &day(month, 6))],
         )
         .await;
     // The villages have signed their changes (so they wait in their
     // outboxes) ...
-    wait_total(v1, month, books[0].tally(month)).await;
-    wait_total(v1, earlier, books[0].tally(earlier)).await;
-    wait_total(v2, month, books[1].tally(month)).await;
+    wait_total(&v1, month, books[0].tally(month)).await;
+    wait_total(&v1, earlier, books[0].tally(earlier)).await;
+    wait_total(&v2, month, books[1].tally(month)).await;
     // ... and nothing of it reached the province.
-    let during = rows(province, "", &month.to_string(), 0)
+    let during = rows(&province, "", &month.to_string(), 0)
         .await
         .expect("the province still answers");
     assert_eq!(total(&during[0]), total(&before));
 
     // The street comes back on the same port and data directory.
     federation.restart(STREET.0).await;
-    let row = wait_total(province, month, expected(&books)).await;
+    let row = wait_total(&province, month, expected(&books)).await;
     assert_eq!(total(&row).case_totals().registered, 6);
-    wait_total(province, earlier, books[0].tally(earlier)).await;
+    wait_total(&province, earlier, books[0].tally(earlier)).await;
 
     // The province holds each village's latest revision of each month, the
     // ones signed while their parent was down; and each village's outbox
@@ -100,7 +102,7 @@ async fn a_parent_that_is_down_loses_nothing_and_the_outbox_drains() {
         let unit = federation.unit(v.0);
         let mut latest = Vec::new();
         for (m, book) in months {
-            let held = revisions(province, unit.region(), m).await;
+            let held = revisions(&province, unit.region(), m).await;
             let (env, view) = held.last().expect("held");
             assert_eq!(view.total, book.tally(m), "{} {m}", v.0);
             statement::open::<pb::Summary>(env, &unit.public_key).expect("the village's signature");

@@ -1,29 +1,35 @@
 //! Every refusal class of Federation.Submit, provoked with summaries built
 //! and signed by hand, is answered with its gRPC status and a message naming
 //! the rule and the region; after every refusal a valid submission still
-//! succeeds. The parent is a district (普兰店区) at the top of the test tree;
-//! the test holds the keys of its streets and of a village below one street.
+//! succeeds. The parent is a district (普兰店区) at the top of the test tree,
+//! serving TLS; the test holds the signing and TLS keys of its streets and
+//! of a village below one street, and submits as a street does: over mutual
+//! TLS with the client certificate its enrolment gave it.
 
 mod fed;
 
 use fed::{
-    DISTRICT, Running, STREET, STREET_2, Unit, VILLAGE_1, VILLAGE_2, VILLAGE_3, authed, bind_any,
-    channel, enrol, open_store, past_month, revisions, rows, serve, total, wait_until,
+    DISTRICT, Remote, Running, STREET, STREET_2, Unit, VILLAGE_1, VILLAGE_2, VILLAGE_3, authed,
+    bind_any, enrol, open_store, past_month, revisions, rows, serve, total, wait_until,
 };
 use prost::Message;
 use tallytree_aggregator::{ChildEntry, SummaryView, Tally};
 use tallytree_node::{
     config::Config,
     store::{Cf, Store, layout},
+    tls::material::{Authority, RequestedKey, TlsKey},
 };
 use tallytree_proto::{
     Category, Digest, Month, RegionCode, SigningKey,
     pb::{self, enrolments_client::EnrolmentsClient, federation_client::FederationClient},
     statement,
 };
-use tonic::{Code, Status, transport::Channel};
+use tonic::{
+    Code, Status,
+    transport::{Channel, Identity},
+};
 
-/// A unit whose key the test holds and signs with.
+/// A unit whose keys the test holds, signs with and submits with.
 struct Child {
     /// Its code.
     region: RegionCode,
@@ -31,6 +37,11 @@ struct Child {
     name: &'static str,
     /// Its signing key.
     key: SigningKey,
+    /// Its TLS key, which its enrolment binds.
+    tls: TlsKey,
+    /// The client certificate its enrolment gave it, PEM; `None` until
+    /// enrolled at the district.
+    cert: Option<String>,
 }
 
 impl Child {
@@ -39,7 +50,28 @@ impl Child {
             region: RegionCode::parse(code).expect("code"),
             name,
             key: SigningKey::generate().expect("key").0,
+            tls: TlsKey::generate().expect("TLS key"),
+            cert: None,
         }
+    }
+
+    /// The certificate request of its TLS key.
+    fn csr(&self) -> String {
+        self.tls.csr_pem(self.region, self.name).expect("csr")
+    }
+
+    /// Federation client of `parent` over mutual TLS: `cert` (PEM) for this
+    /// unit's TLS key.
+    fn client_with(&self, parent: &Remote, cert: &str) -> FederationClient<Channel> {
+        let identity = Identity::from_pem(cert, self.tls.private_pem());
+        let endpoint = parent.endpoint_with(parent.tls().identity(identity));
+        FederationClient::new(endpoint.connect_lazy())
+    }
+
+    /// Federation client of `parent` with the certificate of this unit's
+    /// enrolment there.
+    fn client(&self, parent: &Remote) -> FederationClient<Channel> {
+        self.client_with(parent, self.cert.as_deref().expect("enrolled"))
     }
 
     /// A summary of this unit for `period`, issued now.
@@ -85,6 +117,7 @@ impl Child {
             serial: 1,
             valid_from_ms: now,
             issued_at_ms: now,
+            tls_spki_sha256: child.tls.spki_digest().0.to_vec(),
         };
         statement::seal(&self.key, &e).envelope
     }
@@ -99,6 +132,20 @@ fn cases(n: u64, resolved: u64) -> Tally {
     c.resolved_on_time = resolved;
     c.in_progress = n - resolved;
     t
+}
+
+/// Enrols `child` (its signing key and TLS key) at the district `at`, as
+/// its operator, and keeps the client certificate it is given.
+async fn enrol_child(at: &Remote, child: &mut Child) {
+    let enrolled = enrol(
+        at,
+        child.region,
+        child.name,
+        child.key.public_key(),
+        &child.csr(),
+    )
+    .await;
+    child.cert = Some(enrolled.client_certificate);
 }
 
 /// A submission of `summary` alone.
@@ -117,7 +164,9 @@ struct Setup {
     unit: Unit,
     /// The district's node.
     node: Running,
-    /// Federation client of the district.
+    /// How clients reach the district's node.
+    district: Remote,
+    /// Federation client of the district, with the street's certificate.
     client: FederationClient<Channel>,
     /// The month submitted.
     period: Month,
@@ -140,19 +189,15 @@ impl Setup {
         let mut unit = Unit::new(DISTRICT);
         adjust(&mut unit.config);
         let node = serve(&unit.config, bind_any().await).await;
-        let client = FederationClient::new(channel(node.addr));
-        let street = Child::new(STREET);
-        enrol(
-            node.addr,
-            street.region,
-            street.name,
-            street.key.public_key(),
-        )
-        .await;
+        let district = node.remote();
+        let mut street = Child::new(STREET);
+        enrol_child(&district, &mut street).await;
+        let client = street.client(&district);
         let village = Child::new(VILLAGE_1);
         let mut setup = Setup {
             unit,
             node,
+            district,
             client,
             period: past_month(),
             street,
@@ -178,12 +223,23 @@ impl Setup {
         request(self.street.seal(&view.to_pb()))
     }
 
-    /// Submits, expecting a receipt for the summary; returns the receipt.
+    /// Submits as the street, expecting a receipt for the summary; returns
+    /// the receipt.
     async fn accept(&mut self, req: pb::SubmitRequest) -> pb::Envelope {
+        let client = self.client.clone();
+        self.accept_via(client, req).await
+    }
+
+    /// Submits on `client`, expecting a receipt for the summary; returns
+    /// the receipt.
+    async fn accept_via(
+        &mut self,
+        mut client: FederationClient<Channel>,
+        req: pb::SubmitRequest,
+    ) -> pb::Envelope {
         let env = req.summary.clone().expect("summary");
         let s: pb::Summary = statement::peek_unverified(&env).expect("summary");
-        let receipt = self
-            .client
+        let receipt = client
             .submit(req)
             .await
             .unwrap_or_else(|st| panic!("valid summary refused: {st:?}"))
@@ -203,20 +259,42 @@ impl Setup {
         receipt
     }
 
-    /// Submits, expecting a refusal.
+    /// Submits as the street, expecting a refusal.
     async fn refuse(&mut self, req: pb::SubmitRequest) -> Status {
-        match self.client.submit(req).await {
-            Ok(r) => panic!("accepted: {:?}", r.into_inner()),
-            Err(status) => status,
-        }
+        refuse_via(self.client.clone(), req).await
     }
 
-    /// Submits `req`, expecting a refusal with `code` naming each of
-    /// `parts`; then a valid summary is still accepted.
+    /// Submits `req` as the street, expecting a refusal with `code` naming
+    /// each of `parts`; then a valid summary is still accepted.
     async fn refused_as(&mut self, req: pb::SubmitRequest, code: Code, parts: &[&str]) {
-        let st = self.refuse(req).await;
+        let client = self.client.clone();
+        self.refused_via(client, req, code, parts).await;
+    }
+
+    /// Like [`Setup::refused_as`], submitting on `client`.
+    async fn refused_via(
+        &mut self,
+        client: FederationClient<Channel>,
+        req: pb::SubmitRequest,
+        code: Code,
+        parts: &[&str],
+    ) {
+        let st = refuse_via(client, req).await;
         assert_refused(&st, code, parts);
         self.still_serving().await;
+    }
+
+    /// A client certificate of the district's own CA for `child`'s TLS key,
+    /// valid for `days` (negative: expired), as the district would issue
+    /// one at enrolment.
+    fn district_certificate(&self, child: &Child, days: i64) -> String {
+        let tls = &self.unit.config.tls;
+        let ca = Authority::load(&tls.ca_key_file, &tls.ca_file).expect("the district's CA");
+        let key = RequestedKey::from_csr_pem(&child.csr()).expect("csr");
+        let now = chrono::Utc::now().timestamp_millis();
+        ca.issue_child_valid(&key, child.region, child.name, now, days)
+            .expect("issued")
+            .cert_pem
     }
 
     /// A valid submission still succeeds.
@@ -238,16 +316,26 @@ impl Setup {
         } = self;
         node.stop().await;
         let node = serve(&unit.config, bind_any().await).await;
-        let client = FederationClient::new(channel(node.addr));
+        let district = node.remote();
+        let client = street.client(&district);
         Setup {
             unit,
             node,
+            district,
             client,
             period,
             street,
             revision,
             village,
         }
+    }
+}
+
+/// Submits on `client`, expecting a refusal.
+async fn refuse_via(mut client: FederationClient<Channel>, req: pb::SubmitRequest) -> Status {
+    match client.submit(req).await {
+        Ok(r) => panic!("accepted: {:?}", r.into_inner()),
+        Err(status) => status,
     }
 }
 
@@ -277,7 +365,8 @@ async fn bad_signatures_and_keys_that_may_not_speak_are_permission_denied() {
     t.refused_as(req, Code::PermissionDenied, &["does not verify", &street])
         .await;
 
-    // A key no enrolment binds.
+    // A key no enrolment binds (sent on the street's TLS identity, which
+    // may submit for the street the summary claims).
     let stranger = Child {
         key: SigningKey::generate().expect("key").0,
         ..Child::new(STREET)
@@ -288,22 +377,55 @@ async fn bad_signatures_and_keys_that_may_not_speak_are_permission_denied() {
     assert_refused(&st, Code::PermissionDenied, &["not enrolled", &key_id]);
     t.still_serving().await;
 
-    // The street's key speaking for another street.
-    let other = Child::new(STREET_2);
-    let mut view = other.view(t.period, 1, cases(1, 0), &[], 0);
-    view.name = "大谭街道".into();
-    t.refused_as(
-        request(t.street.seal(&view.to_pb())),
+    // A second street, enrolled with keys of its own.
+    let mut street_2 = Child::new(STREET_2);
+    enrol_child(&t.district, &mut street_2).await;
+
+    // The street's key speaking for street 2, on street 2's own TLS
+    // identity (which may submit for street 2): the signature is refused.
+    let view = street_2.view(t.period, 1, cases(1, 0), &[], 0);
+    let forged = request(t.street.seal(&view.to_pb()));
+    t.refused_via(
+        street_2.client(&t.district),
+        forged.clone(),
         Code::PermissionDenied,
         &["speaks only for itself", STREET_2.0],
     )
     .await;
+    // On the street's own TLS identity it does not get that far.
+    t.refused_as(
+        forged,
+        Code::PermissionDenied,
+        &["TLS peer", "is not the TLS key enrolled for", STREET_2.0],
+    )
+    .await;
 
     // A grandchild (the village, enrolled by the street) submitting
-    // straight to the district.
+    // straight to the district. Its enrolment, forwarded by the street,
+    // binds its TLS key, for which the district issues no certificate: on
+    // the street's certificate and on none, the TLS check refuses it ...
     let view = t.village.view(t.period, 1, cases(2, 2), &[], 0);
+    let straight = request(t.village.seal(&view.to_pb()));
     t.refused_as(
-        request(t.village.seal(&view.to_pb())),
+        straight.clone(),
+        Code::PermissionDenied,
+        &["TLS peer", "is not the TLS key enrolled for", VILLAGE_1.0],
+    )
+    .await;
+    t.refused_via(
+        FederationClient::new(t.district.channel()),
+        straight.clone(),
+        Code::Unauthenticated,
+        &["TLS peer: no client certificate"],
+    )
+    .await;
+    // ... and with a certificate of the district's CA for that very key,
+    // the summary is refused as not the district's child's.
+    let cert = t.district_certificate(&t.village, 30);
+    let village = t.village.client_with(&t.district, &cert);
+    t.refused_via(
+        village,
+        straight,
         Code::PermissionDenied,
         &["not a direct child", VILLAGE_1.0, DISTRICT.0],
     )
@@ -323,17 +445,13 @@ async fn bad_signatures_and_keys_that_may_not_speak_are_permission_denied() {
 
     // A revoked key: what it signed before stays counted; what it signs
     // after is refused; the unit reports again with a newly enrolled key.
-    let street_2 = Child::new(STREET_2);
-    enrol(
-        t.node.addr,
-        street_2.region,
-        street_2.name,
-        street_2.key.public_key(),
+    let before = street_2.view(t.period, 1, cases(3, 1), &[], 0);
+    t.accept_via(
+        street_2.client(&t.district),
+        request(street_2.seal(&before.to_pb())),
     )
     .await;
-    let before = street_2.view(t.period, 1, cases(3, 1), &[], 0);
-    t.accept(request(street_2.seal(&before.to_pb()))).await;
-    EnrolmentsClient::new(channel(t.node.addr))
+    EnrolmentsClient::new(t.district.channel())
         .revoke(authed(pb::RevokeRequest {
             region: STREET_2.0.into(),
             public_key: street_2.key.public_key().0.to_vec(),
@@ -342,11 +460,13 @@ async fn bad_signatures_and_keys_that_may_not_speak_are_permission_denied() {
         }))
         .await
         .expect("revoked");
+    // The TLS identity of the revoked enrolment ends with it.
     let after = street_2.view(t.period, 2, cases(5, 1), &[], 0);
-    t.refused_as(
+    t.refused_via(
+        street_2.client(&t.district),
         request(street_2.seal(&after.to_pb())),
         Code::PermissionDenied,
-        &["revoked", STREET_2.0],
+        &["TLS peer", "revoked", STREET_2.0],
     )
     .await;
 
@@ -364,37 +484,111 @@ async fn bad_signatures_and_keys_that_may_not_speak_are_permission_denied() {
     assert_eq!(street_2_row.months[0].revision, 1);
     assert!(counted.iter().all(|r| r.verified), "{counted:?}");
 
-    // Re-enrolled with a new key, the street reports again.
-    let renewed = Child {
-        key: SigningKey::generate().expect("key").0,
-        ..Child::new(STREET_2)
-    };
-    enrol(
-        t.node.addr,
-        renewed.region,
-        renewed.name,
-        renewed.key.public_key(),
+    // Re-enrolled with new keys, the street reports again. On its new TLS
+    // identity a summary the revoked key signed after its revocation is
+    // refused by its signature; on the old identity even the new key's.
+    let mut renewed = Child::new(STREET_2);
+    enrol_child(&t.district, &mut renewed).await;
+    let late = street_2.view(t.period, 2, cases(5, 1), &[], 0);
+    t.refused_via(
+        renewed.client(&t.district),
+        request(street_2.seal(&late.to_pb())),
+        Code::PermissionDenied,
+        &["signed by key", "revoked at", STREET_2.0],
     )
     .await;
     let view = renewed.view(t.period, 2, cases(5, 1), &[], 0);
-    t.accept(request(renewed.seal(&view.to_pb()))).await;
+    t.refused_via(
+        street_2.client(&t.district),
+        request(renewed.seal(&view.to_pb())),
+        Code::PermissionDenied,
+        &["TLS peer", "is not the TLS key enrolled for", STREET_2.0],
+    )
+    .await;
+    t.accept_via(
+        renewed.client(&t.district),
+        request(renewed.seal(&view.to_pb())),
+    )
+    .await;
     want = cases(t.revision + 2, 1)
         .checked_add(&cases(5, 1))
         .expect("sum");
     district_counts(&t, want).await;
 }
 
+/// Over TLS a summary comes only from the child it speaks for, on a
+/// certificate of the district's CA whose key is the TLS key that child's
+/// latest enrolment binds. Anything else is refused before its summary is
+/// looked at, and the street's own certificate keeps working throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_submission_needs_a_certificate_of_the_enrolled_tls_key() {
+    let mut t = Setup::start().await;
+    let street = t.street.region.to_string();
+
+    // No client certificate.
+    let req = t.valid();
+    t.refused_via(
+        FederationClient::new(t.district.channel()),
+        req,
+        Code::Unauthenticated,
+        &["TLS peer: no client certificate"],
+    )
+    .await;
+
+    // A certificate of the district's CA for a key the enrolment does not
+    // bind.
+    let other_key = Child::new(STREET);
+    let cert = t.district_certificate(&other_key, 30);
+    let req = t.valid();
+    t.refused_via(
+        other_key.client_with(&t.district, &cert),
+        req,
+        Code::PermissionDenied,
+        &["TLS peer", "is not the TLS key enrolled for", &street],
+    )
+    .await;
+
+    // For the enrolled key, but expired, or from another CA: the handshake
+    // fails and the call with it.
+    let expired = t.district_certificate(&t.street, -2);
+    let foreign_ca = Authority::in_memory(
+        RegionCode::parse(DISTRICT.0).expect("code"),
+        DISTRICT.1,
+        chrono::Utc::now().timestamp_millis(),
+    )
+    .expect("another CA");
+    let foreign = foreign_ca
+        .issue_child(
+            &RequestedKey::from_csr_pem(&t.street.csr()).expect("csr"),
+            t.street.region,
+            t.street.name,
+            chrono::Utc::now().timestamp_millis(),
+        )
+        .expect("issued")
+        .cert_pem;
+    for (what, cert) in [("expired", expired), ("another CA's", foreign)] {
+        let req = t.valid();
+        let st = refuse_via(t.street.client_with(&t.district, &cert), req).await;
+        let transport = std::error::Error::source(&st)
+            .and_then(|e| e.downcast_ref::<tonic::transport::Error>())
+            .is_some();
+        assert!(
+            transport,
+            "{what} certificate: not a failed connection: {st:?}"
+        );
+        t.still_serving().await;
+    }
+}
+
 /// Waits until the district's own figures for the month are settled at
 /// `want`; returns its rows to depth 1.
 async fn district_counts(t: &Setup, want: Tally) -> Vec<pb::RegionRow> {
-    let addr = t.node.addr;
+    let at = &t.district;
     let period = t.period.to_string();
     wait_until("the district's total", || {
         let period = period.clone();
         async move {
-            let rows = rows(addr, "", &period, 1)
-                .await
-                .map_err(|s| s.to_string())?;
+            let rows = rows(at, "", &period, 1).await.map_err(|s| s.to_string())?;
             if !rows[0].pending && total(&rows[0]) == want {
                 Ok(rows)
             } else {
@@ -612,17 +806,15 @@ async fn roll_ups_need_their_child_summaries_the_right_sums_and_counts() {
         .view(t.period, t.revision + 1, cases(1, 0), &counted, 1);
     let req = with_village(&t, &view);
     t.accept(req).await;
-    let held = revisions(t.node.addr, t.village.region, t.period).await;
+    let held = revisions(&t.district, t.village.region, t.period).await;
     assert_eq!(held.len(), 1);
     assert_eq!(held[0].0, village_env);
-    let addr = t.node.addr;
+    let at = &t.district;
     let period = t.period.to_string();
     let drill = wait_until("the district counting the street", || {
         let period = period.clone();
         async move {
-            let rows = rows(addr, "", &period, 2)
-                .await
-                .map_err(|s| s.to_string())?;
+            let rows = rows(at, "", &period, 2).await.map_err(|s| s.to_string())?;
             let settled = !rows[0].pending && total(&rows[0]) == cases(7, 5);
             if settled {
                 Ok(rows)

@@ -9,12 +9,14 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use common::{
-    Clients, Running, Unit, authed, chunk, import_rows, open_case, open_cases, registered,
+    Clients, Remote, Running, Unit, authed, chunk, import_rows, open_case, open_cases, registered,
     resolved_case, task,
 };
 use tallytree_node::{
     Node,
+    access::Access,
     store::{Cf, RocksStore, Store},
+    tls::material::Authority,
 };
 use tallytree_proto::{SigningKey, pb};
 use tokio::sync::mpsc;
@@ -357,12 +359,23 @@ async fn an_import_updates_stored_cases_and_refuses_backward_moves() {
 async fn start_sharing_store(unit: &Unit) -> (Running, Arc<RocksStore>) {
     std::fs::create_dir_all(&unit.config.data_dir).expect("data dir");
     let store = Arc::new(RocksStore::open(&unit.config.data_dir).expect("store opens"));
-    let key = SigningKey::load(&unit.config.key_file).expect("key");
-    let node = Node::with_store(unit.config.clone(), key, None, store.clone()).expect("node");
+    let config = &unit.config;
+    let key = SigningKey::load(&config.key_file).expect("key");
+    let ca = Authority::load(&config.tls.ca_key_file, &config.tls.ca_file).expect("CA loads");
+    let access = Access::open(&config.access).expect("credentials read");
+    let node = Node::with_store(
+        config.clone(),
+        key,
+        None,
+        store.clone(),
+        Arc::new(ca),
+        Arc::new(access),
+    )
+    .expect("node");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind 127.0.0.1:0");
-    (Running::spawn(node, listener), store)
+    (Running::spawn(node, listener, &unit.ca_pem()), store)
 }
 
 /// Entries in `cf` whose key starts with `prefix`.
@@ -456,9 +469,9 @@ struct OpenImport {
 }
 
 impl OpenImport {
-    fn start(addr: std::net::SocketAddr) -> OpenImport {
+    fn start(remote: &Remote) -> OpenImport {
         let (tx, rx) = mpsc::channel(1);
-        let mut intake = Clients::new(addr).intake;
+        let mut intake = Clients::new(remote).intake;
         let call = tokio::spawn(async move {
             intake
                 .import(authed(ReceiverStream::new(rx)))
@@ -480,7 +493,9 @@ async fn a_client_that_goes_away_midway_leaves_neither_rows_nor_staging() {
     let mut c = node.clients();
 
     let relay = Relay::to(node.addr).await;
-    let import = OpenImport::start(relay.addr);
+    // TLS end to end through the relay: the node's certificate names
+    // 127.0.0.1 whatever the port.
+    let import = OpenImport::start(&node.remote().via(relay.addr));
     let chunks = chunks_of("GONE", 10, 500, "2026-05-14");
     for ch in chunks.iter().take(6).cloned() {
         import.send(ch).await;
@@ -600,7 +615,7 @@ async fn a_big_import_arrives_whole_over_many_chunks_and_months() {
 async fn sigkill_mid_import_then_a_restart_shows_neither_rows_nor_staging() {
     let mut unit = Unit::with(|c| c.log = "warn,tallytree_node::intake=debug".into());
     let node = unit.spawn_binary().await;
-    let import = OpenImport::start(node.addr);
+    let import = OpenImport::start(&node.remote());
     let chunks = chunks_of("KILL", 20, 1_000, "2026-05-17");
     for ch in chunks.iter().take(8).cloned() {
         import.send(ch).await;

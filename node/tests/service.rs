@@ -1,12 +1,13 @@
 //! The node as a service: gRPC health and reflection work out of the box
-//! (grpc_health_probe, grpcurl), the binary prints a usable default config,
-//! and SIGTERM or SIGINT stop it cleanly with everything pending signed.
+//! over TLS and without a credential (grpc_health_probe, grpcurl), the
+//! binary prints a usable default config, and SIGTERM or SIGINT stop it
+//! cleanly with everything pending signed.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{REGION, Unit, channel, chunk, import_rows, open_cases, registered};
+use common::{REGION, Unit, chunk, import_rows, open_cases, registered};
 use tallytree_node::{
     config::{Config, SignerConfig},
     store::{RocksStore, layout},
@@ -31,7 +32,7 @@ const SERVICES: [&str; 3] = [
 async fn health_reports_every_service_serving() {
     let unit = Unit::new();
     let node = unit.start().await;
-    let mut health = HealthClient::new(channel(node.addr));
+    let mut health = HealthClient::new(node.remote().channel());
     for service in [""].into_iter().chain(SERVICES) {
         let status = health
             .check(HealthCheckRequest {
@@ -80,7 +81,7 @@ async fn reflect(
 async fn reflection_lists_and_describes_the_tallytree_services() {
     let unit = Unit::new();
     let node = unit.start().await;
-    let mut client = ServerReflectionClient::new(channel(node.addr));
+    let mut client = ServerReflectionClient::new(node.remote().channel());
 
     let MessageResponse::ListServicesResponse(list) =
         reflect(&mut client, MessageRequest::ListServices(String::new())).await
@@ -126,7 +127,7 @@ async fn reflection_v1alpha_lists_and_describes_the_services_too() {
     };
     let unit = Unit::new();
     let node = unit.start().await;
-    let mut client = ServerReflectionClient::new(channel(node.addr));
+    let mut client = ServerReflectionClient::new(node.remote().channel());
     let ask = |request| ServerReflectionRequest {
         host: String::new(),
         message_request: Some(request),

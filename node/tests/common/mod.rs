@@ -1,6 +1,8 @@
-//! What the node's integration tests share: a unit (key, config and data
-//! directory in a temporary directory), the node run in-process or as the
-//! real `tallytree-node` binary, gRPC clients, and records to send.
+//! What the node's integration tests share: a unit (signing key, TLS key and
+//! CA, credentials, config and data directory in a temporary directory),
+//! the node run in-process or as the real `tallytree-node` binary, both
+//! serving TLS, gRPC clients that verify the node by the unit's CA and
+//! present the credential each service needs, and records to send.
 
 // Each test file uses a different part of this module.
 #![allow(dead_code)]
@@ -8,7 +10,7 @@
 #[path = "../serving/mod.rs"]
 mod serving;
 
-pub(crate) use serving::Running;
+pub(crate) use serving::{AUDITOR_TOKEN, Authed, OPERATOR_TOKEN, READER_TOKEN, Remote, Running};
 
 use std::{
     net::SocketAddr,
@@ -30,13 +32,8 @@ use tallytree_proto::{
     },
 };
 use tempfile::TempDir;
-use tonic::{
-    Request,
-    transport::{Channel, Endpoint},
-};
+use tonic::Request;
 
-/// The operator token every test node is configured with.
-pub(crate) const TOKEN: &str = "test-operator-token";
 /// The unit of `Config::example()`: 普兰店区, a district.
 pub(crate) const REGION: &str = "210214000000";
 /// Its Chinese name.
@@ -48,17 +45,20 @@ const POLL: Duration = Duration::from_millis(10);
 /// Payload type of signed summaries.
 pub(crate) const SUMMARY_TYPE: &str = "application/vnd.tallytree.summary.v1+protobuf";
 
-/// A unit's files: its key, its config and its data directory, all inside
-/// one temporary directory that lives as long as the unit.
+/// A unit's files: its signing key, its TLS key and CA, its credentials
+/// (operator, reader and auditor, with the fixed test tokens), its config
+/// and its data directory, all inside one temporary directory that lives as
+/// long as the unit.
 pub(crate) struct Unit {
-    /// Holds key, config file, data and logs; removed on drop.
+    /// Holds keys, CA, credentials, config file, data and logs; removed on
+    /// drop.
     pub(crate) dir: TempDir,
     /// The configuration the node runs with (listen port 0: in-process).
     pub(crate) config: Config,
 }
 
 impl Unit {
-    /// A unit with the test defaults: fast signer, test token.
+    /// A unit with the test defaults: fast signer, the test credentials.
     pub(crate) fn new() -> Unit {
         Unit::with(|_| {})
     }
@@ -72,7 +72,6 @@ impl Unit {
             data_dir: dir.path().join("data"),
             key_file,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            operator_token: TOKEN.into(),
             log: "warn".into(),
             signer: SignerConfig {
                 debounce_ms: 20,
@@ -80,8 +79,21 @@ impl Unit {
             },
             ..Config::example()
         };
+        serving::place_in(&mut config, dir.path());
         adjust(&mut config);
+        serving::provision(&config);
         Unit { dir, config }
+    }
+
+    /// The unit's CA certificate (PEM), which its node's server
+    /// certificate chains to.
+    pub(crate) fn ca_pem(&self) -> String {
+        std::fs::read_to_string(&self.config.tls.ca_file).expect("CA certificate readable")
+    }
+
+    /// How a client reaches this unit's node listening on `addr`.
+    pub(crate) fn remote(&self, addr: SocketAddr) -> Remote {
+        Remote::new(addr, &self.ca_pem())
     }
 
     /// The unit's public key, as an auditor would hold it.
@@ -91,14 +103,14 @@ impl Unit {
             .public_key()
     }
 
-    /// Opens the node on the unit's data and serves it in-process on a
-    /// fresh `127.0.0.1:0` listener.
+    /// Opens the node on the unit's data and serves it in-process (TLS) on
+    /// a fresh `127.0.0.1:0` listener.
     pub(crate) async fn start(&self) -> Running {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
         let node = Node::open(self.config.clone()).expect("node opens");
-        Running::spawn(node, listener)
+        Running::spawn(node, listener, &self.ca_pem())
     }
 
     /// Writes the config (listening on `127.0.0.1:0`) and starts the real
@@ -137,10 +149,10 @@ impl Unit {
             .expect("tallytree-node starts");
         let mut node = BinaryNode {
             child,
-            addr: config.listen,
+            remote: self.remote(config.listen),
             log_path,
         };
-        node.addr = node
+        node.remote.addr = node
             .wait_ready(
                 &address_file,
                 &config.region.to_string(),
@@ -151,35 +163,28 @@ impl Unit {
     }
 }
 
-/// Connects to `addr`, lazily: calls fail (UNAVAILABLE) while nothing listens.
-pub(crate) fn channel(addr: SocketAddr) -> Channel {
-    Endpoint::from_shared(format!("http://{addr}"))
-        .expect("valid url")
-        .connect_lazy()
-}
-
-/// The gRPC clients of one node.
+/// The gRPC clients of one node, each presenting the credential its
+/// service needs (a request's own `authorization` header goes instead).
 pub(crate) struct Clients {
-    /// Intake (operator calls: wrap requests with [`authed`]).
-    pub(crate) intake: IntakeClient<Channel>,
-    /// Query.
-    pub(crate) query: QueryClient<Channel>,
-    /// Audit.
-    pub(crate) audit: AuditClient<Channel>,
+    /// Intake, as the operator.
+    pub(crate) intake: IntakeClient<Authed>,
+    /// Query, as the reader.
+    pub(crate) query: QueryClient<Authed>,
+    /// Audit, as the auditor.
+    pub(crate) audit: AuditClient<Authed>,
 }
 
 impl Clients {
-    /// Clients of the node at `addr`.
-    pub(crate) fn new(addr: SocketAddr) -> Clients {
-        let ch = channel(addr);
+    /// Clients of the node `remote`.
+    pub(crate) fn new(remote: &Remote) -> Clients {
         Clients {
-            intake: IntakeClient::new(ch.clone()),
-            query: QueryClient::new(ch.clone()),
-            audit: AuditClient::new(ch),
+            intake: IntakeClient::new(remote.with_token(OPERATOR_TOKEN)),
+            query: QueryClient::new(remote.with_token(READER_TOKEN)),
+            audit: AuditClient::new(remote.with_token(AUDITOR_TOKEN)),
         }
     }
 
-    /// Records cases with the operator token; panics unless all are accepted.
+    /// Records cases as the operator; panics unless all are accepted.
     pub(crate) async fn record_cases(&mut self, cases: Vec<pb::Case>) -> pb::RecordResponse {
         let n = cases.len() as u64;
         let out = self
@@ -193,7 +198,7 @@ impl Clients {
         out
     }
 
-    /// Records tasks with the operator token; panics unless all are accepted.
+    /// Records tasks as the operator; panics unless all are accepted.
     pub(crate) async fn record_tasks(&mut self, tasks: Vec<pb::Task>) -> pb::RecordResponse {
         let n = tasks.len() as u64;
         let out = self
@@ -206,7 +211,7 @@ impl Clients {
         out
     }
 
-    /// Streams `chunks` to Intake.Import with the operator token.
+    /// Streams `chunks` to Intake.Import as the operator.
     pub(crate) async fn import(
         &mut self,
         chunks: Vec<pb::ImportChunk>,
@@ -287,7 +292,7 @@ impl Clients {
 impl Running {
     /// Clients of this node.
     pub(crate) fn clients(&self) -> Clients {
-        Clients::new(self.addr)
+        Clients::new(&self.remote())
     }
 }
 
@@ -295,16 +300,26 @@ impl Running {
 pub(crate) struct BinaryNode {
     /// The process.
     child: Child,
-    /// Where it listens.
-    pub(crate) addr: SocketAddr,
+    /// Where it listens, and its unit's CA.
+    remote: Remote,
     /// Its stdout and stderr, shown when something goes wrong.
     log_path: PathBuf,
 }
 
 impl BinaryNode {
+    /// Where it listens.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.remote.addr
+    }
+
+    /// How clients reach it.
+    pub(crate) fn remote(&self) -> Remote {
+        self.remote.clone()
+    }
+
     /// Clients of this node.
     pub(crate) fn clients(&self) -> Clients {
-        Clients::new(self.addr)
+        Clients::new(&self.remote)
     }
 
     /// The write end of the node's standard input, when it was piped.
@@ -340,7 +355,7 @@ impl BinaryNode {
                 );
             }
             if let Some(addr) = address_file.read().expect("address file readable")
-                && let Some(found) = identity(addr).await
+                && let Some(found) = identity(&self.remote.via(addr)).await
             {
                 assert_eq!(
                     (found.region.as_str(), found.key_id.as_str()),
@@ -402,10 +417,11 @@ impl Drop for BinaryNode {
     }
 }
 
-/// Who the node at `addr` says it is; `None` while nothing answers there.
-pub(crate) async fn identity(addr: SocketAddr) -> Option<pb::IdentityResponse> {
-    let channel = Endpoint::from_shared(format!("http://{addr}"))
-        .expect("valid url")
+/// Who the node `remote` says it is (Node.Identity needs no credential);
+/// `None` while nothing answers there over TLS verified by the unit's CA.
+pub(crate) async fn identity(remote: &Remote) -> Option<pb::IdentityResponse> {
+    let channel = remote
+        .endpoint()
         .connect_timeout(Duration::from_secs(1))
         .connect()
         .await
@@ -419,7 +435,7 @@ pub(crate) async fn identity(addr: SocketAddr) -> Option<pb::IdentityResponse> {
 
 /// `msg` with the operator token attached.
 pub(crate) fn authed<T>(msg: T) -> Request<T> {
-    with_token(msg, &format!("Bearer {TOKEN}"))
+    with_token(msg, &format!("Bearer {OPERATOR_TOKEN}"))
 }
 
 /// `msg` with `authorization` metadata set to `value`.

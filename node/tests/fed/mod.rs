@@ -1,8 +1,11 @@
-//! What the federation tests share: units (key, config and data directory in
-//! a temporary directory), nodes served in-process on loopback listeners
-//! bound before their children start (so a child's config can name its
-//! parent's port), top-down enrolment through the Enrolments service, the
-//! tallies the recorded cases must add up to, and bounded polling.
+//! What the federation tests share: units (signing key, TLS key and CA,
+//! credentials, config and data directory in a temporary directory), nodes
+//! served in-process over TLS on loopback listeners bound before their
+//! children start (so a child's config can name its parent's port),
+//! top-down enrolment through the Enrolments service (the child's
+//! certificate request in, its client certificate and the parent's CA
+//! installed at the child, which then pushes over mutual TLS), the tallies
+//! the recorded cases must add up to, and bounded polling.
 
 // Each test file uses a different part of this module.
 #![allow(dead_code)]
@@ -10,7 +13,7 @@
 #[path = "../serving/mod.rs"]
 mod serving;
 
-pub(crate) use serving::Running;
+pub(crate) use serving::{AUDITOR_TOKEN, OPERATOR_TOKEN, READER_TOKEN, Remote, Running};
 
 use std::{collections::BTreeMap, future::Future, net::SocketAddr, path::Path, time::Duration};
 
@@ -32,13 +35,8 @@ use tallytree_proto::{
 };
 use tempfile::TempDir;
 use tokio::net::TcpListener;
-use tonic::{
-    Request,
-    transport::{Channel, Endpoint},
-};
+use tonic::Request;
 
-/// The operator token of every test node.
-pub(crate) const TOKEN: &str = "federation-operator-token";
 /// Longest any test waits for something to happen.
 pub(crate) const WAIT: Duration = Duration::from_secs(30);
 /// Pause between two looks while polling.
@@ -64,16 +62,20 @@ pub(crate) const STREET_2: (&str, &str) = ("210214002000", "大谭街道");
 /// 赵家村, under 大谭街道.
 pub(crate) const VILLAGE_3: (&str, &str) = ("210214002001", "赵家村");
 
-/// One administrative unit: its key, config and data, in a temporary
-/// directory that lives as long as the unit (so a node can be stopped and
-/// opened again on the same data).
+/// One administrative unit: its signing key, TLS key and CA, credentials
+/// (operator, reader and auditor, with the fixed test tokens), config and
+/// data, in a temporary directory that lives as long as the unit (so a node
+/// can be stopped and opened again on the same data).
 pub(crate) struct Unit {
-    /// Holds key, config file, data and logs; removed on drop.
+    /// Holds keys, CA, credentials, config file, data and logs; removed on
+    /// drop.
     pub(crate) dir: TempDir,
     /// The configuration its node runs with.
     pub(crate) config: Config,
     /// Its public key, as its parent enrols it.
     pub(crate) public_key: PublicKey,
+    /// The certificate request of its TLS key, as its parent enrols it.
+    pub(crate) tls_csr: String,
 }
 
 impl Unit {
@@ -85,13 +87,12 @@ impl Unit {
         let public_key = SigningKey::generate_to_file(&key_file)
             .expect("key written")
             .public_key();
-        let config = Config {
+        let mut config = Config {
             region: RegionCode::parse(code).expect("test code"),
             name: name.into(),
             data_dir: dir.path().join("data"),
             key_file,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            operator_token: TOKEN.into(),
             log: "info".into(),
             signer: SignerConfig {
                 debounce_ms: 10,
@@ -105,10 +106,13 @@ impl Unit {
             },
             ..Config::example()
         };
+        serving::place_in(&mut config, dir.path());
+        let tls_csr = serving::provision(&config);
         Unit {
             dir,
             config,
             public_key,
+            tls_csr,
         }
     }
 
@@ -117,14 +121,24 @@ impl Unit {
         self.config.region
     }
 
-    /// Points the unit's pusher at a parent listening on `addr`.
+    /// Points the unit's pusher at a parent listening on `addr`, over TLS.
     pub(crate) fn push_to(&mut self, addr: SocketAddr) {
-        self.config.parent.address = Some(format!("http://{addr}"));
+        self.config.parent.address = Some(format!("https://{addr}"));
+    }
+
+    /// How a client reaches this unit's node listening on `addr`.
+    pub(crate) fn remote(&self, addr: SocketAddr) -> Remote {
+        Remote::new(addr, &ca_pem(&self.config))
     }
 }
 
+/// The CA certificate (PEM) of the unit of `config`.
+pub(crate) fn ca_pem(config: &Config) -> String {
+    std::fs::read_to_string(&config.tls.ca_file).expect("CA certificate readable")
+}
+
 /// Opens the node of `config` (off the async threads: RocksDB's open
-/// blocks) and serves it on `listener` in a task.
+/// blocks) and serves it over TLS on `listener` in a task.
 pub(crate) async fn serve(config: &Config, listener: TcpListener) -> Running {
     let addr = listener.local_addr().expect("local addr");
     let opening = config.clone();
@@ -132,7 +146,7 @@ pub(crate) async fn serve(config: &Config, listener: TcpListener) -> Running {
         .await
         .expect("open task")
         .unwrap_or_else(|e| panic!("node {addr} opens: {e}"));
-    Running::spawn(node, listener)
+    Running::spawn(node, listener, &ca_pem(config))
 }
 
 /// A fresh loopback listener.
@@ -151,60 +165,58 @@ pub(crate) async fn bind_again(addr: SocketAddr) -> TcpListener {
     .await
 }
 
-/// A lazily connected channel to `addr`: calls fail while nothing listens
-/// and succeed again once something does.
-pub(crate) fn channel(addr: SocketAddr) -> Channel {
-    Endpoint::from_shared(format!("http://{addr}"))
-        .expect("valid url")
-        .connect_timeout(Duration::from_secs(2))
-        .connect_lazy()
-}
-
 /// `msg` with the operator token attached.
 pub(crate) fn authed<T>(msg: T) -> Request<T> {
     let mut request = Request::new(msg);
     request.metadata_mut().insert(
         "authorization",
-        format!("Bearer {TOKEN}").parse().expect("ascii"),
+        format!("Bearer {OPERATOR_TOKEN}").parse().expect("ascii"),
     );
     request
 }
 
-/// Enrols `key` for `region` at the parent listening on `parent`.
+/// Enrols `key` and the TLS key of `tls_csr` for `region` at the node
+/// `parent`, as its operator.
 pub(crate) async fn enrol(
-    parent: SocketAddr,
+    parent: &Remote,
     region: RegionCode,
     name: &str,
     key: PublicKey,
+    tls_csr: &str,
 ) -> pb::EnrolResponse {
-    EnrolmentsClient::new(channel(parent))
+    EnrolmentsClient::new(parent.channel())
         .enrol(authed(pb::EnrolRequest {
             region: region.to_string(),
             name: name.into(),
             public_key: key.0.to_vec(),
+            tls_csr: tls_csr.into(),
         }))
         .await
-        .unwrap_or_else(|s| panic!("enrolling {region} at {parent}: {s:?}"))
+        .unwrap_or_else(|s| panic!("enrolling {region} at {}: {s:?}", parent.addr))
         .into_inner()
 }
 
-/// Installs at the node listening on `child` the enrolment its parent signed.
-pub(crate) async fn install(child: SocketAddr, enrolled: pb::EnrolResponse) {
-    EnrolmentsClient::new(channel(child))
+/// Installs at the node `child`, as its operator, the enrolment its parent
+/// signed, with the client certificate and the parent's CA that came with
+/// it.
+pub(crate) async fn install(child: &Remote, enrolled: pb::EnrolResponse) {
+    EnrolmentsClient::new(child.channel())
         .install(authed(pb::InstallRequest {
             enrolment: enrolled.enrolment,
             parent_public_key: enrolled.parent_public_key,
+            client_certificate: enrolled.client_certificate,
+            parent_ca_certificate: enrolled.parent_ca_certificate,
         }))
         .await
-        .unwrap_or_else(|s| panic!("installing the enrolment at {child}: {s:?}"));
+        .unwrap_or_else(|s| panic!("installing the enrolment at {}: {s:?}", child.addr));
 }
 
 /// A federation of in-process nodes on loopback ports.
 pub(crate) struct Federation {
     /// The units, parents before children.
     pub(crate) units: Vec<Unit>,
-    /// Where each unit listens; kept across restarts.
-    addrs: Vec<SocketAddr>,
+    /// Where each unit listens (kept across restarts), and its CA.
+    remotes: Vec<Remote>,
     /// The running nodes; `None` while a unit is stopped.
     nodes: Vec<Option<Running>>,
 }
@@ -239,9 +251,10 @@ impl Federation {
                 .map(|(u, l)| async move { Some(serve(&u.config, l).await) }),
         )
         .await;
+        let remotes = made.iter().zip(&addrs).map(|(u, a)| u.remote(*a)).collect();
         let fed = Federation {
             units: made,
-            addrs,
+            remotes,
             nodes,
         };
         for (i, u) in fed.units.iter().enumerate() {
@@ -251,8 +264,15 @@ impl Federation {
             let Some(p) = codes.iter().position(|c| *c == parent) else {
                 continue;
             };
-            let enrolled = enrol(fed.addrs[p], u.region(), &u.config.name, u.public_key).await;
-            install(fed.addrs[i], enrolled).await;
+            let enrolled = enrol(
+                &fed.remotes[p],
+                u.region(),
+                &u.config.name,
+                u.public_key,
+                &u.tls_csr,
+            )
+            .await;
+            install(&fed.remotes[i], enrolled).await;
         }
         fed
     }
@@ -269,9 +289,9 @@ impl Federation {
         &self.units[self.index(code)]
     }
 
-    /// Where `code`'s node listens.
-    pub(crate) fn addr(&self, code: &str) -> SocketAddr {
-        self.addrs[self.index(code)]
+    /// How clients reach `code`'s node.
+    pub(crate) fn at(&self, code: &str) -> &Remote {
+        &self.remotes[self.index(code)]
     }
 
     /// Stops `code`'s node gracefully; its data stays.
@@ -285,7 +305,7 @@ impl Federation {
     pub(crate) async fn restart(&mut self, code: &str) {
         let i = self.index(code);
         assert!(self.nodes[i].is_none(), "{code} is still running");
-        let listener = bind_again(self.addrs[i]).await;
+        let listener = bind_again(self.remotes[i].addr).await;
         self.nodes[i] = Some(serve(&self.units[i].config, listener).await);
     }
 
@@ -308,16 +328,16 @@ pub(crate) struct Casebook {
 }
 
 impl Casebook {
-    /// Records `cases` at the node listening on `addr`; panics unless every
-    /// one is accepted.
-    pub(crate) async fn record(&mut self, addr: SocketAddr, cases: Vec<pb::Case>) {
+    /// Records `cases` at the node `at`, as its operator; panics unless
+    /// every one is accepted.
+    pub(crate) async fn record(&mut self, at: &Remote, cases: Vec<pb::Case>) {
         let n = cases.len() as u64;
-        let out = IntakeClient::new(channel(addr))
-            .record_cases(authed(pb::RecordCasesRequest {
+        let out = IntakeClient::new(at.with_token(OPERATOR_TOKEN))
+            .record_cases(pb::RecordCasesRequest {
                 cases: cases.clone(),
-            }))
+            })
             .await
-            .unwrap_or_else(|s| panic!("recording at {addr}: {s:?}"))
+            .unwrap_or_else(|s| panic!("recording at {}: {s:?}", at.addr))
             .into_inner();
         assert_eq!(out.accepted, n, "{out:?}");
         assert!(out.refused.is_empty(), "{out:?}");
@@ -409,14 +429,14 @@ pub(crate) fn day(month: Month, d: u64) -> String {
 }
 
 /// Rows of `region` (empty: the node's own) and its descendants to `depth`
-/// at the node listening on `addr`.
+/// at the node `at`, as a reader.
 pub(crate) async fn rows(
-    addr: SocketAddr,
+    at: &Remote,
     region: &str,
     period: &str,
     depth: u32,
 ) -> Result<Vec<pb::RegionRow>, tonic::Status> {
-    QueryClient::new(channel(addr))
+    QueryClient::new(at.with_token(READER_TOKEN))
         .tally(pb::TallyRequest {
             region: region.into(),
             period: period.into(),
@@ -431,14 +451,14 @@ pub(crate) fn total(row: &pb::RegionRow) -> Tally {
     Tally::from_pb(&row.total.clone().unwrap_or_default(), "total").expect("a valid tally")
 }
 
-/// Polls the node at `addr` until its own row for `month` is settled (not
+/// Polls the node `at` until its own row for `month` is settled (not
 /// pending, signed, verified) with exactly `want` as its total; returns it.
-pub(crate) async fn wait_total(addr: SocketAddr, month: Month, want: Tally) -> pb::RegionRow {
+pub(crate) async fn wait_total(at: &Remote, month: Month, want: Tally) -> pb::RegionRow {
     let period = month.to_string();
-    wait_until(&format!("the total for {period} at {addr}"), || {
+    wait_until(&format!("the total for {period} at {}", at.addr), || {
         let period = period.clone();
         async move {
-            let mut rows = rows(addr, "", &period, 0)
+            let mut rows = rows(at, "", &period, 0)
                 .await
                 .map_err(|s| format!("query failed: {s:?}"))?;
             let row = rows.pop().ok_or("no row")?;
@@ -454,19 +474,19 @@ pub(crate) async fn wait_total(addr: SocketAddr, month: Month, want: Tally) -> p
 }
 
 /// Every stored revision of `region`'s summary for `month` held by the
-/// node at `addr`, oldest first, decoded (not verified).
+/// node `at`, oldest first, decoded (not verified), as its auditor.
 pub(crate) async fn revisions(
-    addr: SocketAddr,
+    at: &Remote,
     region: RegionCode,
     month: Month,
 ) -> Vec<(pb::Envelope, SummaryView)> {
-    AuditClient::new(channel(addr))
+    AuditClient::new(at.with_token(AUDITOR_TOKEN))
         .revisions(pb::RevisionsRequest {
             region: region.to_string(),
             period: month.to_string(),
         })
         .await
-        .unwrap_or_else(|s| panic!("revisions of {region} at {addr}: {s:?}"))
+        .unwrap_or_else(|s| panic!("revisions of {region} at {}: {s:?}", at.addr))
         .into_inner()
         .summaries
         .into_iter()
