@@ -74,7 +74,7 @@ pub enum Denied {
     #[error("authorization: unknown or revoked credential")]
     Unknown,
     /// The credential's role may not make the call.
-    #[error("authorization: credential {name} is a {role} credential; this call needs {needs}")]
+    #[error("authorization: credential {name} has the {role} role; this call needs {needs}")]
     WrongRole {
         /// The credential.
         name: String,
@@ -199,7 +199,10 @@ mod tests {
             .authorize(Some(&bearer(&reader)), Action::Write)
             .expect_err("reader writes");
         assert_eq!(err.error_code(), ErrorCode::PermissionDenied);
-        assert!(err.to_string().contains("统计科 is a reader"), "{err}");
+        assert!(
+            err.to_string().contains("统计科 has the reader role"),
+            "{err}"
+        );
         assert!(
             access
                 .authorize(Some(&bearer(&operator)), Action::Write)
