@@ -27,6 +27,7 @@
 //!   ([`signer::tally`]).
 //! - [`query`]: figures of the subtree from signed summaries.
 //! - [`evidence`]: evidence bundles and inclusion proofs for auditors.
+//! - [`faults`]: kill points for fault-injection tests (`TALLYTREE_KILL_AT`).
 //! - [`error`]: [`error::ErrorCode`], the one mapping of every service
 //!   error to what a caller is told.
 //! - [`access`]: named credentials (hashes only) and which role may make
@@ -52,6 +53,8 @@ pub mod context;
 pub mod error;
 #[cfg(feature = "server")]
 pub mod evidence;
+#[cfg(feature = "server")]
+pub mod faults;
 #[cfg(feature = "server")]
 pub mod federation;
 #[cfg(feature = "server")]

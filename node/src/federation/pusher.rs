@@ -316,6 +316,7 @@ fn record_receipt(
         )
         .into());
     }
+    crate::faults::kill_point("push-before-receipt-stored");
     let _writer = ctx.ledger.lock();
     let store = ctx.ledger.store();
     let mut batch = Batch::default();

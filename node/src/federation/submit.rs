@@ -198,6 +198,7 @@ impl Submissions {
             let _writer = ctx.ledger.shared();
             ctx.ledger.write_changes(batch)?;
         }
+        crate::faults::kill_point("submit-after-sync");
         stripe.stored(
             view.region,
             view.period,
@@ -210,6 +211,7 @@ impl Submissions {
         drop(stripe);
         // Durable now: only from here on may a receipt exist.
         let receipt = ctx.issue_receipt(view, digest, now);
+        crate::faults::kill_point("submit-after-receipt");
         info!(child = %view.region, period = %view.period, revision = view.revision, descendants = verified.descendants.len(), digest = %digest.short(), "accepted summary");
         Ok(receipt)
     }

@@ -67,6 +67,7 @@ impl FederationRpc for FederationService {
         let req = request.into_inner();
         let submissions = self.submissions.clone();
         let receipt = blocking(move || submissions.submit(&req, &peer).map_err(status)).await?;
+        crate::faults::kill_point_later("submit-after-reply", 50);
         Ok(Response::new(pb::SubmitResponse {
             receipt: Some(receipt),
         }))

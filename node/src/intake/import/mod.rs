@@ -153,6 +153,7 @@ impl Import {
             self.staged = true;
             self.intake.ledger.store().write_unsynced(batch)?;
         }
+        crate::faults::kill_point("import-after-chunk");
         debug!(import = self.id, rows = self.rows, "import chunk staged");
         Ok(())
     }
@@ -216,6 +217,7 @@ impl Import {
         batch.put(Cf::Meta, layout::import_commit_key(self.id), Vec::new());
         mark_dirty(&mut batch, &out.months_changed);
         store.write(batch)?;
+        crate::faults::kill_point("import-after-commit");
         // Committed: whatever happens now, the import is finished, here or at
         // the next start.
         self.done = true;
