@@ -138,6 +138,7 @@ mod tests {
             serial: 1,
             valid_from_ms: 1,
             issued_at_ms: 1,
+            tls_spki_sha256: Vec::new(),
         };
         statement::seal(parent, &e).envelope
     }

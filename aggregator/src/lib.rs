@@ -33,6 +33,7 @@ pub mod derive;
 pub mod finding;
 pub mod parallel;
 pub mod rollup;
+pub mod root;
 pub mod summary;
 pub mod tally;
 pub mod trust;

@@ -320,6 +320,7 @@ mod tests {
             serial: 1,
             valid_from_ms,
             issued_at_ms: valid_from_ms,
+            tls_spki_sha256: Vec::new(),
         };
         statement::seal(parent, &e).envelope
     }

@@ -108,6 +108,9 @@ pub struct Trust {
     anchors: Vec<(RegionCode, PublicKey)>,
     /// The anchors' key ids, in the same order.
     anchor_ids: Vec<KeyId>,
+    /// From when each anchor no longer signs (a root that replaced it),
+    /// in the same order.
+    anchor_until: Vec<Option<i64>>,
     /// Verified enrolments by key id.
     enrolments: HashMap<KeyId, EnrolmentView>,
     /// Verified revocations by key id.
@@ -130,9 +133,20 @@ impl Trust {
 
     /// Trusts another key of an anchor region (an earlier key of a node).
     pub fn add_anchor(&mut self, region: RegionCode, key: PublicKey) {
-        if !self.anchors.contains(&(region, key)) {
-            self.anchors.push((region, key));
-            self.anchor_ids.push(id_of(&key));
+        self.add_anchor_until(region, key, None);
+    }
+
+    /// Trusts a key of an anchor region for statements issued before
+    /// `until` (Unix ms; `None`: without end), as a root chain says of the
+    /// top unit's node keys.
+    pub fn add_anchor_until(&mut self, region: RegionCode, key: PublicKey, until: Option<i64>) {
+        match self.anchors.iter().position(|a| *a == (region, key)) {
+            Some(i) => self.anchor_until[i] = until,
+            None => {
+                self.anchors.push((region, key));
+                self.anchor_ids.push(id_of(&key));
+                self.anchor_until.push(until);
+            }
         }
     }
 
@@ -182,7 +196,7 @@ impl Trust {
                 region,
                 key,
                 valid_from_ms: i64::MIN,
-                revoked_at_ms: None,
+                revoked_at_ms: self.anchor_until[i],
             });
         }
         match id.and_then(|id| self.enrolments.get(&id).map(|e| (id, e))) {

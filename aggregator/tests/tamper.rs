@@ -12,6 +12,7 @@ use tallytree_aggregator::{
     ChildEntry, Finding, Mismatch, SummaryError, Tally, Trust, Verified,
     audit::{AuditReport, verify_proof},
     bundle::{BundleError, BundleReader, BundleWriter},
+    root::Pinned,
 };
 use tallytree_proto::{Category, Digest, envelope, pb, statement};
 use tamper_support::{
@@ -818,8 +819,8 @@ fn chain(fed: &Federation) -> Vec<pb::Envelope> {
 #[test]
 fn an_inclusion_proof_verifies_and_a_broken_link_fails() {
     let mut fed = Federation::build();
-    let anchors = [fed.anchor()];
-    let p = verify_proof(proof(&fed, VILLAGE_1, &chain(&fed)), &anchors).expect("verifies");
+    let anchors = Pinned::Keys(vec![fed.anchor()]);
+    let p = verify_proof(proof(&fed, VILLAGE_1, &chain(&fed)), &anchors, 0).expect("verifies");
     assert_eq!(p.unit.region, code(VILLAGE_1));
     assert_eq!(p.unit.total, fed.view(code(VILLAGE_1)).total);
     let regions: Vec<String> = p.chain.iter().map(|v| v.region.to_string()).collect();
@@ -828,7 +829,7 @@ fn an_inclusion_proof_verifies_and_a_broken_link_fails() {
     // A link missing: the district does not count the village.
     let mut links = chain(&fed);
     links.remove(1);
-    let err = verify_proof(proof(&fed, VILLAGE_1, &links), &anchors).expect_err("no street");
+    let err = verify_proof(proof(&fed, VILLAGE_1, &links), &anchors, 0).expect_err("no street");
     assert!(
         err.contains("summary 210214000000 2026-03: does not count 210214001001"),
         "{err}"
@@ -837,7 +838,7 @@ fn an_inclusion_proof_verifies_and_a_broken_link_fails() {
     // The chain stops below the anchor.
     let mut links = chain(&fed);
     links.pop();
-    let err = verify_proof(proof(&fed, VILLAGE_1, &links), &anchors).expect_err("no province");
+    let err = verify_proof(proof(&fed, VILLAGE_1, &links), &anchors, 0).expect_err("no province");
     assert!(
         err.contains("which is not a trust anchor's region"),
         "{err}"
@@ -848,12 +849,12 @@ fn an_inclusion_proof_verifies_and_a_broken_link_fails() {
     links[0] = edit_payload(&links[0], |s| {
         s.local.as_mut().expect("local").cases[0].registered += 1
     });
-    let err = verify_proof(proof(&fed, VILLAGE_1, &links), &anchors).expect_err("altered");
+    let err = verify_proof(proof(&fed, VILLAGE_1, &links), &anchors, 0).expect_err("altered");
     assert!(err.contains("does not verify"), "{err}");
 
     // Checked against another anchor, nothing chains.
-    let other = [(code(PROVINCE), new_key().public_key())];
-    let err = verify_proof(proof(&fed, VILLAGE_1, &chain(&fed)), &other).expect_err("anchor");
+    let other = Pinned::Keys(vec![(code(PROVINCE), new_key().public_key())]);
+    let err = verify_proof(proof(&fed, VILLAGE_1, &chain(&fed)), &other, 0).expect_err("anchor");
     assert!(err.contains("not enrolled"), "{err}");
 
     // A link that counts another revision: the street's revision 1 proven
@@ -862,7 +863,7 @@ fn an_inclusion_proof_verifies_and_a_broken_link_fails() {
     fed.reissue(code(STREET), |v| v.local = tally(11));
     let mut links = chain(&fed);
     links[1] = old_street;
-    let err = verify_proof(proof(&fed, VILLAGE_1, &links), &anchors).expect_err("stale link");
+    let err = verify_proof(proof(&fed, VILLAGE_1, &links), &anchors, 0).expect_err("stale link");
     assert!(
         err.contains(
             "summary 210214000000 2026-03: child 210214001000 revision 2 does not match its reference (digest differs)"
@@ -870,7 +871,7 @@ fn an_inclusion_proof_verifies_and_a_broken_link_fails() {
         "{err}"
     );
     // The current chain verifies again.
-    verify_proof(proof(&fed, VILLAGE_1, &chain(&fed)), &anchors).expect("verifies");
+    verify_proof(proof(&fed, VILLAGE_1, &chain(&fed)), &anchors, 0).expect("verifies");
 }
 
 /// Enrolments verify in any order: a bundle listing children before their

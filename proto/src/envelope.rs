@@ -66,6 +66,23 @@ pub fn sign(key: &SigningKey, payload_type: &str, payload: Vec<u8>) -> pb::Envel
     }
 }
 
+/// Signs `payload` as `payload_type` with each of `keys`, one signature
+/// each (a root of trust, signed by a threshold of keys).
+pub fn sign_all(keys: &[&SigningKey], payload_type: &str, payload: Vec<u8>) -> pb::Envelope {
+    let message = pae(payload_type, &payload);
+    pb::Envelope {
+        signatures: keys
+            .iter()
+            .map(|k| pb::Signature {
+                sig: k.sign(&message),
+                keyid: k.public_key().key_id(),
+            })
+            .collect(),
+        payload,
+        payload_type: payload_type.to_owned(),
+    }
+}
+
 /// Checks that `envelope` carries `payload_type` and is signed by `key`.
 /// Signatures by other keys are ignored; the one by `key` must verify.
 pub fn verify(

@@ -57,6 +57,15 @@ impl Statement for pb::Receipt {
     }
 }
 
+impl Statement for pb::Root {
+    const PAYLOAD_TYPE: &'static str = "application/vnd.tallytree.root.v1+protobuf";
+    const NAME: &'static str = "root";
+
+    fn region_of(&self) -> &str {
+        &self.region
+    }
+}
+
 /// Encodes and signs a statement.
 pub fn seal<S: Statement>(key: &SigningKey, statement: &S) -> SignedEnvelope {
     SignedEnvelope::new(envelope::sign(

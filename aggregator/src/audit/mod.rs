@@ -29,6 +29,7 @@ use crate::{
     finding::{Absence, Finding},
     parallel::Pool,
     rollup::{ChildRefs, Found, check_completeness},
+    root::Pinned,
     summary::{ChildEntry, SummaryView},
     trust::{Trust, TrustedKey},
 };
@@ -75,18 +76,30 @@ pub struct Auditor {
     detail: bool,
     /// (region, month) of every verified summary.
     seen: HashSet<(RegionCode, Month)>,
+    /// What the auditor pinned, until the bundle's roots are walked.
+    pinned: Option<Pinned>,
+    /// The bundle's roots, until they are walked.
+    roots: Vec<pb::Envelope>,
+    /// Now, for the final root's expiry.
+    now_ms: i64,
 }
 
 impl Auditor {
     /// An auditor trusting `anchors` (the province keys), checking
     /// signatures on `threads` threads.
     pub fn new(anchors: &[(RegionCode, PublicKey)], threads: usize) -> Auditor {
-        let mut trust = Trust::default();
-        for (r, k) in anchors {
-            trust.add_anchor(*r, *k);
-        }
+        Auditor::pinning(Pinned::Keys(anchors.to_vec()), 0, threads)
+    }
+
+    /// An auditor that pinned `pinned`: with a root, the bundle's chain of
+    /// roots is walked from it (the final root's expiry judged at `now_ms`)
+    /// and the top unit's keys it names are the anchors.
+    pub fn pinning(pinned: Pinned, now_ms: i64, threads: usize) -> Auditor {
         Auditor {
-            trust,
+            pinned: Some(pinned),
+            roots: Vec::new(),
+            now_ms,
+            trust: Trust::default(),
             pool: Pool::new(threads, BATCH, work),
             report: AuditReport::default(),
             retry: Vec::new(),
@@ -150,11 +163,13 @@ impl Auditor {
         match item.item {
             Some(Item::Header(h)) => self.header(h),
             Some(Item::Enrolment(e)) => {
+                self.walk_roots();
                 self.report.enrolments += 1;
                 self.enrolment(e);
             }
             Some(Item::Revocation(r)) => self.revocations.push(r),
             Some(Item::Summary(s)) => {
+                self.walk_roots();
                 self.admit();
                 self.report.summaries += 1;
                 let job = match self.trust.signer_of::<pb::Summary>(&s, "summary") {
@@ -167,7 +182,29 @@ impl Auditor {
                 self.report.receipts += 1;
                 self.receipts.push(r);
             }
+            Some(Item::Root(r)) => self.roots.push(r),
             Some(Item::Trailer(_)) | None => {}
+        }
+    }
+
+    /// Walks the bundle's roots from the pinned one, once, before the first
+    /// statement that needs the top unit's keys: the node keys of the
+    /// verified chain become the anchors. A chain refused is a problem; the
+    /// roots verified before the refusal stay trusted.
+    fn walk_roots(&mut self) {
+        let Some(pinned) = self.pinned.take() else {
+            return;
+        };
+        let offered = std::mem::take(&mut self.roots);
+        let (trust, version, refused) = pinned.trust(&offered, self.now_ms);
+        self.trust = trust;
+        self.report.root_version = version;
+        if let Some(e) = refused {
+            let region = match &pinned {
+                Pinned::Root(r) => Some(r.region),
+                Pinned::Keys(_) => None,
+            };
+            self.problem(region, [], e.to_string());
         }
     }
 
@@ -395,6 +432,7 @@ impl Auditor {
 
     /// Finishes the bundle and returns the report.
     pub fn finish(mut self) -> AuditReport {
+        self.walk_roots();
         self.admit();
         self.drain();
         for env in std::mem::take(&mut self.receipts) {

@@ -2,12 +2,12 @@
 //! summaries that count it, up to a trust anchor, verified offline with the
 //! roll-up rules every parent and auditor applies ([`crate::rollup`]).
 
-use tallytree_proto::{Month, PublicKey, RegionCode, pb};
+use tallytree_proto::{Month, RegionCode, pb};
 
 use crate::{
     rollup::{Found, check_child, check_completeness},
+    root::Pinned,
     summary::SummaryView,
-    trust::Trust,
 };
 
 /// A verified inclusion proof.
@@ -26,13 +26,11 @@ pub struct ProofReport {
 /// proof's header claims the ones proven.
 pub fn verify_proof(
     items: impl IntoIterator<Item = pb::EvidenceItem>,
-    anchors: &[(RegionCode, PublicKey)],
+    pinned: &Pinned,
+    now_ms: i64,
 ) -> Result<ProofReport, String> {
     use pb::evidence_item::Item;
-    let mut trust = Trust::default();
-    for (r, k) in anchors {
-        trust.add_anchor(*r, *k);
-    }
+    let mut roots = Vec::new();
     let mut header = None;
     let mut enrolments = Vec::new();
     let mut revocations = Vec::new();
@@ -43,8 +41,13 @@ pub fn verify_proof(
             Some(Item::Enrolment(e)) => enrolments.push(e),
             Some(Item::Revocation(r)) => revocations.push(r),
             Some(Item::Summary(s)) => summaries.push(s),
+            Some(Item::Root(r)) => roots.push(r),
             _ => {}
         }
+    }
+    let (mut trust, _, refused) = pinned.trust(&roots, now_ms);
+    if let Some(e) = refused {
+        return Err(e.to_string());
     }
     if let Some(f) = trust
         .admit_all(&enrolments, &revocations)
@@ -79,7 +82,7 @@ pub fn verify_proof(
         check_completeness(&trust, view).map_err(|f| f.to_string())?;
     }
     let top = views.last().map(|(v, _)| v.region).unwrap_or(unit.region);
-    if !anchors.iter().any(|(r, _)| *r == top) {
+    if !trust.anchors().iter().any(|(r, _)| *r == top) {
         return Err(format!(
             "proof: the chain ends at {top}, which is not a trust anchor's region"
         ));

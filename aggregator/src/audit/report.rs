@@ -90,6 +90,9 @@ pub struct AuditReport {
     pub months_with_problems: BTreeSet<Month>,
     /// Problems that name no month, and so concern every month.
     pub undated_problems: usize,
+    /// The latest root version the bundle's chain verified to, when the
+    /// auditor pinned a root.
+    pub root_version: Option<u64>,
 }
 
 impl AuditReport {

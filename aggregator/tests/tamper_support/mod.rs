@@ -244,6 +244,7 @@ impl Federation {
             serial: 1,
             valid_from_ms: ENROLLED_AT_MS,
             issued_at_ms: ENROLLED_AT_MS,
+            tls_spki_sha256: Vec::new(),
         }
     }
 

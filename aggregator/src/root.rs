@@ -1,0 +1,563 @@
+//! The top unit's root of trust, rotatable TUF-style (the client workflow
+//! of the TUF specification, 5.3): auditors pin one root once; root N+1 is
+//! trusted only if a threshold of root N's keys and a threshold of its own
+//! keys signed it, and the verifier walks the chain one version at a time
+//! from the root it pinned. Distinct keys are counted once however many
+//! signatures they made; only the final root's expiry matters.
+//!
+//! What a root authorises: its `node_key` signs the top unit's statements
+//! (summaries, enrolments of its children, receipts). Earlier roots' node
+//! keys stay trusted for the statements they signed before the root that
+//! replaced them, so summaries signed before a rotation stay verifiable and
+//! a retired key cannot sign new ones.
+
+use std::collections::BTreeMap;
+
+use tallytree_proto::{
+    Digest, PublicKey, RegionCode,
+    envelope::{self, pae},
+    pb,
+    statement::{self, Statement},
+};
+
+/// Most roots a chain may carry: a walk is bounded.
+pub const MAX_ROOTS: usize = 1024;
+
+/// A root whose content is checked (its signatures by whom it concerns).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RootView {
+    /// The top unit.
+    pub region: RegionCode,
+    /// Its name.
+    pub name: String,
+    /// From 1.
+    pub version: u64,
+    /// The keys that sign roots, distinct.
+    pub keys: Vec<PublicKey>,
+    /// How many of them must sign.
+    pub threshold: u32,
+    /// The key the top unit's node signs with while this root is the latest.
+    pub node_key: PublicKey,
+    /// When it was signed (Unix ms).
+    pub issued_at_ms: i64,
+    /// When it stops being trusted as the latest (Unix ms); `None`: never.
+    pub expires_ms: Option<i64>,
+    /// SHA-256 of the payload.
+    pub digest: Digest,
+}
+
+/// Why a root or a chain of roots is not trusted.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RootError {
+    /// The envelope or its payload is not a root.
+    #[error("root: not a root statement ({0})")]
+    Malformed(String),
+    /// A field breaks a rule.
+    #[error("root version {version}: {rule}")]
+    Invalid {
+        /// The version it claims.
+        version: u64,
+        /// The rule.
+        rule: String,
+    },
+    /// Too few distinct keys of a set signed.
+    #[error(
+        "root version {version}: signed by {signed} distinct key(s) of {whose} ({of} keys), {needed} needed"
+    )]
+    Threshold {
+        /// The root checked.
+        version: u64,
+        /// "version N" or "its own".
+        whose: String,
+        /// Distinct keys whose signature verifies.
+        signed: usize,
+        /// Keys in the set.
+        of: usize,
+        /// The threshold.
+        needed: u32,
+    },
+    /// The next version is absent while later ones are offered.
+    #[error(
+        "root version {offered} does not follow version {trusted}: version {missing} is missing from the chain"
+    )]
+    MissingLink {
+        /// The latest version trusted.
+        trusted: u64,
+        /// The version that should follow.
+        missing: u64,
+        /// The lowest later version offered.
+        offered: u64,
+    },
+    /// A root at or below a trusted version that is not the trusted one.
+    #[error(
+        "root version {version}: differs from the version {version} already trusted (a rollback or a fork)"
+    )]
+    Rollback {
+        /// The version.
+        version: u64,
+    },
+    /// Two different roots of one version.
+    #[error("root version {version}: two different roots carry this version (a fork)")]
+    Fork {
+        /// The version.
+        version: u64,
+    },
+    /// The chain is longer than [`MAX_ROOTS`].
+    #[error("root chain: more than {MAX_ROOTS} roots")]
+    TooLong,
+    /// The final root has expired.
+    #[error(
+        "root version {version}: expired at {expires_ms} (Unix ms); the top unit must sign a new root"
+    )]
+    Expired {
+        /// The final root's version.
+        version: u64,
+        /// When it expired.
+        expires_ms: i64,
+    },
+}
+
+fn invalid(version: u64, rule: impl Into<String>) -> RootError {
+    RootError::Invalid {
+        version,
+        rule: rule.into(),
+    }
+}
+
+impl RootView {
+    /// The root an envelope claims, its content checked, its signatures
+    /// not yet.
+    pub fn from_envelope(env: &pb::Envelope) -> Result<RootView, RootError> {
+        let r: pb::Root =
+            statement::peek_unverified(env).map_err(|e| RootError::Malformed(e.to_string()))?;
+        let v = r.version;
+        if v == 0 {
+            return Err(invalid(0, "version must be at least 1"));
+        }
+        let region = RegionCode::parse(&r.region).map_err(|e| invalid(v, e.to_string()))?;
+        let mut keys: Vec<PublicKey> = Vec::with_capacity(r.keys.len());
+        for raw in &r.keys {
+            let k = PublicKey::from_slice(raw).map_err(|e| invalid(v, format!("keys: {e}")))?;
+            if keys.contains(&k) {
+                return Err(invalid(
+                    v,
+                    format!("keys: {} listed twice", &k.key_id()[..16]),
+                ));
+            }
+            keys.push(k);
+        }
+        if keys.is_empty() {
+            return Err(invalid(v, "keys: at least one"));
+        }
+        if r.threshold == 0 || r.threshold as usize > keys.len() {
+            return Err(invalid(
+                v,
+                format!(
+                    "threshold ({}) must be between 1 and the number of keys ({})",
+                    r.threshold,
+                    keys.len()
+                ),
+            ));
+        }
+        let node_key =
+            PublicKey::from_slice(&r.node_key).map_err(|e| invalid(v, format!("node_{e}")))?;
+        Ok(RootView {
+            region,
+            name: r.name,
+            version: v,
+            keys,
+            threshold: r.threshold,
+            node_key,
+            issued_at_ms: r.issued_at_ms,
+            expires_ms: (r.expires_ms != 0).then_some(r.expires_ms),
+            digest: Digest::of(&env.payload),
+        })
+    }
+
+    /// How many distinct keys of `keys` made a signature of `env` that
+    /// verifies: a key that signed twice counts once.
+    fn signers(keys: &[PublicKey], env: &pb::Envelope) -> usize {
+        let message = pae(&env.payload_type, &env.payload);
+        keys.iter()
+            .filter(|k| {
+                let id = k.key_id();
+                env.signatures
+                    .iter()
+                    .any(|s| s.keyid == id && k.verify(&message, &s.sig))
+            })
+            .count()
+    }
+
+    fn check_signed(
+        &self,
+        env: &pb::Envelope,
+        by: &RootView,
+        whose: String,
+    ) -> Result<(), RootError> {
+        let signed = RootView::signers(&by.keys, env);
+        if signed < by.threshold as usize {
+            return Err(RootError::Threshold {
+                version: self.version,
+                whose,
+                signed,
+                of: by.keys.len(),
+                needed: by.threshold,
+            });
+        }
+        Ok(())
+    }
+
+    /// Verifies a root to be pinned (a version 1, or a later one an
+    /// auditor chose to trust): its content and a threshold of its own keys.
+    pub fn pinned(env: &pb::Envelope) -> Result<RootView, RootError> {
+        let root = RootView::from_envelope(env)?;
+        root.check_signed(env, &root, "its own".into())?;
+        Ok(root)
+    }
+
+    /// Verifies `env` as the root following `self`: exactly the next
+    /// version, of the same unit, signed by a threshold of this root's keys
+    /// and a threshold of its own.
+    pub fn next(&self, env: &pb::Envelope) -> Result<RootView, RootError> {
+        let next = RootView::from_envelope(env)?;
+        if next.version != self.version + 1 {
+            return Err(invalid(
+                next.version,
+                format!(
+                    "must be version {} to follow version {}",
+                    self.version + 1,
+                    self.version
+                ),
+            ));
+        }
+        if next.region != self.region {
+            return Err(invalid(
+                next.version,
+                format!("is the root of {}, not of {}", next.region, self.region),
+            ));
+        }
+        next.check_signed(env, self, format!("version {}", self.version))?;
+        next.check_signed(env, &next, "its own".into())?;
+        Ok(next)
+    }
+}
+
+/// A verified chain of roots, from the pinned one to the latest offered.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RootChain {
+    roots: Vec<RootView>,
+}
+
+impl RootChain {
+    /// A chain of the pinned root alone.
+    pub fn of(pinned: RootView) -> RootChain {
+        RootChain {
+            roots: vec![pinned],
+        }
+    }
+
+    /// Walks from the pinned root through `offered` (any order; roots older
+    /// than the pinned one are ignored), one version at a time. The walk
+    /// stops at the last version offered; what it verified is kept in the
+    /// chain even when it then refuses the rest (the error says why).
+    pub fn walk(&mut self, offered: &[pb::Envelope], now_ms: i64) -> Result<(), RootError> {
+        if offered.len() > MAX_ROOTS {
+            return Err(RootError::TooLong);
+        }
+        let pinned_version = self.roots[0].version;
+        let mut by_version: BTreeMap<u64, Vec<(&pb::Envelope, Digest)>> = BTreeMap::new();
+        for env in offered {
+            let r: pb::Root =
+                statement::peek_unverified(env).map_err(|e| RootError::Malformed(e.to_string()))?;
+            let digest = Digest::of(&env.payload);
+            let same = by_version.entry(r.version).or_default();
+            if !same.iter().any(|(_, d)| *d == digest) {
+                same.push((env, digest));
+            }
+        }
+        for (&version, roots) in &by_version {
+            if version < pinned_version {
+                continue;
+            }
+            if roots.len() > 1 {
+                return Err(RootError::Fork { version });
+            }
+            let (env, digest) = roots[0];
+            let latest = self.latest();
+            if version <= latest.version {
+                let trusted = &self.roots[(version - pinned_version) as usize];
+                if trusted.digest != digest {
+                    return Err(RootError::Rollback { version });
+                }
+                continue;
+            }
+            if version != latest.version + 1 {
+                return Err(RootError::MissingLink {
+                    trusted: latest.version,
+                    missing: latest.version + 1,
+                    offered: version,
+                });
+            }
+            let next = latest.next(env)?;
+            self.roots.push(next);
+        }
+        let latest = self.latest();
+        if let Some(expires_ms) = latest.expires_ms
+            && now_ms >= expires_ms
+        {
+            return Err(RootError::Expired {
+                version: latest.version,
+                expires_ms,
+            });
+        }
+        Ok(())
+    }
+
+    /// The latest root verified.
+    pub fn latest(&self) -> &RootView {
+        self.roots.last().expect("a chain holds its pinned root")
+    }
+
+    /// Every root verified, oldest first.
+    pub fn roots(&self) -> &[RootView] {
+        &self.roots
+    }
+
+    /// The top unit's node keys the chain trusts, each with the instant
+    /// from which it no longer signs (the `issued_at_ms` of the root after
+    /// its last one; `None` for the latest root's key).
+    pub fn node_keys(&self) -> Vec<(RegionCode, PublicKey, Option<i64>)> {
+        let mut out: Vec<(RegionCode, PublicKey, Option<i64>)> = Vec::new();
+        for (i, root) in self.roots.iter().enumerate() {
+            let until = self.roots[i + 1..]
+                .iter()
+                .find(|later| later.node_key != root.node_key)
+                .map(|later| later.issued_at_ms);
+            let later_use = self.roots[i + 1..]
+                .iter()
+                .any(|later| later.node_key == root.node_key);
+            if later_use {
+                continue;
+            }
+            out.push((root.region, root.node_key, until));
+        }
+        out
+    }
+}
+
+/// What an auditor pinned: the top units' bare keys (an anchor file), or a
+/// root, whose chain the evidence carries.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Pinned {
+    /// Keys trusted as they are; roots in the evidence are not needed.
+    Keys(Vec<(RegionCode, PublicKey)>),
+    /// A root: the chain offered is walked from it.
+    Root(RootView),
+}
+
+impl Pinned {
+    /// The trust it gives once the evidence's `roots` are walked (at
+    /// `now_ms`, for the final root's expiry), the latest root version
+    /// reached, and why the walk stopped early, if it did (the roots
+    /// verified before stay trusted).
+    pub fn trust(
+        &self,
+        roots: &[pb::Envelope],
+        now_ms: i64,
+    ) -> (crate::Trust, Option<u64>, Option<RootError>) {
+        let mut trust = crate::Trust::default();
+        match self {
+            Pinned::Keys(keys) => {
+                for (r, k) in keys {
+                    trust.add_anchor(*r, *k);
+                }
+                (trust, None, None)
+            }
+            Pinned::Root(root) => {
+                let mut chain = RootChain::of(root.clone());
+                let refused = chain.walk(roots, now_ms).err();
+                for (region, key, until) in chain.node_keys() {
+                    trust.add_anchor_until(region, key, until);
+                }
+                (trust, Some(chain.latest().version), refused)
+            }
+        }
+    }
+}
+
+/// Signs a root with each of `keys`.
+pub fn sign_root(root: &pb::Root, keys: &[&tallytree_proto::SigningKey]) -> pb::Envelope {
+    envelope::sign_all(
+        keys,
+        pb::Root::PAYLOAD_TYPE,
+        prost::Message::encode_to_vec(root),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use tallytree_proto::SigningKey;
+
+    use super::*;
+
+    fn key() -> SigningKey {
+        SigningKey::generate().expect("key").0
+    }
+
+    fn root(version: u64, keys: &[&SigningKey], threshold: u32, node: &SigningKey) -> pb::Root {
+        pb::Root {
+            region: "210000000000".into(),
+            name: "辽宁省".into(),
+            version,
+            keys: keys.iter().map(|k| k.public_key().0.to_vec()).collect(),
+            threshold,
+            node_key: node.public_key().0.to_vec(),
+            issued_at_ms: 1_000 * version as i64,
+            expires_ms: 0,
+        }
+    }
+
+    #[test]
+    fn two_rotations_walk_from_the_first_root_and_old_node_keys_keep_their_window() {
+        let (a, b, c, d) = (key(), key(), key(), key());
+        let (n1, n2) = (key(), key());
+        let r1 = sign_root(&root(1, &[&a], 1, &n1), &[&a]);
+        // Version 2: two keys, threshold 2, signed by version 1's key and both of its own.
+        let r2 = sign_root(&root(2, &[&b, &c], 2, &n1), &[&a, &b, &c]);
+        // Version 3: a new node key; two of version 2's and its own key.
+        let r3 = sign_root(&root(3, &[&d], 1, &n2), &[&b, &c, &d]);
+        let mut chain = RootChain::of(RootView::pinned(&r1).expect("pinned"));
+        chain
+            .walk(&[r3.clone(), r2.clone(), r1.clone()], 0)
+            .expect("walks");
+        assert_eq!(chain.latest().version, 3);
+        let keys = chain.node_keys();
+        assert_eq!(keys.len(), 2);
+        assert_eq!((keys[0].1, keys[0].2), (n1.public_key(), Some(3_000)));
+        assert_eq!((keys[1].1, keys[1].2), (n2.public_key(), None));
+
+        // Pinning version 2 and offering the whole chain works too.
+        let mut from2 = RootChain::of(RootView::pinned(&r2).expect("pinned"));
+        from2.walk(&[r1, r2, r3], 0).expect("walks");
+        assert_eq!(from2.latest().version, 3);
+    }
+
+    #[test]
+    fn a_missing_link_a_rollback_a_fork_and_an_expired_root_are_refused() {
+        let (a, b, c) = (key(), key(), key());
+        let n = key();
+        let r1 = sign_root(&root(1, &[&a], 1, &n), &[&a]);
+        let r2 = sign_root(&root(2, &[&b], 1, &n), &[&a, &b]);
+        let r3 = sign_root(&root(3, &[&c], 1, &n), &[&b, &c]);
+        let pinned = RootView::pinned(&r1).expect("pinned");
+
+        let err = RootChain::of(pinned.clone())
+            .walk(std::slice::from_ref(&r3), 0)
+            .expect_err("gap");
+        assert!(
+            matches!(
+                err,
+                RootError::MissingLink {
+                    trusted: 1,
+                    missing: 2,
+                    offered: 3
+                }
+            ),
+            "{err}"
+        );
+
+        // A second version 1, validly signed by a, is not the pinned one.
+        let mut other = root(1, &[&a], 1, &n);
+        other.name = "假冒".into();
+        let rolled = sign_root(&other, &[&a]);
+        let err = RootChain::of(pinned.clone())
+            .walk(&[r2.clone(), rolled], 0)
+            .expect_err("rollback");
+        assert_eq!(err, RootError::Rollback { version: 1 });
+
+        let mut fork = root(2, &[&c], 1, &n);
+        fork.name = "另一个".into();
+        let forked = sign_root(&fork, &[&a, &c]);
+        let err = RootChain::of(pinned.clone())
+            .walk(&[r2.clone(), forked], 0)
+            .expect_err("fork");
+        assert_eq!(err, RootError::Fork { version: 2 });
+
+        // Only the final root's expiry counts.
+        let mut expiring = root(2, &[&b], 1, &n);
+        expiring.expires_ms = 5_000;
+        let r2e = sign_root(&expiring, &[&a, &b]);
+        let mut chain = RootChain::of(pinned.clone());
+        let err = chain
+            .walk(std::slice::from_ref(&r2e), 6_000)
+            .expect_err("expired");
+        assert!(
+            matches!(err, RootError::Expired { version: 2, .. }),
+            "{err}"
+        );
+        let r3b = sign_root(&root(3, &[&c], 1, &n), &[&b, &c]);
+        RootChain::of(pinned)
+            .walk(&[r2e, r3b], 6_000)
+            .expect("an expired intermediate root is fine");
+    }
+
+    #[test]
+    fn a_signature_counts_once_and_new_keys_alone_do_not_rotate() {
+        let (a, b, c) = (key(), key(), key());
+        let n = key();
+        let r1 = sign_root(&root(1, &[&a, &b], 2, &n), &[&a, &b]);
+        let pinned = RootView::pinned(&r1).expect("pinned");
+
+        // Version 2 signed twice by a (and by its own key c): one of the two
+        // keys version 1 requires.
+        let mut dup = sign_root(&root(2, &[&c], 1, &n), &[&a, &c]);
+        let again = dup.signatures[0].clone();
+        dup.signatures.push(again);
+        let err = RootChain::of(pinned.clone())
+            .walk(&[dup], 0)
+            .expect_err("a duplicate signature counted once");
+        assert_eq!(
+            err,
+            RootError::Threshold {
+                version: 2,
+                whose: "version 1".into(),
+                signed: 1,
+                of: 2,
+                needed: 2
+            }
+        );
+
+        // Signed only by its own new keys.
+        let own_only = sign_root(&root(2, &[&c], 1, &n), &[&c]);
+        let err = RootChain::of(pinned.clone())
+            .walk(&[own_only], 0)
+            .expect_err("new keys only");
+        assert!(
+            matches!(err, RootError::Threshold { signed: 0, .. }),
+            "{err}"
+        );
+
+        // Signed by version 1 but not by its own keys.
+        let old_only = sign_root(&root(2, &[&c], 1, &n), &[&a, &b]);
+        let err = RootChain::of(pinned)
+            .walk(&[old_only], 0)
+            .expect_err("not by its own");
+        assert!(err.to_string().contains("of its own"), "{err}");
+
+        // A root's content rules.
+        let bad = sign_root(&root(1, &[&a], 2, &n), &[&a]);
+        assert!(
+            RootView::pinned(&bad)
+                .expect_err("threshold")
+                .to_string()
+                .contains("threshold")
+        );
+        let bad = sign_root(&root(1, &[&a, &a], 1, &n), &[&a]);
+        assert!(
+            RootView::pinned(&bad)
+                .expect_err("twice")
+                .to_string()
+                .contains("listed twice")
+        );
+    }
+}
