@@ -25,6 +25,7 @@ pub mod init;
 pub mod keys;
 pub mod query;
 pub mod record;
+pub mod root;
 pub mod sheet;
 pub mod table;
 pub mod token;

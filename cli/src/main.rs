@@ -55,6 +55,11 @@ enum Command {
         #[arg(long)]
         plaintext: bool,
     },
+    /// The top unit's root of trust: sign version 1, rotate, show (needs --config).
+    Root {
+        #[command(subcommand)]
+        command: RootCommand,
+    },
     /// Named credentials of a node: operator, reader, auditor (needs --config).
     Token {
         #[command(subcommand)]
@@ -163,6 +168,51 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RootCommand {
+    /// Sign root version 1 with its keys (default: the node's key) and install it.
+    Init {
+        /// A private key file of the root (repeatable; all sign).
+        #[arg(long = "key")]
+        keys: Vec<PathBuf>,
+        /// How many of the keys must sign the next root.
+        #[arg(long)]
+        threshold: Option<u32>,
+        /// Days until the root may no longer be the latest (default: never).
+        #[arg(long)]
+        expires_days: Option<u32>,
+        /// Where to write the root (the file auditors pin).
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+    /// Sign the next root with a threshold of the current root's keys and all of its own, and install it.
+    Rotate {
+        /// A private key file of the current root (repeatable).
+        #[arg(long = "sign-with", required = true)]
+        sign_with: Vec<PathBuf>,
+        /// A private key file of the new root (repeatable; default: keep the current keys).
+        #[arg(long = "key")]
+        keys: Vec<PathBuf>,
+        /// How many of the new keys must sign the next root.
+        #[arg(long)]
+        threshold: Option<u32>,
+        /// The public key the node is to sign with (e.g. node.key.next.pub after rotate-key).
+        #[arg(long)]
+        node_key: Option<PathBuf>,
+        /// Days until the root may no longer be the latest (default: never).
+        #[arg(long)]
+        expires_days: Option<u32>,
+        /// Where to write the new root.
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+    /// Print a root file, verified by its own keys.
+    Show {
+        /// The root file.
+        file: PathBuf,
     },
 }
 
@@ -327,6 +377,49 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Token { command } => token::run(conn.config.as_deref(), command),
+        Command::Root { command } => {
+            let args = match command {
+                RootCommand::Show { file } => {
+                    root::print(&root::show(&file)?);
+                    return Ok(ExitCode::SUCCESS);
+                }
+                RootCommand::Init {
+                    keys,
+                    threshold,
+                    expires_days,
+                    output,
+                } => root::RootArgs {
+                    keys,
+                    sign_with: Vec::new(),
+                    threshold,
+                    node_key: None,
+                    expires_days,
+                    output,
+                },
+                RootCommand::Rotate {
+                    sign_with,
+                    keys,
+                    threshold,
+                    node_key,
+                    expires_days,
+                    output,
+                } => root::RootArgs {
+                    keys,
+                    sign_with,
+                    threshold,
+                    node_key,
+                    expires_days,
+                    output,
+                },
+            };
+            let view = root::sign_and_install(&conn, &args).await?;
+            root::print(&view);
+            println!(
+                "installed at the node and written to {}",
+                args.output.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Import {
             kind,
             file,

@@ -92,12 +92,16 @@ impl Evidence {
         })
     }
 
-    /// The enrolments and revocations of `regions`, parents first.
+    /// The top unit's roots of trust (at the top), then the enrolments and
+    /// revocations of `regions`, parents first.
     fn emit_keys(
         &self,
         w: &mut Writer<'_>,
         regions: &HashSet<RegionCode>,
     ) -> Result<(), StoreError> {
+        for env in crate::federation::roots::chain(self.ctx.ledger.store())? {
+            w.emit(pb::evidence_item::Item::Root(env));
+        }
         for env in self.enrolments_for(regions)? {
             w.emit(pb::evidence_item::Item::Enrolment(env));
         }

@@ -22,7 +22,7 @@ use crate::{
     config::Config,
     context::NodeContext,
     evidence::Evidence,
-    federation::{Enrolments, Submissions, pusher::Pusher},
+    federation::{Enrolments, Roots, Submissions, pusher::Pusher},
     grpc::{
         AuditService, EnrolmentsService, FederationService, Guard, IntakeService, NodeService,
         QueryService,
@@ -222,10 +222,10 @@ impl Node {
             submit_rate,
         ))
         .max_decoding_message_size(self.config.federation.max_submission_bytes);
-        let enrolments_server = EnrolmentsServer::new(EnrolmentsService::new(Enrolments::new(
-            ctx.clone(),
-            self.ca.clone(),
-        )))
+        let enrolments_server = EnrolmentsServer::new(EnrolmentsService::new(
+            Enrolments::new(ctx.clone(), self.ca.clone()),
+            Roots::new(ctx.clone()),
+        ))
         .max_decoding_message_size(max);
 
         let addr = listener.local_addr().ok();
@@ -258,7 +258,10 @@ impl Node {
             .add_service(federation_server)
             .add_service(InterceptedService::new(query_server, guard(Action::Read)))
             .add_service(InterceptedService::new(audit_server, guard(Action::Audit)))
-            .add_service(NodeServer::new(NodeService::new(ctx.identity.clone())));
+            .add_service(NodeServer::new(NodeService::new(
+                ctx.identity.clone(),
+                Roots::new(ctx.clone()),
+            )));
         let served = if plaintext {
             router
                 .serve_with_incoming_shutdown(plaintext_incoming(listener), shutdown)

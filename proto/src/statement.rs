@@ -66,6 +66,15 @@ impl Statement for pb::Root {
     }
 }
 
+impl Statement for pb::KeySuccession {
+    const PAYLOAD_TYPE: &'static str = "application/vnd.tallytree.key-succession.v1+protobuf";
+    const NAME: &'static str = "key succession";
+
+    fn region_of(&self) -> &str {
+        &self.region
+    }
+}
+
 /// Encodes and signs a statement.
 pub fn seal<S: Statement>(key: &SigningKey, statement: &S) -> SignedEnvelope {
     SignedEnvelope::new(envelope::sign(

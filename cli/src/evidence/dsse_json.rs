@@ -61,6 +61,7 @@ impl Writer {
             Some(Item::Revocation(r)) => ("revocation", r),
             Some(Item::Summary(s)) => ("summary", s),
             Some(Item::Receipt(r)) => ("receipt", r),
+            Some(Item::Root(r)) => ("root", r),
             Some(Item::Trailer(_)) | None => return,
         };
         self.envelopes
@@ -145,6 +146,7 @@ pub fn read(text: &[u8]) -> Result<Vec<pb::EvidenceItem>, String> {
             "revocation" => Item::Revocation(env),
             "summary" => Item::Summary(env),
             "receipt" => Item::Receipt(env),
+            "root" => Item::Root(env),
             other => {
                 return Err(format!(
                     "envelopes[{i}].statement: {other:?} is not one of enrolment, revocation, summary, receipt"

@@ -16,9 +16,13 @@ pub use verify::{VerifyOutput, verify, verify_proof_file};
 use std::{fs::File, io::BufWriter, path::Path, process::ExitCode};
 
 use anyhow::{Context, Result, anyhow, bail};
-use tallytree_aggregator::bundle::{BundleWriter, TrailerDigest};
+use tallytree_aggregator::{
+    bundle::{BundleWriter, TrailerDigest},
+    root::{Pinned, RootView},
+};
 use tallytree_proto::{
     PublicKey, RegionCode,
+    envelope::DsseJson,
     pb::{self, audit_client::AuditClient},
 };
 use tokio_stream::{Stream, StreamExt};
@@ -35,12 +39,22 @@ pub enum ExportFormat {
     DsseJson,
 }
 
-/// Reads trust anchors: PEM public keys, each after a comment line
-/// `# tallytree trust anchor: CODE NAME` naming its region.
-pub fn load_anchors(path: &Path) -> Result<Vec<(RegionCode, PublicKey)>> {
+/// Reads what an auditor pinned: a root of trust (`tallytree root init`
+/// writes version 1 as a DSSE JSON envelope), or trust anchors (PEM public
+/// keys, each after a comment line `# tallytree trust anchor: CODE NAME`
+/// naming its region).
+pub fn load_anchors(path: &Path) -> Result<Pinned> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("{}: cannot read", path.display()))?;
-    parse_anchors(&text, path)
+    if text.trim_start().starts_with('{') {
+        let env = DsseJson::parse(&text)
+            .and_then(|j| j.to_envelope())
+            .with_context(|| format!("{}: not a root of trust", path.display()))?;
+        let root = RootView::pinned(&env)
+            .with_context(|| format!("{}: the root does not verify", path.display()))?;
+        return Ok(Pinned::Root(root));
+    }
+    parse_anchors(&text, path).map(Pinned::Keys)
 }
 
 /// The trust anchors of an anchor file's text (`path` names it in errors).

@@ -114,7 +114,8 @@ pub fn verify(
         }
     }
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let mut auditor = Auditor::new(&anchors, threads);
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let mut auditor = Auditor::pinning(anchors, now_ms, threads);
     if !all {
         auditor = auditor.problems_only();
     }
@@ -243,7 +244,7 @@ pub fn verify_proof_file(path: &Path, trust: &Path) -> Result<ExitCode> {
         );
         return Ok(ExitCode::from(2));
     }
-    match verify_proof(items, &anchors) {
+    match verify_proof(items, &anchors, chrono::Utc::now().timestamp_millis()) {
         Ok(p) => {
             print_proof(&p);
             Ok(ExitCode::SUCCESS)

@@ -16,6 +16,8 @@ use crate::{
     tls::material::{Authority, RequestedKey, TlsKey, spki_digest},
 };
 
+use super::succession::Rotation;
+
 /// Why an enrolment call is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum EnrolmentError {
@@ -258,22 +260,7 @@ impl Enrolments {
             .map_err(|err| invalid(format!("parent_ca_certificate: {err}")))?;
         let tls_rotating = self.tls_key_for(bound)?;
         let old = ctx.identity.public_key();
-        let rotating = key != old;
-        if rotating {
-            let next = ctx.identity.next_key_file();
-            let matches_next = next
-                .as_deref()
-                .and_then(|p| tallytree_proto::SigningKey::load(p).ok())
-                .is_some_and(|k| k.public_key() == key);
-            if !matches_next {
-                return Err(invalid(format!(
-                    "enrolment: enrols key {}, which is neither this node's key {} nor a rotated key waiting in {}",
-                    &key.key_id()[..16],
-                    &old.key_id()[..16],
-                    next.map(|p| p.display().to_string()).unwrap_or_default()
-                )));
-            }
-        }
+        let rotation = Rotation::to(ctx, key, "enrolment")?;
         let _writer = ctx.ledger.lock();
         // Stored first; then this node's keys (the earlier one still signed
         // statements held) are trusted, then the key is switched.
@@ -293,13 +280,16 @@ impl Enrolments {
                 meta::CLIENT_CERT,
                 req.client_certificate.as_bytes().to_vec(),
             );
+            if let Some(r) = &rotation {
+                r.store_in(&mut batch);
+            }
             Ok::<_, EnrolmentError>(TrustChange {
                 own_keys: vec![old, key],
                 batch,
                 ..TrustChange::default()
             })
         })?;
-        if rotating {
+        if rotation.is_some() {
             ctx.identity
                 .rotate()
                 .map_err(|err| invalid(format!("rotating the key: {err}")))?;

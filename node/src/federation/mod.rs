@@ -11,11 +11,17 @@
 //! - `revisions`: the revision rules of one child and month (a verdict the
 //!   submission acts on), under its stripe.
 //! - [`pusher`]: the outbox pusher with timeout, retry and backoff.
+//! - [`roots`]: [`Roots`]: the top unit's roots of trust.
+//! - [`succession`]: rotating this node's own key, and the key successions
+//!   a child follows to its parent's new key.
 
 pub mod enrolment;
 pub mod pusher;
 mod revisions;
+pub mod roots;
 pub mod submit;
+pub mod succession;
 
 pub use enrolment::Enrolments;
+pub use roots::Roots;
 pub use submit::Submissions;

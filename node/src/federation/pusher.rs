@@ -212,9 +212,12 @@ impl Pusher {
             let receipt = response
                 .receipt
                 .ok_or("parent answered without a receipt")?;
+            let successions = response.successions;
             let ctx = self.ctx.clone();
-            tokio::task::spawn_blocking(move || record_receipt(&ctx, &parent_key, p, receipt))
-                .await??;
+            tokio::task::spawn_blocking(move || {
+                record_receipt(&ctx, &parent_key, p, receipt, &successions)
+            })
+            .await??;
         }
         if let Some(e) = first_error {
             return Err(e);
@@ -296,14 +299,35 @@ fn prepare(ctx: &NodeContext, month: Month, revision: u64) -> Result<Option<Prep
 }
 
 /// Checks the parent's receipt and stores it; marks what was forwarded and
-/// clears the outbox entry unless a newer revision replaced it. Blocking.
+/// clears the outbox entry unless a newer revision replaced it. A receipt
+/// signed by a key other than the parent key held is accepted when the
+/// parent's key successions lead there from it; that key is then held.
+/// Blocking.
 fn record_receipt(
     ctx: &NodeContext,
     parent_key: &PublicKey,
     p: Prepared,
     receipt_env: pb::Envelope,
+    successions: &[pb::Envelope],
 ) -> Result<(), BoxError> {
-    let receipt: pb::Receipt = statement::open(&receipt_env, parent_key)
+    let signed_by = receipt_env
+        .signatures
+        .first()
+        .map(|s| s.keyid.clone())
+        .unwrap_or_default();
+    let parent = ctx
+        .identity
+        .region
+        .parent()
+        .map(|r| r.to_string())
+        .unwrap_or_default();
+    let key = if signed_by == parent_key.key_id() {
+        *parent_key
+    } else {
+        super::succession::follow(*parent_key, &signed_by, &parent, successions)
+            .map_err(|e| format!("receipt from parent signed by an unknown key: {e}"))?
+    };
+    let receipt: pb::Receipt = statement::open(&receipt_env, &key)
         .map_err(|e| format!("receipt from parent does not verify: {e}"))?;
     let matches = receipt.region == ctx.identity.region.to_string()
         && receipt.period == p.month.to_string()
@@ -320,6 +344,10 @@ fn record_receipt(
     let _writer = ctx.ledger.lock();
     let store = ctx.ledger.store();
     let mut batch = Batch::default();
+    if key != *parent_key {
+        batch.put(Cf::Meta, meta::PARENT_KEY, key.0.to_vec());
+        info!(parent = %parent, key = %&key.key_id()[..16], "parent's new key followed from its key successions");
+    }
     batch.put(
         Cf::Receipts,
         layout::receipt_key(p.month, p.revision),
@@ -422,6 +450,7 @@ mod tests {
                 };
                 Ok(pb::SubmitResponse {
                     receipt: Some(statement::seal(&key, &receipt).envelope),
+                    successions: Vec::new(),
                 })
             }
         })

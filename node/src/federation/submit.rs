@@ -104,6 +104,12 @@ impl Submissions {
         }
     }
 
+    /// This node's key successions, handed to a child with its receipt.
+    /// Blocking.
+    pub fn successions(&self) -> Result<Vec<pb::Envelope>, StoreError> {
+        super::succession::successions(self.ctx.ledger.store())
+    }
+
     /// Handles one submission from `peer`; returns the signed receipt.
     /// Blocking.
     pub fn submit(

@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 
 use super::{blocking, status};
 use crate::{
-    federation::{Enrolments, Submissions},
+    federation::{Enrolments, Roots, Submissions},
     overload::RateLimiter,
     tls::peer::Peer,
 };
@@ -31,6 +31,8 @@ pub struct FederationService {
 pub struct EnrolmentsService {
     /// The domain service.
     enrolments: Enrolments,
+    /// The roots of trust, at the top.
+    roots: Roots,
 }
 
 impl FederationService {
@@ -41,9 +43,9 @@ impl FederationService {
 }
 
 impl EnrolmentsService {
-    /// Serves `enrolments`.
-    pub fn new(enrolments: Enrolments) -> EnrolmentsService {
-        EnrolmentsService { enrolments }
+    /// Serves `enrolments` and `roots`.
+    pub fn new(enrolments: Enrolments, roots: Roots) -> EnrolmentsService {
+        EnrolmentsService { enrolments, roots }
     }
 }
 
@@ -66,10 +68,15 @@ impl FederationRpc for FederationService {
             .map_err(status)?;
         let req = request.into_inner();
         let submissions = self.submissions.clone();
-        let receipt = blocking(move || submissions.submit(&req, &peer).map_err(status)).await?;
+        let (receipt, successions) = blocking(move || {
+            let receipt = submissions.submit(&req, &peer).map_err(status)?;
+            Ok((receipt, submissions.successions().map_err(status)?))
+        })
+        .await?;
         crate::faults::kill_point_later("submit-after-reply", 50);
         Ok(Response::new(pb::SubmitResponse {
             receipt: Some(receipt),
+            successions,
         }))
     }
 }
@@ -111,6 +118,16 @@ impl EnrolmentsRpc for EnrolmentsService {
         let enrolments = self.enrolments.clone();
         blocking(move || enrolments.install(&req).map_err(status)).await?;
         Ok(Response::new(pb::InstallResponse {}))
+    }
+
+    async fn install_root(
+        &self,
+        request: Request<pb::InstallRootRequest>,
+    ) -> Result<Response<pb::InstallRootResponse>, Status> {
+        let req = request.into_inner();
+        let roots = self.roots.clone();
+        blocking(move || roots.install(&req).map_err(status)).await?;
+        Ok(Response::new(pb::InstallRootResponse {}))
     }
 
     async fn list(

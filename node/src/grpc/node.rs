@@ -1,23 +1,27 @@
-//! `tallytree.v1.Node`: who this node is, read from its [`Identity`].
+//! `tallytree.v1.Node`: who this node is, read from its [`Identity`], and
+//! its roots of trust.
 
 use std::sync::Arc;
 
 use tallytree_proto::pb::{self, node_server::Node as NodeRpc};
 use tonic::{Request, Response, Status};
 
-use crate::identity::Identity;
+use super::{blocking, status};
+use crate::{federation::Roots, identity::Identity};
 
 /// The Node gRPC service.
 #[derive(Debug, Clone)]
 pub struct NodeService {
     /// The unit and its current key (rotation swaps the key in place).
     identity: Arc<Identity>,
+    /// Its roots of trust, at the top.
+    roots: Roots,
 }
 
 impl NodeService {
-    /// Answers for `identity`.
-    pub fn new(identity: Arc<Identity>) -> NodeService {
-        NodeService { identity }
+    /// Answers for `identity` and its `roots`.
+    pub fn new(identity: Arc<Identity>, roots: Roots) -> NodeService {
+        NodeService { identity, roots }
     }
 }
 
@@ -34,5 +38,14 @@ impl NodeRpc for NodeService {
             key_id: key.key_id(),
             public_key: key.0.to_vec(),
         }))
+    }
+
+    async fn roots(
+        &self,
+        _request: Request<pb::RootsRequest>,
+    ) -> Result<Response<pb::RootsResponse>, Status> {
+        let roots = self.roots.clone();
+        let roots = blocking(move || roots.list().map_err(status)).await?;
+        Ok(Response::new(pb::RootsResponse { roots }))
     }
 }
