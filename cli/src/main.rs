@@ -10,7 +10,7 @@ use tallytree_cli::{
     conn::{Conn, Refused},
     demo, enrol, evidence, import, init, keys, query,
     query::Format,
-    record,
+    record, root,
     sheet::Kind,
     token,
 };
