@@ -44,6 +44,9 @@ pub struct RootView {
     pub expires_ms: Option<i64>,
     /// SHA-256 of the payload.
     pub digest: Digest,
+    /// The envelope, with every signature it carries (its predecessor's
+    /// among them).
+    pub envelope: pb::Envelope,
 }
 
 /// Why a root or a chain of roots is not trusted.
@@ -171,6 +174,7 @@ impl RootView {
             issued_at_ms: r.issued_at_ms,
             expires_ms: (r.expires_ms != 0).then_some(r.expires_ms),
             digest: Digest::of(&env.payload),
+            envelope: env.clone(),
         })
     }
 
@@ -256,15 +260,18 @@ impl RootChain {
         }
     }
 
-    /// Walks from the pinned root through `offered` (any order; roots older
-    /// than the pinned one are ignored), one version at a time. The walk
-    /// stops at the last version offered; what it verified is kept in the
-    /// chain even when it then refuses the rest (the error says why).
+    /// Walks from the pinned root through `offered` (any order), one version
+    /// at a time: forward, each next root verified as [`RootView::next`];
+    /// and backward, each earlier root trusted when the root after it
+    /// carries a threshold of the earlier root's keys' signatures (so that
+    /// the node keys of earlier roots, which signed older evidence, are
+    /// known to an auditor who pinned a later root). The walk stops at the
+    /// last version offered; what it verified is kept in the chain even
+    /// when it then refuses the rest (the error says why).
     pub fn walk(&mut self, offered: &[pb::Envelope], now_ms: i64) -> Result<(), RootError> {
         if offered.len() > MAX_ROOTS {
             return Err(RootError::TooLong);
         }
-        let pinned_version = self.roots[0].version;
         let mut by_version: BTreeMap<u64, Vec<(&pb::Envelope, Digest)>> = BTreeMap::new();
         for env in offered {
             let r: pb::Root =
@@ -275,8 +282,35 @@ impl RootChain {
                 same.push((env, digest));
             }
         }
+        // Backward: an earlier root endorsed by the signatures its keys put
+        // on the earliest root trusted.
+        while let Some(earlier) = self.roots[0]
+            .version
+            .checked_sub(1)
+            .and_then(|v| by_version.get(&v))
+        {
+            let first = &self.roots[0];
+            let endorsed: Vec<RootView> = earlier
+                .iter()
+                .filter_map(|(env, _)| RootView::from_envelope(env).ok())
+                .filter(|r| {
+                    r.region == first.region
+                        && RootView::signers(&r.keys, &first.envelope) >= r.threshold as usize
+                })
+                .collect();
+            match endorsed.as_slice() {
+                [one] => self.roots.insert(0, one.clone()),
+                [] => break,
+                _ => {
+                    return Err(RootError::Fork {
+                        version: first.version - 1,
+                    });
+                }
+            }
+        }
+        let base = self.roots[0].version;
         for (&version, roots) in &by_version {
-            if version < pinned_version {
+            if version < base {
                 continue;
             }
             if roots.len() > 1 {
@@ -285,7 +319,7 @@ impl RootChain {
             let (env, digest) = roots[0];
             let latest = self.latest();
             if version <= latest.version {
-                let trusted = &self.roots[(version - pinned_version) as usize];
+                let trusted = &self.roots[(version - base) as usize];
                 if trusted.digest != digest {
                     return Err(RootError::Rollback { version });
                 }
@@ -438,8 +472,22 @@ mod tests {
 
         // Pinning version 2 and offering the whole chain works too.
         let mut from2 = RootChain::of(RootView::pinned(&r2).expect("pinned"));
-        from2.walk(&[r1, r2, r3], 0).expect("walks");
+        from2
+            .walk(&[r1.clone(), r2.clone(), r3.clone()], 0)
+            .expect("walks");
         assert_eq!(from2.latest().version, 3);
+        // Pinning the latest, the earlier roots are known by the signatures
+        // their keys put on their successors: the old node key with them.
+        let mut from3 = RootChain::of(RootView::pinned(&r3).expect("pinned"));
+        from3.walk(&[r1.clone(), r2.clone(), r3], 0).expect("walks");
+        assert_eq!(from3.roots().len(), 3);
+        assert_eq!(from3.node_keys(), keys);
+        // An earlier root its successor's signatures do not endorse is not.
+        let stranger = key();
+        let fake1 = sign_root(&root(1, &[&stranger], 1, &stranger), &[&stranger]);
+        let mut from2 = RootChain::of(RootView::pinned(&r2).expect("pinned"));
+        from2.walk(&[fake1], 0).expect("ignored");
+        assert_eq!(from2.roots().len(), 1);
     }
 
     #[test]

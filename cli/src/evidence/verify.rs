@@ -41,13 +41,13 @@ enum Input {
     Json(Vec<pb::EvidenceItem>, Vec<pb::EvidenceItem>),
 }
 
-/// Whether an item goes in the first pass: every file's enrolments and
+/// Whether an item goes in the first pass: every file's roots, enrolments and
 /// revocations, so the chains are known before any summary, and the first
 /// file's header (the claim the summaries are checked against).
 fn first_pass(item: &pb::EvidenceItem, first_file: bool) -> bool {
     use pb::evidence_item::Item;
     match item.item {
-        Some(Item::Enrolment(_)) | Some(Item::Revocation(_)) => true,
+        Some(Item::Root(_)) | Some(Item::Enrolment(_)) | Some(Item::Revocation(_)) => true,
         Some(Item::Header(_)) => first_file,
         _ => false,
     }
