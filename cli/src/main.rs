@@ -302,7 +302,20 @@ enum AuditCommand {
     },
 }
 
+/// Ends the process quietly when standard output is a pipe whose reader
+/// is gone (`tallytree ... | head`), as command-line tools do, instead of
+/// failing on the next write.
+#[allow(unsafe_code)]
+fn die_on_broken_pipe() {
+    // SAFETY: setting SIGPIPE's disposition to its default at start-up,
+    // before any thread exists, has no memory-safety preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    die_on_broken_pipe();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
