@@ -14,6 +14,7 @@ use tallytree_aggregator::{
     SummaryView, Tally, Trust,
     audit::Auditor,
     bundle::{BundleReader, BundleWriter},
+    root::{RootChain, RootView, sign_root},
 };
 use tallytree_node::records::{self, Rules};
 use tallytree_proto::{
@@ -369,12 +370,60 @@ pub fn anchors(data: &[u8]) {
     }
 }
 
+/// The root version 1 the `roots` target walks from: the anchor key signs
+/// roots and statements.
+pub fn pinned_root() -> pb::Envelope {
+    let key = anchor_key();
+    sign_root(
+        &pb::Root {
+            region: ANCHOR_REGION.into(),
+            name: "辽宁省".into(),
+            version: 1,
+            keys: vec![key.public_key().0.to_vec()],
+            threshold: 1,
+            node_key: key.public_key().0.to_vec(),
+            issued_at_ms: 1_767_225_600_000,
+            expires_ms: 0,
+        },
+        &[&key],
+    )
+}
+
+/// Target `roots`: a chain of roots (as `Node.Roots` answers it) walked
+/// from a pinned version 1. A walk that succeeds yields consecutive
+/// versions, each endorsed as the rules say.
+pub fn roots(data: &[u8]) {
+    let Ok(offered) = pb::RootsResponse::decode(data) else {
+        return;
+    };
+    for env in &offered.roots {
+        let _ = RootView::from_envelope(env);
+    }
+    let Ok(pinned) = RootView::pinned(&pinned_root()) else {
+        return;
+    };
+    let mut chain = RootChain::of(pinned);
+    let _ = chain.walk(&offered.roots, 1_767_225_600_000);
+    let versions: Vec<u64> = chain.roots().iter().map(|r| r.version).collect();
+    assert!(
+        versions.windows(2).all(|w| w[1] == w[0] + 1),
+        "a walked chain has consecutive versions: {versions:?}"
+    );
+    for pair in chain.roots().windows(2) {
+        assert!(
+            pair[0].next(&pair[1].envelope).is_ok(),
+            "each link verifies"
+        );
+    }
+    let _ = chain.node_keys();
+}
+
 /// A target's body: any bytes in, a panic only on a bug.
 pub type Target = fn(&[u8]);
 
 /// Every target by name, as `fuzz/fuzz_targets/<name>.rs` and the corpus
 /// directories `fuzz/corpus/<name>/` call them.
-pub const TARGETS: [(&str, Target); 7] = [
+pub const TARGETS: [(&str, Target); 8] = [
     ("envelope", envelope),
     ("dsse_json", dsse_json),
     ("mutated_envelope", mutated_envelope),
@@ -382,4 +431,5 @@ pub const TARGETS: [(&str, Target); 7] = [
     ("bundle", bundle),
     ("sheet", sheet),
     ("anchors", anchors),
+    ("roots", roots),
 ];
