@@ -75,7 +75,7 @@ fn init_and_start() -> Unit {
     // the credentials file holds its hash only.
     let token = unit.operator_token();
     assert!(
-        printed.contains(&format!("operator token (值班员)")) && printed.contains(&token),
+        printed.contains("operator token (值班员)") && printed.contains(&token),
         "{printed}"
     );
     let credentials = std::fs::read_to_string(unit.path("credentials.toml")).expect("read");
