@@ -13,6 +13,8 @@
 //! - [`street_summary`]: a street's roll-up with its villages, as a parent
 //!   receives and verifies it.
 //! - [`ring_verify_limit`]: the reference every figure is read against.
+//! - [`client`]: how the harnesses reach the nodes they start: TLS verified
+//!   by the unit's CA and a named credential, as every client of a node.
 
 use chrono::{Datelike, Days, NaiveDate};
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -304,6 +306,66 @@ impl LimitSamples {
     /// The highest sample.
     pub fn high(&self) -> f64 {
         self.samples.iter().copied().fold(0.0, f64::max)
+    }
+}
+
+pub mod client {
+    //! The harnesses' side of a node's transport security: every node they
+    //! start serves TLS by its unit's CA (made by `tallytree init`) and
+    //! answers only named credentials, and the harnesses call it as any
+    //! client does, over TLS verified by that CA and with a token.
+
+    use std::{net::SocketAddr, time::Duration};
+
+    use anyhow::Context;
+    use tonic::{
+        Request, Status,
+        metadata::{Ascii, MetadataValue},
+        service::{Interceptor, interceptor::InterceptedService},
+        transport::{Certificate, Channel, ClientTlsConfig, Endpoint},
+    };
+
+    /// The endpoint of the node on `addr`, verified by the unit's CA
+    /// certificate `ca_pem`, every call bounded by `timeout`.
+    pub fn endpoint(addr: SocketAddr, ca_pem: &str, timeout: Duration) -> anyhow::Result<Endpoint> {
+        Endpoint::from_shared(format!("https://{addr}"))?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(timeout)
+            .tcp_nodelay(true)
+            .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem)))
+            .context("TLS client configuration")
+    }
+
+    /// Adds `authorization: Bearer <token>` to every call.
+    #[derive(Clone, Debug)]
+    pub struct Bearer(MetadataValue<Ascii>);
+
+    impl Bearer {
+        /// The header for `token`.
+        pub fn new(token: &str) -> anyhow::Result<Bearer> {
+            Ok(Bearer(
+                format!("Bearer {token}")
+                    .parse()
+                    .context("a token is printable ASCII")?,
+            ))
+        }
+    }
+
+    impl Interceptor for Bearer {
+        fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+            request
+                .metadata_mut()
+                .insert("authorization", self.0.clone());
+            Ok(request)
+        }
+    }
+
+    /// A channel whose calls carry a credential.
+    pub type Authed = InterceptedService<Channel, Bearer>;
+
+    /// `channel` with `token` on every call.
+    pub fn authed(channel: Channel, token: &str) -> anyhow::Result<Authed> {
+        Ok(InterceptedService::new(channel, Bearer::new(token)?))
     }
 }
 

@@ -1,10 +1,13 @@
 //! Auditing from the command line against a real federation of three
 //! `tallytree-node` processes (辽宁省 › 大连市 › 普兰店区), set up the way the
 //! README tells an operator to: `init`, `enrol` at the parent,
-//! `install-enrolment` at the child, `import` at the district. Once the
-//! province holds the district's figures: `keys export-anchor`, `audit
-//! export` and `audit verify` (exit 0, 1 on a wrong anchor, 2 on a damaged
-//! file), `audit prove` and `audit verify-proof`, and `audit export --format
+//! `install-enrolment` at the child, `import` at the district; every node
+//! serves TLS by its unit's CA, each child pushes with the client
+//! certificate its enrolment gave it. Once the province holds the
+//! district's figures: `keys export-anchor`, then, with the auditor
+//! credential the province's operator made (`token add --role auditor`),
+//! `audit export` and `audit verify` (exit 0, 1 on a wrong anchor, 2 on a
+//! damaged file), `audit prove` and `audit verify-proof`, and `audit export --format
 //! dsse-json` checked with a DSSE verifier written here from the protocol
 //! (PAE by hand, ring's Ed25519), independent of tallytree's envelope code.
 
@@ -55,6 +58,8 @@ struct Federation {
     dir: tempfile::TempDir,
     /// Each unit's node.toml, top-down.
     configs: Vec<PathBuf>,
+    /// The token of the auditor credential the province's operator made.
+    auditor: String,
     /// The node processes, top-down.
     nodes: Vec<Child>,
 }
@@ -89,6 +94,7 @@ impl Federation {
         let mut fed = Federation {
             dir,
             configs: Vec::new(),
+            auditor: String::new(),
             nodes: Vec::new(),
         };
         let mut parent: Option<String> = None;
@@ -119,7 +125,7 @@ impl Federation {
             let i = fed.nodes.len() - 1;
             let dir = fed.dir.path().to_owned();
             let addr = wait_address(&mut fed.nodes[i], &fed.configs[i], WAIT, || logs_in(&dir));
-            parent = Some(format!("http://{addr}"));
+            parent = Some(format!("https://{addr}"));
         }
         for (i, (code, name, short)) in UNITS.iter().enumerate().skip(1) {
             let file = fed.dir.path().join(format!("{short}.enrolment"));
@@ -143,6 +149,15 @@ impl Federation {
                 .expect("install-enrolment runs");
             expect_exit(out, 0, "install-enrolment");
         }
+        // Evidence is for auditors: the province's operator makes them a
+        // credential.
+        let out = tallytree()
+            .arg("--config")
+            .arg(&fed.configs[0])
+            .args(["token", "add", "--role", "auditor", "--name", "省审计厅"])
+            .output()
+            .expect("token add runs");
+        fed.auditor = expect_exit(out, 0, "token add").trim().to_owned();
         fed
     }
 
@@ -165,6 +180,22 @@ impl Federation {
         tallytree()
             .arg("--config")
             .arg(&self.configs[unit])
+            .args(args)
+            .output()
+            .expect("tallytree runs")
+    }
+
+    /// `tallytree --config UNIT --token AUDITOR ARGS...`: the auditor at
+    /// the unit's node, its address and CA from the config.
+    fn audit_at<I, S>(&self, unit: usize, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        tallytree()
+            .arg("--config")
+            .arg(&self.configs[unit])
+            .args(["--token", &self.auditor])
             .args(args)
             .output()
             .expect("tallytree runs")
@@ -351,7 +382,7 @@ fn a_federation_exports_bundles_an_auditor_verifies_offline() {
     // Export, then verify offline: no node is asked anything from here on.
     let bundle = fed.path("liaoning.bundle");
     let text = expect_exit(
-        fed.at(
+        fed.audit_at(
             0,
             [
                 "audit".as_ref(),
@@ -507,7 +538,7 @@ fn a_federation_exports_bundles_an_auditor_verifies_offline() {
     // One month's export claimed as the quarter: the other two named.
     let october = fed.path("october.bundle");
     expect_exit(
-        fed.at(
+        fed.audit_at(
             0,
             [
                 "audit".as_ref(),
@@ -579,7 +610,7 @@ fn a_federation_exports_bundles_an_auditor_verifies_offline() {
     // Inclusion proof of the district's March figures in the province's.
     let proof = fed.path("district-2026-03.proof");
     expect_exit(
-        fed.at(
+        fed.audit_at(
             0,
             [
                 "audit".as_ref(),
@@ -655,7 +686,7 @@ fn a_federation_exports_bundles_an_auditor_verifies_offline() {
     // checked with nothing of tallytree's.
     let dsse = fed.path("liaoning.dsse.json");
     expect_exit(
-        fed.at(
+        fed.audit_at(
             0,
             [
                 "audit".as_ref(),

@@ -1,14 +1,36 @@
 //! `tallytree audit export` checks the node's stream against the trailer the
 //! node sends: a stream cut short or altered on the way is refused (exit 2)
 //! and no file is left behind. A real node never sends one, so a stand-in
-//! Audit service serves the streams: a valid one, then broken copies.
+//! Audit service serves the streams: a valid one, then broken copies. The
+//! stand-in is served as a node serves Audit: TLS by the unit's CA (the
+//! node's own server configuration and accept loop, the files made by
+//! `tallytree init`), every call checked against the unit's credentials by
+//! the node's guard; the CLI calls it with the unit's `ca.pem` and an
+//! auditor's token.
 
 mod common;
 
-use std::{net::SocketAddr, path::Path, pin::Pin, process::Output};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    pin::Pin,
+    process::{Command, Output},
+    sync::Arc,
+    time::Duration,
+};
 
 use common::{show, tallytree};
 use tallytree_aggregator::bundle::{BundleReader, TrailerDigest};
+use tallytree_node::{
+    access::{Access, Action},
+    clock::Clock,
+    config::Config,
+    grpc::Guard,
+    tls::{
+        material::Authority,
+        server::{HandshakeLimits, incoming, server_config},
+    },
+};
 use tallytree_proto::{
     SigningKey,
     pb::{
@@ -19,7 +41,7 @@ use tallytree_proto::{
     statement,
 };
 use tokio_stream::Stream;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, service::interceptor::InterceptedService};
 
 /// A header and a signed summary, then the trailer over them.
 fn valid_stream() -> Vec<pb::EvidenceItem> {
@@ -116,25 +138,100 @@ impl Audit for StandIn {
     }
 }
 
-/// Serves the stand-in on 127.0.0.1:0 for as long as the runtime lives.
-fn serve(runtime: &tokio::runtime::Runtime) -> SocketAddr {
+/// A unit's files made by `tallytree init` (never started as a node), and
+/// an auditor's token made by `tallytree token add`.
+struct UnitFiles {
+    /// Holds the unit's directory.
+    _dir: tempfile::TempDir,
+    /// Its node.toml.
+    config: PathBuf,
+    /// Its CA certificate.
+    ca_file: PathBuf,
+    /// The auditor's token.
+    auditor: String,
+}
+
+fn unit_files() -> UnitFiles {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let unit = dir.path().join("unit");
+    let out = tallytree()
+        .args(["init", "--code", "210214000000", "--name", "普兰店区"])
+        .args(["--listen", "127.0.0.1:0", "--dir"])
+        .arg(&unit)
+        .output()
+        .expect("init runs");
+    assert!(out.status.success(), "init: {}", show(&out));
+    let config = unit.join("node.toml");
+    let out = tallytree()
+        .arg("--config")
+        .arg(&config)
+        .args(["token", "add", "--role", "auditor", "--name", "审计处"])
+        .output()
+        .expect("token add runs");
+    assert!(out.status.success(), "token add: {}", show(&out));
+    let auditor = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+    UnitFiles {
+        _dir: dir,
+        config,
+        ca_file: unit.join("ca.pem"),
+        auditor,
+    }
+}
+
+/// Serves the stand-in on 127.0.0.1:0 for as long as the runtime lives,
+/// over TLS by the unit's CA, its calls guarded by the unit's credentials.
+fn serve(runtime: &tokio::runtime::Runtime, unit: &UnitFiles) -> SocketAddr {
+    let config = Config::load(&unit.config).expect("config");
+    let ca = Arc::new(Authority::load(&config.tls.ca_key_file, &config.tls.ca_file).expect("CA"));
+    let access = Arc::new(Access::open(&config.access).expect("credentials"));
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("address");
+        let tls = server_config(
+            ca,
+            config.region,
+            Vec::new(),
+            Clock::new(config.utc_offset_hours),
+        )
+        .expect("TLS server configuration");
+        let limits = HandshakeLimits {
+            timeout: Duration::from_millis(config.tls.handshake_timeout_ms),
+            concurrent: config.tls.max_handshakes,
+        };
         tokio::spawn(
             tonic::transport::Server::builder()
-                .add_service(AuditServer::new(StandIn))
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+                .add_service(InterceptedService::new(
+                    AuditServer::new(StandIn),
+                    Guard::new(access, Action::Audit),
+                ))
+                .serve_with_incoming(incoming(listener, tls, limits)),
         );
         addr
     })
 }
 
-fn export(addr: SocketAddr, scenario: &str, format: &str, out: &Path) -> Output {
-    tallytree()
-        .args(["--node", &format!("http://{addr}"), "audit", "export"])
+/// `tallytree --node https://ADDR --ca-file ca.pem --token AUDITOR ARGS...`.
+fn at(addr: SocketAddr, unit: &UnitFiles) -> Command {
+    let mut cmd = tallytree();
+    cmd.args([
+        "--node",
+        &format!("https://{addr}"),
+        "--token",
+        &unit.auditor,
+    ])
+    .arg("--ca-file")
+    .arg(&unit.ca_file);
+    cmd
+}
+
+fn export(addr: SocketAddr, unit: &UnitFiles, scenario: &str, format: &str, out: &Path) -> Output {
+    at(addr, unit)
+        .args(["audit", "export"])
         .args(["--period", scenario, "--format", format, "-o"])
         .arg(out)
         .output()
@@ -144,12 +241,13 @@ fn export(addr: SocketAddr, scenario: &str, format: &str, out: &Path) -> Output 
 #[test]
 fn a_truncated_or_altered_export_is_refused_and_not_kept() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let addr = serve(&runtime);
+    let unit = unit_files();
+    let addr = serve(&runtime, &unit);
     let dir = tempfile::tempdir().expect("tempdir");
 
     // The intact stream is kept, and reads back whole.
     let file = dir.path().join("intact.bundle");
-    let out = export(addr, "intact", "bundle", &file);
+    let out = export(addr, &unit, "intact", "bundle", &file);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let bytes = std::fs::read(&file).expect("kept");
     let items: Vec<_> = BundleReader::new(bytes.as_slice())
@@ -173,7 +271,7 @@ fn a_truncated_or_altered_export_is_refused_and_not_kept() {
     ] {
         for format in ["bundle", "dsse-json"] {
             let file = dir.path().join(format!("{scenario}.{format}"));
-            let out = export(addr, scenario, format, &file);
+            let out = export(addr, &unit, scenario, format, &file);
             assert_eq!(
                 out.status.code(),
                 Some(2),
@@ -194,8 +292,8 @@ fn a_truncated_or_altered_export_is_refused_and_not_kept() {
 
     // An inclusion proof is checked the same way.
     let file = dir.path().join("truncated.proof");
-    let out = tallytree()
-        .args(["--node", &format!("http://{addr}"), "audit", "prove"])
+    let out = at(addr, &unit)
+        .args(["audit", "prove"])
         .args(["--region", "210214000000", "--period", "truncated", "-o"])
         .arg(&file)
         .output()

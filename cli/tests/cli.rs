@@ -5,11 +5,11 @@
 
 mod common;
 
-use common::{node_binary, repo, show, tallytree, wait_address};
+use common::{Unit, repo, show, tallytree};
 use std::{
     collections::BTreeMap,
-    path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    path::Path,
+    process::Output,
     time::{Duration, Instant},
 };
 
@@ -26,8 +26,6 @@ const WAIT: Duration = Duration::from_secs(30);
 const CODE: &str = "210214000000";
 /// Its Chinese name.
 const NAME: &str = "普兰店区";
-/// Its operator token.
-const TOKEN: &str = "cli-test-token";
 /// Payload type of signed summaries.
 const SUMMARY_TYPE: &str = "application/vnd.tallytree.summary.v1+protobuf";
 
@@ -52,146 +50,96 @@ fn ok(config: &Path, args: &[&str]) -> String {
     stdout(&out)
 }
 
-/// A `tallytree init`ed unit with its node running.
-struct Unit {
-    /// Holds the unit's files; removed on drop.
-    dir: tempfile::TempDir,
-    /// node.toml written by init.
-    config: PathBuf,
-    /// The node process.
-    node: Option<Child>,
+/// `tallytree init` of the walk-through's unit in a fresh directory, its
+/// files checked, then its node started.
+fn init_and_start() -> Unit {
+    let mut unit = Unit::init(CODE, NAME, &["--operator-name", "值班员"]);
+    let printed = &unit.init_stdout;
+    assert!(
+        printed.contains(&format!("initialised {CODE}")),
+        "{printed}"
+    );
+    for file in [
+        "node.key",
+        "node.pub",
+        "node.toml",
+        "tls.key",
+        "ca.key",
+        "ca.pem",
+        "credentials.toml",
+        "operator.token",
+    ] {
+        assert!(unit.path(file).is_file(), "{file} not written");
+    }
+    // The operator's token is printed once and kept in operator.token;
+    // the credentials file holds its hash only.
+    let token = unit.operator_token();
+    assert!(
+        printed.contains("operator token (值班员)") && printed.contains(&token),
+        "{printed}"
+    );
+    let credentials = std::fs::read_to_string(unit.path("credentials.toml")).expect("read");
+    assert!(!credentials.contains(&token[3..]), "{credentials}");
+    assert!(credentials.contains("值班员"), "{credentials}");
+    let public = std::fs::read_to_string(unit.path("node.pub")).expect("node.pub");
+    assert!(
+        public.contains("BEGIN PUBLIC KEY") && public.contains("BEGIN CERTIFICATE REQUEST"),
+        "{public}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for file in [
+            "node.key",
+            "node.toml",
+            "tls.key",
+            "ca.key",
+            "operator.token",
+            "credentials.toml",
+        ] {
+            let mode = std::fs::metadata(unit.path(file))
+                .expect("metadata")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{file} must be private");
+        }
+    }
+    unit.start();
+    unit
 }
 
-impl Unit {
-    /// `tallytree init` in a fresh directory, then starts the node.
-    fn init_and_start() -> Unit {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let unit_dir = dir.path().join("pulandian");
-        // The node picks its port; the CLI finds it through node.toml.
-        let out = tallytree()
-            .args([
-                "init",
-                "--code",
-                CODE,
-                "--name",
-                NAME,
-                "--listen",
-                "127.0.0.1:0",
-            ])
-            .args(["--operator-token", TOKEN, "--dir"])
-            .arg(&unit_dir)
-            .output()
-            .expect("init runs");
-        assert!(out.status.success(), "init: {}", show(&out));
-        assert!(
-            stdout(&out).contains(&format!("initialised {CODE}")),
-            "{}",
-            show(&out)
-        );
-        for file in ["node.key", "node.pub", "node.toml"] {
-            assert!(unit_dir.join(file).is_file(), "{file} not written");
+/// `query --period PERIOD --json` at `config`, parsed.
+fn query_json(config: &Path, period: &str) -> Value {
+    let text = ok(config, &["query", "--period", period, "--json"]);
+    serde_json::from_str(&text).expect("query --json prints JSON")
+}
+
+/// Polls until the unit's row for `period` has `months` signed months
+/// and nothing pending.
+fn wait_signed(config: &Path, period: &str, months: usize) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let json = query_json(config, period);
+        let row = &json["rows"][0];
+        if row["pending"] == false && row["months"].as_array().map(Vec::len) == Some(months) {
+            return json;
         }
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            for file in ["node.key", "node.toml"] {
-                let mode = std::fs::metadata(unit_dir.join(file))
-                    .expect("metadata")
-                    .permissions()
-                    .mode();
-                assert_eq!(mode & 0o777, 0o600, "{file} must be private");
-            }
-        }
-        let config = unit_dir.join("node.toml");
-        let log = std::fs::File::create(dir.path().join("node.log")).expect("log");
-        let node = Command::new(node_binary())
-            .arg("--config")
-            .arg(&config)
-            .env_remove("TALLYTREE_LOG")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("tallytree-node starts");
-        let mut unit = Unit {
-            dir,
-            config,
-            node: Some(node),
-        };
-        unit.wait_listening();
-        unit
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("node.log")).unwrap_or_default()
-    }
-
-    fn wait_listening(&mut self) {
-        let node = self.node.as_mut().expect("node running");
-        let log = self.dir.path().join("node.log");
-        wait_address(node, &self.config, WAIT, || {
-            std::fs::read_to_string(&log).unwrap_or_default()
-        });
-    }
-
-    fn path(&self, file: &str) -> PathBuf {
-        self.config.with_file_name(file)
-    }
-
-    /// `query --period PERIOD --json`, parsed.
-    fn query_json(&self, period: &str) -> Value {
-        let text = ok(&self.config, &["query", "--period", period, "--json"]);
-        serde_json::from_str(&text).expect("query --json prints JSON")
-    }
-
-    /// Polls until the unit's row for `period` has `months` signed months
-    /// and nothing pending.
-    fn wait_signed(&self, period: &str, months: usize) -> Value {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let json = self.query_json(period);
-            let row = &json["rows"][0];
-            if row["pending"] == false && row["months"].as_array().map(Vec::len) == Some(months) {
-                return json;
-            }
-            assert!(Instant::now() < deadline, "not signed in time: {json:#}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Stops the node with SIGTERM and expects a clean exit.
-    fn stop(mut self) {
-        let Some(mut node) = self.node.take() else {
-            return;
-        };
-        let status = Command::new("kill")
-            .args(["-TERM", &node.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = node.try_wait().expect("status") {
-                assert!(status.success(), "node exit {status}:\n{}", self.log());
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node did not stop:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        assert!(Instant::now() < deadline, "not signed in time: {json:#}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
-impl Drop for Unit {
-    fn drop(&mut self) {
-        if let Some(node) = self.node.as_mut() {
-            let _ = node.kill();
-            let _ = node.wait();
-        }
-    }
+/// The first PEM block labelled `label` in `text`, markers included.
+fn pem_block<'a>(text: &'a str, label: &str) -> &'a str {
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let start = text
+        .find(&begin)
+        .unwrap_or_else(|| panic!("no {begin} in {text}"));
+    let stop = text[start..]
+        .find(&end)
+        .unwrap_or_else(|| panic!("no {end} in {text}"));
+    &text[start..start + stop + end.len()]
 }
 
 /// What the sample files hold, counted here independently of the CLI.
@@ -267,7 +215,7 @@ fn token_ends(line: &str) -> Vec<usize> {
 
 #[test]
 fn the_walkthrough_imports_queries_and_verifies() {
-    let unit = Unit::init_and_start();
+    let unit = init_and_start();
     let config = unit.config.clone();
     let samples = sample_counts();
     assert!(
@@ -287,10 +235,10 @@ fn the_walkthrough_imports_queries_and_verifies() {
         "{out}"
     );
     let months = samples.by_month.len();
-    let json = unit.wait_signed("2026", months);
+    let json = wait_signed(&config, "2026", months);
 
     // A file with bad rows: exit 1, every bad line named, nothing stored.
-    let before = unit.query_json("2026");
+    let before = query_json(&config, "2026");
     let out = run(&config, &["import", "cases", "samples/bad-cases.csv"]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let text = stdout(&out);
@@ -319,7 +267,7 @@ fn the_walkthrough_imports_queries_and_verifies() {
     }
     assert!(!text.contains("line 2 "), "line 2 is valid:\n{text}");
     assert_eq!(
-        unit.query_json("2026"),
+        query_json(&config, "2026"),
         before,
         "the refused file changed figures"
     );
@@ -507,18 +455,26 @@ fn the_walkthrough_imports_queries_and_verifies() {
         shown.contains(&format!("public key: {}", key.to_base64())),
         "{shown}"
     );
+    // node.pub holds the same public key, then the TLS key's request.
     let pem = std::fs::read_to_string(unit.path("node.pub")).expect("node.pub");
-    assert!(shown.contains(pem.trim()), "{shown}");
+    assert!(
+        shown.contains(pem_block(&pem, "PUBLIC KEY")),
+        "{shown}\n{pem}"
+    );
     assert_eq!(PublicKey::load(&unit.path("node.pub")).expect("pub"), key);
 
-    // audit revisions: every revision verified with node.pub.
+    // audit revisions, by an auditor the operator made a credential for:
+    // every revision verified with node.pub.
+    let auditor = unit.add_token("auditor", "审计处");
+    let audit = |args: &[&str]| {
+        let out = unit.run_as(&auditor, args);
+        assert!(out.status.success(), "tallytree {args:?}: {}", show(&out));
+        stdout(&out)
+    };
     let pub_file = unit.path("node.pub");
     let pub_arg = pub_file.to_str().expect("utf-8 path");
     for month in samples.by_month.keys() {
-        let text = ok(
-            &config,
-            &["audit", "revisions", "--period", month, "--key", pub_arg],
-        );
+        let text = audit(&["audit", "revisions", "--period", month, "--key", pub_arg]);
         let lines: Vec<&str> = text.lines().collect();
         assert!(!lines.is_empty(), "{month}: no revisions");
         for line in &lines {
@@ -530,18 +486,15 @@ fn the_walkthrough_imports_queries_and_verifies() {
         }
     }
     // As DSSE JSON: any DSSE verifier holding node.pub can check them.
-    let text = ok(
-        &config,
-        &[
-            "audit",
-            "revisions",
-            "--period",
-            "2026-03",
-            "--dsse-json",
-            "--key",
-            pub_arg,
-        ],
-    );
+    let text = audit(&[
+        "audit",
+        "revisions",
+        "--period",
+        "2026-03",
+        "--dsse-json",
+        "--key",
+        pub_arg,
+    ]);
     let mut n = 0;
     for line in text.lines() {
         let env = DsseJson::parse(line)
@@ -557,9 +510,9 @@ fn the_walkthrough_imports_queries_and_verifies() {
     let stranger = unit.dir.path().join("stranger.pub");
     let (other, _) = SigningKey::generate().expect("key");
     std::fs::write(&stranger, other.public_key().to_pem()).expect("write");
-    let out = run(
-        &config,
-        &[
+    let out = unit.run_as(
+        &auditor,
+        [
             "audit",
             "revisions",
             "--period",
@@ -576,7 +529,7 @@ fn the_walkthrough_imports_queries_and_verifies() {
 
 #[test]
 fn skip_invalid_and_dry_run_do_what_they_say() {
-    let unit = Unit::init_and_start();
+    let unit = init_and_start();
     let config = unit.config.clone();
 
     // Dry run of the bad file: every problem reported, exit 1, nothing stored.
@@ -600,7 +553,7 @@ fn skip_invalid_and_dry_run_do_what_they_say() {
         out.contains("pass every check (dry run, nothing stored)"),
         "{out}"
     );
-    let json = unit.query_json("2026");
+    let json = query_json(&config, "2026");
     assert_eq!(json["rows"][0]["pending"], false, "{json:#}");
     assert_eq!(json["rows"][0]["months"], Value::Array(vec![]), "{json:#}");
 
@@ -614,15 +567,19 @@ fn skip_invalid_and_dry_run_do_what_they_say() {
         "{out}"
     );
     assert!(out.contains("line 7 (id PLD-X-0001)"), "{out}");
-    let json = unit.wait_signed("2026-03", 1);
+    let json = wait_signed(&config, "2026-03", 1);
     assert_eq!(json["rows"][0]["total"]["case_totals"]["registered"], 1);
     assert_eq!(json["rows"][0]["total"]["case_totals"]["resolved"], 1);
     unit.stop();
 }
 
+/// A token that is no credential of the node: the call could not run
+/// (exit 2), the message says so and how to get one, and nothing is
+/// stored.
 #[test]
 fn a_wrong_token_is_refused_with_advice() {
-    let unit = Unit::init_and_start();
+    let unit = init_and_start();
+    let config = unit.config.clone();
     let out = tallytree()
         .arg("--config")
         .arg(&unit.config)
@@ -637,10 +594,17 @@ fn a_wrong_token_is_refused_with_advice() {
         .expect("runs");
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("wrong operator token"), "{err}");
-    assert!(err.contains("--token"), "{err}");
-    let json = unit.query_json("2026");
+    assert!(
+        err.contains("authorization: unknown or revoked credential"),
+        "{err}"
+    );
+    assert!(
+        err.contains("--token") && err.contains("tallytree token add"),
+        "{err}"
+    );
+    let json = query_json(&config, "2026");
     assert_eq!(json["rows"][0]["pending"], false, "{json:#}");
+    assert_eq!(json["rows"][0]["months"], Value::Array(vec![]), "{json:#}");
     unit.stop();
 }
 
@@ -650,7 +614,7 @@ fn a_wrong_token_is_refused_with_advice() {
 /// serving, and a failure to reach it is still exit 2.
 #[test]
 fn refused_entries_exit_1() {
-    let unit = Unit::init_and_start();
+    let unit = init_and_start();
     let config = unit.config.clone();
     let refused = |args: &[&str], says: &str| {
         let out = run(&config, args);
@@ -711,10 +675,10 @@ fn refused_entries_exit_1() {
         ],
         "--state (done)",
     );
-    // An enrolment of a unit that is not a direct child.
-    let (child, _) = SigningKey::generate().expect("key");
-    let key = unit.path("child.pub");
-    std::fs::write(&key, child.public_key().to_pem()).expect("key file");
+    // An enrolment of a unit that is not a direct child: the public file
+    // its own init wrote (its key and TLS certificate request).
+    let city = Unit::init("210200000000", "大连市", &[]);
+    let key = city.path("node.pub");
     let out_file = unit.path("child.enrolment");
     refused(
         &[
@@ -752,7 +716,14 @@ fn refused_entries_exit_1() {
     // A node that cannot be reached (port 1 is privileged: nothing a test
     // starts listens there): could not run, exit 2.
     let out = tallytree()
-        .args(["--node", "http://127.0.0.1:1"])
+        .args([
+            "--node",
+            "https://127.0.0.1:1",
+            "--token",
+            &unit.operator_token(),
+        ])
+        .arg("--ca-file")
+        .arg(unit.path("ca.pem"))
         .args([
             "record",
             "case",
@@ -768,5 +739,11 @@ fn refused_entries_exit_1() {
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("cannot reach the node at https://127.0.0.1:1"),
+        "{}",
+        show(&out)
+    );
     unit.stop();
 }

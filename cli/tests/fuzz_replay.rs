@@ -15,6 +15,7 @@ use std::{
 use prost::Message;
 use tallytree_aggregator::{audit::Auditor, bundle::BundleReader};
 use tallytree_cli::fuzzing::{self, TARGETS};
+use tallytree_node::tls::material::{Authority, RequestedKey, TlsKey};
 use tallytree_proto::{RegionCode, envelope::DsseJson, pb, statement};
 
 fn fuzz_dir() -> PathBuf {
@@ -116,6 +117,28 @@ fn write_seeds() {
         state: 1,
     };
     let pem = fuzzing::anchor_key().public_key().to_pem();
+    // The child's TLS key as its enrolment request carries it, and the
+    // certificate the anchor's CA issues for it, as an install carries it.
+    let child_region = RegionCode::parse(fuzzing::CHILD_REGION).expect("code");
+    let csr = TlsKey::generate()
+        .expect("TLS key")
+        .csr_pem(child_region, "大连市")
+        .expect("certificate request");
+    let now_ms = 1_775_000_000_000;
+    let ca = Authority::in_memory(
+        RegionCode::parse(fuzzing::ANCHOR_REGION).expect("code"),
+        "辽宁省",
+        now_ms,
+    )
+    .expect("CA");
+    let certificate = ca
+        .issue_child(
+            &RequestedKey::from_csr_pem(&csr).expect("request"),
+            child_region,
+            "大连市",
+            now_ms,
+        )
+        .expect("certificate");
     let seeds: Vec<(&str, &str, Vec<u8>)> = vec![
         ("envelope", "summary", summary.encode_to_vec()),
         ("envelope", "enrolment", enrolment.encode_to_vec()),
@@ -210,6 +233,7 @@ fn write_seeds() {
                     region: fuzzing::CHILD_REGION.into(),
                     name: "大连市".into(),
                     public_key: fuzzing::child_key().public_key().0.to_vec(),
+                    tls_csr: csr.clone(),
                 }
                 .encode_to_vec(),
             ),
@@ -222,6 +246,8 @@ fn write_seeds() {
                 pb::InstallRequest {
                     enrolment: Some(enrolment.clone()),
                     parent_public_key: fuzzing::anchor_key().public_key().0.to_vec(),
+                    client_certificate: certificate.cert_pem.clone(),
+                    parent_ca_certificate: ca.cert_pem().to_owned(),
                 }
                 .encode_to_vec(),
             ),

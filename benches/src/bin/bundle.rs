@@ -82,6 +82,14 @@ fn key_of(code: RegionCode) -> SigningKey {
     SigningKey::from_seed_only(&seed.0).expect("32-byte seed")
 }
 
+/// What an enrolment binds of `code`'s TLS key (the SHA-256 of its
+/// SubjectPublicKeyInfo), derived from the code as the signing keys are: as
+/// long as a real one, so the bundle is as large as a real one; no TLS
+/// connection is made with it (an auditor does not check TLS keys).
+fn tls_spki_of(code: RegionCode) -> Digest {
+    Digest::of(format!("tallytree synthetic TLS key {code}").as_bytes())
+}
+
 fn children_of(code: RegionCode, shape: &[u64; 5]) -> Vec<RegionCode> {
     let level = code.level() as usize;
     if level >= 4 {
@@ -118,6 +126,7 @@ fn write_enrolments(
             serial: 1,
             valid_from_ms: now - 1000,
             issued_at_ms: now - 1000,
+            tls_spki_sha256: tls_spki_of(child).0.to_vec(),
         };
         let env = statement::seal(&key, &e).envelope;
         w.write(&pb::EvidenceItem {

@@ -15,6 +15,9 @@
 //!   fresh configuration, waits until it serves, lets it idle and reads its
 //!   resident memory from `/proc/PID/status`; then stops it with SIGTERM.
 //!
+//! Every node is made as an operator makes one, by `tallytree init` (its
+//! keys, its CA, its operator credential), serves TLS by its unit's CA, and
+//! is called over TLS with the operator's token, as any client calls it.
 //! Everything listens on 127.0.0.1 only, every wait is bounded, and both
 //! commands stop the node they started. See docs/BENCHMARKS.md.
 
@@ -27,7 +30,12 @@ use std::{
 use anyhow::{Context, bail, ensure};
 use clap::{Parser, Subcommand};
 use prost::Message;
-use tallytree_benches::{Window, case_records, case_to_pb, street_summary};
+use tallytree_benches::{
+    Window, case_records, case_to_pb,
+    client::{self, Authed},
+    street_summary,
+};
+use tallytree_cli::init::{InitArgs, init};
 use tallytree_node::{
     Node,
     clock::Clock,
@@ -40,14 +48,10 @@ use tallytree_proto::{
     statement::Statement,
 };
 use tokio::net::TcpListener;
-use tonic::{
-    Request,
-    metadata::MetadataValue,
-    transport::{Channel, Endpoint},
-};
+use tonic::{Request, transport::Endpoint};
 
-/// The operator token of the nodes the harness starts.
-const TOKEN: &str = "load-harness-operator-token";
+/// The log filter of the node binaries the harness starts.
+const NODE_LOG: &str = "warn";
 
 /// Months the generated cases are spread over (the ones before the current).
 const MONTHS: u32 = 10;
@@ -154,16 +158,38 @@ fn bench_dir() -> PathBuf {
         .unwrap_or_else(std::env::temp_dir)
 }
 
-/// A node configuration over `dir`, listening on 127.0.0.1.
-fn config(dir: &Path, listen: std::net::SocketAddr) -> Config {
-    Config {
-        data_dir: dir.join("data"),
-        key_file: dir.join("node.key"),
-        listen,
-        operator_token: TOKEN.into(),
-        log: "warn".into(),
-        ..Config::example()
-    }
+/// A node made by `tallytree init` in `dir`, listening on a port of
+/// 127.0.0.1 it binds itself: its config as the node reads it, the config
+/// file, the unit's CA certificate (what clients verify the node by) and
+/// the operator's token.
+struct NodeFiles {
+    config: Config,
+    config_path: PathBuf,
+    ca_pem: String,
+    token: String,
+}
+
+fn node_files(dir: &Path) -> anyhow::Result<NodeFiles> {
+    let example = Config::example();
+    let made = init(&InitArgs {
+        code: example.region,
+        name: example.name,
+        dir: dir.to_owned(),
+        listen: "127.0.0.1:0".parse()?,
+        operator_name: "load harness".into(),
+        parent: None,
+        server_names: Vec::new(),
+        plaintext: false,
+    })?;
+    let config = Config::load(&made.config)?;
+    let ca_pem = std::fs::read_to_string(&config.tls.ca_file)
+        .with_context(|| format!("reading {}", config.tls.ca_file.display()))?;
+    Ok(NodeFiles {
+        config,
+        config_path: made.config,
+        ca_pem,
+        token: made.operator_token,
+    })
 }
 
 /// The chunks of one import: `cases` new cases with ids from `first_id`,
@@ -201,14 +227,10 @@ fn chunks(
 
 /// Streams `chunks` as one import and returns the node's answer.
 async fn send_import(
-    client: &mut IntakeClient<Channel>,
+    client: &mut IntakeClient<Authed>,
     chunks: Vec<pb::ImportChunk>,
 ) -> anyhow::Result<pb::RecordResponse> {
-    let mut request = Request::new(tokio_stream::iter(chunks));
-    let bearer: MetadataValue<_> = format!("Bearer {TOKEN}")
-        .parse()
-        .context("token is ASCII")?;
-    request.metadata_mut().insert("authorization", bearer);
+    let request = Request::new(tokio_stream::iter(chunks));
     let response = tokio::time::timeout(IMPORT_TIMEOUT, client.import(request))
         .await
         .context("import: no answer within the time limit")?
@@ -235,20 +257,19 @@ fn check_accepted(out: &pb::RecordResponse, expected: usize) -> anyhow::Result<(
     Ok(())
 }
 
-/// The gRPC endpoint of a node on `addr`.
-fn endpoint(addr: std::net::SocketAddr) -> anyhow::Result<Endpoint> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(IMPORT_TIMEOUT))
+/// The gRPC endpoint of a node on `addr`, over TLS verified by `ca_pem`.
+fn endpoint(addr: std::net::SocketAddr, ca_pem: &str) -> anyhow::Result<Endpoint> {
+    client::endpoint(addr, ca_pem, IMPORT_TIMEOUT)
 }
 
-/// Connects to a node on `addr`, retrying while it starts.
-async fn channel(addr: std::net::SocketAddr) -> anyhow::Result<Channel> {
-    let endpoint = endpoint(addr)?;
+/// Connects to a node on `addr`, retrying while it starts; every call
+/// carries `token`.
+async fn channel(addr: std::net::SocketAddr, ca_pem: &str, token: &str) -> anyhow::Result<Authed> {
+    let endpoint = endpoint(addr, ca_pem)?;
     let deadline = Instant::now() + NODE_TIMEOUT;
     loop {
         match endpoint.connect().await {
-            Ok(channel) => return Ok(channel),
+            Ok(channel) => return client::authed(channel, token),
             Err(e) if Instant::now() >= deadline => {
                 return Err(e).with_context(|| format!("node on {addr} does not answer"));
             }
@@ -260,7 +281,7 @@ async fn channel(addr: std::net::SocketAddr) -> anyhow::Result<Channel> {
 /// Cases registered and pending flag of the node's own row over the
 /// generated months.
 async fn registered_and_pending(
-    query: &mut QueryClient<Channel>,
+    query: &mut QueryClient<Authed>,
     period: &str,
 ) -> anyhow::Result<(u64, bool)> {
     let response = query
@@ -283,7 +304,7 @@ async fn registered_and_pending(
 /// Waits until the node's signed revisions count `expected` cases; returns
 /// how long that took.
 async fn wait_signed(
-    query: &mut QueryClient<Channel>,
+    query: &mut QueryClient<Authed>,
     period: &str,
     expected: u64,
 ) -> anyhow::Result<Duration> {
@@ -347,8 +368,12 @@ async fn import(cases: usize, chunk: usize, rounds: usize, verify_secs: u64) -> 
         .await
         .context("bind 127.0.0.1:0")?;
     let addr = listener.local_addr()?;
-    let config = config(dir.path(), addr);
-    SigningKey::generate_to_file(&config.key_file)?;
+    let NodeFiles {
+        config,
+        ca_pem,
+        token,
+        ..
+    } = node_files(dir.path())?;
     let period = generated_period(&config)?;
 
     println!(
@@ -369,7 +394,7 @@ async fn import(cases: usize, chunk: usize, rounds: usize, verify_secs: u64) -> 
     let server = tokio::spawn(node.run(listener, async {
         let _ = stopped.await;
     }));
-    let channel = channel(addr).await?;
+    let channel = channel(addr, &ca_pem, &token).await?;
     let mut client = IntakeClient::new(channel.clone());
     let mut query = QueryClient::new(channel);
 
@@ -436,39 +461,24 @@ async fn import(cases: usize, chunk: usize, rounds: usize, verify_secs: u64) -> 
     Ok(())
 }
 
-/// A fresh node directory with its key and config (paths relative to the
-/// config file, as an operator would write them), on a free port.
-fn node_files(dir: &Path) -> anyhow::Result<(Config, PathBuf, PathBuf, AddressFile)> {
-    // The node binds a free port itself and reports it.
-    let config = Config {
-        // Relative to the config file, as an operator would write them.
-        data_dir: "data".into(),
-        key_file: "node.key".into(),
-        ..config(dir, "127.0.0.1:0".parse()?)
-    };
-    SigningKey::generate_to_file(&dir.join("node.key"))?;
-    let config_path = dir.join("node.toml");
-    std::fs::write(&config_path, config.to_toml()).context("writing node.toml")?;
-    let address_file = AddressFile::in_data_dir(&dir.join("data"));
-    Ok((config, config_path, dir.join("node.log"), address_file))
-}
-
 async fn bulk(cases: usize, chunk: usize, node_bin: Option<PathBuf>) -> anyhow::Result<()> {
     ensure!(cases > 0, "--cases must be at least 1");
     let bin = node_binary(node_bin)?;
     let dir = tempfile::tempdir_in(bench_dir()).context("temporary directory")?;
-    let (config, config_path, log_path, address_file) = node_files(dir.path())?;
-    let period = generated_period(&config)?;
+    let files = node_files(dir.path())?;
+    let (config, log_path) = (&files.config, dir.path().join("node.log"));
+    let address_file = config.address_file();
+    let period = generated_period(config)?;
     println!(
         "bulk: {cases} cases in one import, chunks of {chunk}, months {period}, {} on 127.0.0.1 (a port it binds), data in {}",
         bin.display(),
         dir.path().display()
     );
     // Rows are generated before the clock starts; encoding them is timed.
-    let chunks = chunks(&config, cases, chunk, 0, 1)?;
+    let chunks = chunks(config, cases, chunk, 0, 1)?;
 
-    let mut node = start_node(&bin, &config_path, &log_path)?;
-    let channel = wait_serving(&mut node, &address_file, &period, &log_path).await?;
+    let mut node = start_node(&bin, &files.config_path, &log_path)?;
+    let channel = wait_serving(&mut node, &address_file, &files, &period, &log_path).await?;
     let pid = node.child.id();
     let (rss_idle, _) = memory_kb(pid)?;
 
@@ -648,12 +658,14 @@ fn start_node(bin: &Path, config_path: &Path, log_path: &Path) -> anyhow::Result
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-    // Overrides from this shell would change the node under test.
+    // Overrides from this shell would change the node under test; the
+    // log filter is the harness's own (init writes "info").
     for (var, _) in std::env::vars_os() {
         if var.to_string_lossy().starts_with("TALLYTREE_") {
             command.env_remove(var);
         }
     }
+    command.env("TALLYTREE_LOG", NODE_LOG);
     let child = command
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
@@ -661,13 +673,15 @@ fn start_node(bin: &Path, config_path: &Path, log_path: &Path) -> anyhow::Result
 }
 
 /// Waits until the node has reported the address it bound in
-/// `address_file` and answers a query there; fails if it exits first.
+/// `address_file` and answers a query there (over TLS verified by its CA,
+/// with the operator's token); fails if it exits first.
 async fn wait_serving(
     node: &mut NodeProcess,
     address_file: &AddressFile,
+    files: &NodeFiles,
     period: &str,
     log_path: &Path,
-) -> anyhow::Result<Channel> {
+) -> anyhow::Result<Authed> {
     let started = Instant::now();
     loop {
         if let Some(exit) = node.child.try_wait()? {
@@ -678,8 +692,9 @@ async fn wait_serving(
             .read()
             .with_context(|| format!("reading {}", address_file.path().display()))?;
         if let Some(addr) = addr
-            && let Ok(ch) = endpoint(addr)?.connect().await
+            && let Ok(ch) = endpoint(addr, &files.ca_pem)?.connect().await
         {
+            let ch = client::authed(ch, &files.token)?;
             let mut query = QueryClient::new(ch.clone());
             if registered_and_pending(&mut query, period).await.is_ok() {
                 println!(
@@ -706,20 +721,22 @@ async fn idle_rss(
 ) -> anyhow::Result<()> {
     let bin = node_binary(node_bin)?;
     let dir = tempfile::tempdir_in(bench_dir()).context("temporary directory")?;
-    let (config, config_path, log_path, address_file) = node_files(dir.path())?;
-    let period = generated_period(&config)?;
+    let files = node_files(dir.path())?;
+    let (config, log_path) = (&files.config, dir.path().join("node.log"));
+    let address_file = config.address_file();
+    let period = generated_period(config)?;
     println!(
         "idle-rss: {} on 127.0.0.1 (a port it binds), data in {}",
         bin.display(),
         dir.path().display()
     );
 
-    let mut node = start_node(&bin, &config_path, &log_path)?;
-    let mut channel = wait_serving(&mut node, &address_file, &period, &log_path).await?;
+    let mut node = start_node(&bin, &files.config_path, &log_path)?;
+    let mut channel = wait_serving(&mut node, &address_file, &files, &period, &log_path).await?;
     if import > 0 {
         let mut client = IntakeClient::new(channel.clone());
         let start = Instant::now();
-        let out = send_import(&mut client, chunks(&config, import, 2_000, 0, 1)?).await?;
+        let out = send_import(&mut client, chunks(config, import, 2_000, 0, 1)?).await?;
         check_accepted(&out, import)?;
         let mut query = QueryClient::new(channel.clone());
         wait_signed(&mut query, &period, import as u64).await?;
@@ -735,8 +752,8 @@ async fn idle_rss(
             "stopped with SIGTERM in {:.0} ms; restarting on the same data",
             stop_time.as_secs_f64() * 1e3
         );
-        node = start_node(&bin, &config_path, &log_path)?;
-        channel = wait_serving(&mut node, &address_file, &period, &log_path).await?;
+        node = start_node(&bin, &files.config_path, &log_path)?;
+        channel = wait_serving(&mut node, &address_file, &files, &period, &log_path).await?;
     }
     drop(channel);
 

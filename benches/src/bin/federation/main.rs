@@ -4,7 +4,12 @@
 //! verified, durably stored and receipted per second over real gRPC into a
 //! real RocksDB — read against the raw ring verify limit × cores measured
 //! in the same run. By default the parent is the province and its children
-//! are cities pushing their whole changed subtree (see [`subtree`]).
+//! are cities pushing their whole changed subtree (see [`subtree`]). The
+//! parent is made by `tallytree init` and serves TLS by its CA; each child
+//! is enrolled with its TLS key's certificate request and submits as a
+//! real child does, over mutual TLS on a connection of its own with the
+//! client certificate the parent's CA issued for the key its enrolment
+//! binds (the node's own [`parent_endpoint`]).
 //!
 //! `federation latency`: the demo's 47-process federation on loopback; one
 //! village change after another, timed until the province shows it,
@@ -19,18 +24,25 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use clap::{Parser, Subcommand};
 use tallytree_aggregator::Tally;
-use tallytree_node::{Node, config::Config};
+use tallytree_benches::client;
+use tallytree_cli::init::{InitArgs, init};
+use tallytree_node::{
+    Node,
+    config::Config,
+    tls::client::{ParentTls, parent_endpoint},
+};
 use tallytree_proto::{
-    Category, Month, PeriodRange, RegionCode, SigningKey,
+    Category, Month, PeriodRange, PublicKey, RegionCode,
     pb::{
         self, enrolments_client::EnrolmentsClient, federation_client::FederationClient,
         query_client::QueryClient,
     },
+    statement,
 };
-use tonic::{metadata::MetadataValue, transport::Channel};
+use tonic::transport::Channel;
 
 /// Load harness for the federation.
 #[derive(Parser, Debug)]
@@ -139,21 +151,24 @@ async fn submit(children: u32, revisions: u64, concurrency: usize, fanout: &[u32
         limit.mean()
     );
 
-    // The parent, in-process, RocksDB in a temporary dir.
+    // The parent, in-process, RocksDB in a temporary dir: its keys, CA,
+    // operator credential and config made by `tallytree init`.
     let dir = tempfile::tempdir()?;
-    SigningKey::generate_to_file(&dir.path().join("node.key"))?;
-    let config = Config {
-        region: parent_code,
+    let made = init(&InitArgs {
+        code: parent_code,
         name: parent_name.into(),
-        data_dir: dir.path().join("data"),
-        key_file: dir.path().join("node.key"),
+        dir: dir.path().join("parent"),
         listen: "127.0.0.1:0".parse()?,
-        operator_token: "load-harness-token".into(),
-        parent: Default::default(),
-        ..Config::example()
-    };
+        operator_name: "load harness".into(),
+        parent: None,
+        server_names: Vec::new(),
+        plaintext: false,
+    })?;
+    let config = Config::load(&made.config)?;
+    let ca_pem = std::fs::read_to_string(&config.tls.ca_file)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
+    let addr = listener.local_addr()?;
+    let url = format!("https://{addr}");
     let node = Node::open(config)?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(node.run(listener, async {
@@ -161,24 +176,43 @@ async fn submit(children: u32, revisions: u64, concurrency: usize, fanout: &[u32
     }));
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    // Enrol the children.
-    let channel = Channel::from_shared(url.clone())?.connect().await?;
-    let token: MetadataValue<_> = "Bearer load-harness-token".parse()?;
-    let mut enrol =
-        EnrolmentsClient::with_interceptor(channel.clone(), move |mut r: tonic::Request<()>| {
-            r.metadata_mut().insert("authorization", token.clone());
-            Ok(r)
-        });
+    // Enrol the children, as the parent's operator does: each child's
+    // public key and its TLS key's certificate request. The enrolment
+    // binds the TLS key; the answer carries the client certificate the
+    // parent's CA issued for it and that CA's certificate.
+    let operator = client::endpoint(addr, &ca_pem, Duration::from_secs(60))?
+        .connect()
+        .await?;
+    let mut enrol = EnrolmentsClient::new(client::authed(operator.clone(), &made.operator_token)?);
     let mut units = Vec::new();
+    let mut child_tls = Vec::new();
     for code in child_codes {
         let unit = subtree::Unit::build(code, fanout)?;
-        enrol
+        let name = format!("单位{code}");
+        let enrolled = enrol
             .enrol(pb::EnrolRequest {
                 region: code.to_string(),
-                name: format!("单位{code}"),
+                name: name.clone(),
                 public_key: unit.key.public_key().0.to_vec(),
+                tls_csr: unit.tls.csr_pem(code, &name)?,
             })
-            .await?;
+            .await?
+            .into_inner();
+        let parent_key = PublicKey::from_slice(&enrolled.parent_public_key)?;
+        let enrolment: pb::Enrolment = statement::open(
+            enrolled.enrolment.as_ref().context("an enrolment")?,
+            &parent_key,
+        )?;
+        ensure!(
+            enrolment.tls_spki_sha256 == unit.tls.spki_digest().0,
+            "the enrolment of {code} binds another TLS key"
+        );
+        child_tls.push(ParentTls {
+            parent: parent_code,
+            ca_pem: enrolled.parent_ca_certificate,
+            cert_pem: enrolled.client_certificate,
+            key_pem: unit.tls.private_pem(),
+        });
         units.push(unit);
     }
     let descendants = units.first().map_or(0, subtree::Unit::descendants);
@@ -216,13 +250,36 @@ async fn submit(children: u32, revisions: u64, concurrency: usize, fanout: &[u32
         "{parent_name} {parent_code}: {submissions} submissions ({total} signed summaries: each child's with its {descendants} descendants) from {children} children, {concurrency} in flight at most, after one untimed revision each that forwards the enrolments"
     );
 
-    let channels: Vec<Channel> = {
-        let mut c = Vec::new();
-        for _ in 0..4 {
-            c.push(Channel::from_shared(url.clone())?.connect().await?);
+    // One connection per child, as each child's pusher holds one to its
+    // parent: mutual TLS with the child's own certificate, the parent
+    // verified by its CA under its own name.
+    let mut channels: Vec<Channel> = Vec::with_capacity(child_tls.len());
+    for tls in &child_tls {
+        let endpoint = parent_endpoint(&url, Some(tls), Duration::from_secs(60))?;
+        channels.push(endpoint.connect().await?);
+    }
+    // The path measured is the checked one: the parent refuses a child's
+    // submission made without a client certificate, or with another
+    // child's.
+    if let Some(first) = per_child.first().and_then(|list| list.first()) {
+        let without = FederationClient::new(operator).submit(first.clone()).await;
+        ensure!(
+            matches!(&without, Err(s) if s.code() == tonic::Code::Unauthenticated),
+            "a submission without a client certificate was not refused: {without:?}"
+        );
+        if let Some(other) = channels.get(1) {
+            let wrong = FederationClient::new(other.clone())
+                .submit(first.clone())
+                .await;
+            ensure!(
+                matches!(&wrong, Err(s) if s.code() == tonic::Code::PermissionDenied),
+                "a submission with another child's certificate was not refused: {wrong:?}"
+            );
         }
-        c
-    };
+        println!(
+            "mutual TLS: each child on a connection of its own with its enrolled certificate; without one a submission is refused (unauthenticated), with another child's too (permission denied)"
+        );
+    }
     let receipts = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let per_submission = (1 + descendants) as f64;
     // In rounds of revisions, the limit sampled between them: each round is
@@ -300,38 +357,42 @@ async fn submit(children: u32, revisions: u64, concurrency: usize, fanout: &[u32
 
 /// One round: every child's revisions in order, one at a time per child,
 /// `concurrency` submissions in flight. Children wait in one queue; a
-/// sender takes the next child, submits its next revision and puts the
-/// child back at the end, so the load stays even to the end of the round.
+/// sender takes the next child, submits its next revision on the child's
+/// own connection (`channels[i]` for child `i`) and puts the child back at
+/// the end, so the load stays even to the end of the round.
 async fn run_round(
     per_child: Vec<Vec<pb::SubmitRequest>>,
     concurrency: usize,
     channels: &[Channel],
     receipts: &Arc<std::sync::atomic::AtomicU64>,
 ) -> Result<()> {
-    let queue: std::collections::VecDeque<std::vec::IntoIter<pb::SubmitRequest>> = per_child
+    type Lists = std::collections::VecDeque<(usize, std::vec::IntoIter<pb::SubmitRequest>)>;
+    let queue: Lists = per_child
         .into_iter()
-        .filter(|list| !list.is_empty())
-        .map(Vec::into_iter)
+        .enumerate()
+        .filter(|(_, list)| !list.is_empty())
+        .map(|(i, list)| (i, list.into_iter()))
         .collect();
     let queue = Arc::new(std::sync::Mutex::new(queue));
     let mut tasks = Vec::new();
-    for t in 0..concurrency {
-        let mut client = FederationClient::new(channels[t % channels.len()].clone());
+    for _ in 0..concurrency {
+        let channels = channels.to_vec();
         let receipts = receipts.clone();
         let queue = queue.clone();
         tasks.push(tokio::spawn(async move {
             loop {
                 let next = queue.lock().expect("queue").pop_front();
-                let Some(mut list) = next else {
+                let Some((child, mut list)) = next else {
                     return Ok::<(), tonic::Status>(());
                 };
                 let req = list.next().expect("lists in the queue are not empty");
+                let mut client = FederationClient::new(channels[child].clone());
                 let r = client.submit(req).await?;
                 if r.into_inner().receipt.is_some() {
                     receipts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 if list.len() > 0 {
-                    queue.lock().expect("queue").push_back(list);
+                    queue.lock().expect("queue").push_back((child, list));
                 }
             }
         }));
@@ -366,8 +427,8 @@ async fn latency(samples: usize, bin_dir: Option<std::path::PathBuf>) -> Result<
         futures_join(loads).await?;
         let months = data::months(today);
         let month = *months.last().context("months")?;
-        let top = fed.nodes[0].url.clone();
-        let mut client = QueryClient::connect(top).await?;
+        // The province's operator, over TLS verified by its CA.
+        let mut client = QueryClient::new(fed.conn(0).connect().await?);
         let province_total = |rows: &pb::TallyResponse| {
             rows.rows
                 .first()

@@ -1,10 +1,13 @@
-//! The subtree below each child of the parent under load: codes, keys, the
-//! enrolments its units signed, and signed summary revisions built bottom-up
+//! The subtree below each child of the parent under load: codes, keys (a
+//! signing key and a TLS key each, as `tallytree init` makes them), the
+//! enrolments its units signed (each binding its child's TLS key, as a
+//! parent's enrolment does), and signed summary revisions built bottom-up
 //! as the child's node and its descendants would, every unit changing in
 //! every revision (a storm: the case where throughput matters).
 
 use anyhow::{Context, Result, bail};
 use tallytree_aggregator::{CaseCounts, ChildEntry, SummaryView, Tally};
+use tallytree_node::tls::material::TlsKey;
 use tallytree_proto::{Category, Level, Month, RegionCode, SigningKey, pb, statement};
 
 /// One unit of the subtree, with its own key.
@@ -13,6 +16,9 @@ pub(crate) struct Unit {
     pub(crate) code: RegionCode,
     /// Its signing key.
     pub(crate) key: SigningKey,
+    /// Its TLS key: a child of the parent under load pushes with the
+    /// client certificate the parent's CA issues for it.
+    pub(crate) tls: TlsKey,
     /// Its children.
     children: Vec<Unit>,
 }
@@ -59,6 +65,7 @@ impl Unit {
         Ok(Unit {
             code,
             key: SigningKey::generate()?.0,
+            tls: TlsKey::generate()?,
             children,
         })
     }
@@ -80,6 +87,7 @@ impl Unit {
                 serial: 1,
                 valid_from_ms: now_ms - 1000,
                 issued_at_ms: now_ms - 1000,
+                tls_spki_sha256: child.tls.spki_digest().0.to_vec(),
             };
             out.push(statement::seal(&self.key, &e).envelope);
             child.enrolments(now_ms, out);
