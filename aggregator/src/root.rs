@@ -386,7 +386,7 @@ pub enum Pinned {
     /// Keys trusted as they are; roots in the evidence are not needed.
     Keys(Vec<(RegionCode, PublicKey)>),
     /// A root: the chain offered is walked from it.
-    Root(RootView),
+    Root(Box<RootView>),
 }
 
 impl Pinned {
@@ -408,7 +408,7 @@ impl Pinned {
                 (trust, None, None)
             }
             Pinned::Root(root) => {
-                let mut chain = RootChain::of(root.clone());
+                let mut chain = RootChain::of((**root).clone());
                 let refused = chain.walk(roots, now_ms).err();
                 for (region, key, until) in chain.node_keys() {
                     trust.add_anchor_until(region, key, until);

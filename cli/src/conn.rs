@@ -159,6 +159,8 @@ pub fn explain(status: Status) -> anyhow::Error {
             status.message()
         ),
         tonic::Code::Unavailable => anyhow::anyhow!("node unavailable: {}", status.message()),
+        // A credential of another role: the node refused the call itself.
+        tonic::Code::PermissionDenied => Refused(status.message().to_owned()).into(),
         _ => anyhow::anyhow!("{}", status.message()),
     }
 }

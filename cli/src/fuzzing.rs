@@ -385,7 +385,7 @@ pub fn pinned_root() -> pb::Envelope {
             issued_at_ms: 1_767_225_600_000,
             expires_ms: 0,
         },
-        &[&key],
+        &[key],
     )
 }
 

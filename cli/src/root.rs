@@ -105,12 +105,11 @@ pub async fn sign_and_install(conn: &Conn, args: &RootArgs) -> Result<RootView> 
     } else {
         new_signers.iter().map(SigningKey::public_key).collect()
     };
-    let threshold = args
-        .threshold
-        .unwrap_or_else(|| match (&previous, args.keys.is_empty()) {
-            (Some((p, _)), true) => p.threshold,
-            _ => 1,
-        });
+    let keep_threshold = match (&previous, args.keys.is_empty()) {
+        (Some((p, _)), true) => p.threshold,
+        _ => 1,
+    };
+    let threshold = args.threshold.unwrap_or(keep_threshold);
     let now = chrono::Utc::now().timestamp_millis();
     let root = pb::Root {
         region: config.region.to_string(),

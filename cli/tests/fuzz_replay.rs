@@ -294,6 +294,7 @@ fn write_seeds() {
             "hex",
             hex_of(&fuzzing::anchor_key().public_key().0).into_bytes(),
         ),
+        ("roots", "chain", root_chain()),
     ];
     for (target, name, bytes) in seeds {
         let dir = fuzz_dir().join("corpus").join(target);
@@ -303,6 +304,21 @@ fn write_seeds() {
     // The seeds are what they claim: the summary verifies.
     let key = fuzzing::anchor_key().public_key();
     statement::open::<pb::Summary>(summary, &key).expect("sample summary verifies");
+}
+
+/// Version 1 (the pinned root) and a version 2 it signed: a chain a walk
+/// accepts.
+fn root_chain() -> Vec<u8> {
+    let key = fuzzing::anchor_key();
+    let first = fuzzing::pinned_root();
+    let mut second: pb::Root = statement::peek_unverified(&first).expect("a root");
+    second.version = 2;
+    second.issued_at_ms += 1;
+    let second = tallytree_aggregator::root::sign_root(&second, &[key]);
+    pb::RootsResponse {
+        roots: vec![first, second],
+    }
+    .encode_to_vec()
 }
 
 fn hex_of(bytes: &[u8]) -> String {

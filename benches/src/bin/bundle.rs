@@ -261,7 +261,8 @@ fn verify(file: &Path) -> Result<()> {
     limit.sample(40_000);
     let start = Instant::now();
     let cpu_start = tallytree_benches::cpu_seconds();
-    let mut auditor = Auditor::new(&anchors, cores).problems_only();
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let mut auditor = Auditor::pinning(anchors, now_ms, cores).problems_only();
     let mut stretch = Instant::now();
     for item in BundleReader::new(BufReader::with_capacity(1 << 20, File::open(file)?)) {
         auditor.feed(item?);

@@ -52,7 +52,7 @@ pub fn load_anchors(path: &Path) -> Result<Pinned> {
             .with_context(|| format!("{}: not a root of trust", path.display()))?;
         let root = RootView::pinned(&env)
             .with_context(|| format!("{}: the root does not verify", path.display()))?;
-        return Ok(Pinned::Root(root));
+        return Ok(Pinned::Root(Box::new(root)));
     }
     parse_anchors(&text, path).map(Pinned::Keys)
 }
