@@ -263,17 +263,23 @@ impl Proc {
     /// Stops it gracefully (SIGTERM: it stops serving, signs what is
     /// pending) and reaps it.
     pub(crate) async fn stop(&mut self) {
-        if self.paused {
-            self.resume();
-        }
-        self.signal("TERM");
-        let status = self.wait_exit().await;
+        let status = self.terminate().await;
         assert!(
             status.success(),
             "{} stopped with {status}:\n{}",
             self.label,
             self.log_tail()
         );
+    }
+
+    /// Sends SIGTERM (resuming it first if paused) and waits for it to
+    /// exit; returns how it ended.
+    pub(crate) async fn terminate(&mut self) -> ExitStatus {
+        if self.paused {
+            self.resume();
+        }
+        self.signal("TERM");
+        self.wait_exit().await
     }
 
     /// Waits until the process exits by itself (a kill point), up to
@@ -683,7 +689,7 @@ impl Tree {
                 continue;
             }
             let parent = self.procs[i].remote();
-            let own = fed::revisions(&parent, self.procs[i].region, month).await;
+            let own = revisions(&parent, self.procs[i].region, month).await;
             let (_, rollup) = own.last().expect("the parent signed");
             let counted: Vec<RegionCode> = rollup.children.iter().map(|c| c.region).collect();
             let unique: BTreeSet<RegionCode> = counted.iter().copied().collect();
@@ -695,9 +701,9 @@ impl Tree {
             );
             for c in children {
                 let child = &self.procs[c];
-                let held = fed::revisions(&parent, child.region, month).await;
+                let held = revisions(&parent, child.region, month).await;
                 one_per_revision(&held).unwrap_or_else(|e| panic!("{}: {e}", self.procs[i].label));
-                let latest = fed::revisions(&child.remote(), child.region, month)
+                let latest = revisions(&child.remote(), child.region, month)
                     .await
                     .last()
                     .map(|(_, v)| v.revision)
@@ -789,6 +795,7 @@ pub(crate) async fn held_receipts(
 ) -> Result<Vec<pb::Envelope>, Status> {
     let fetch = async {
         let mut items = AuditClient::new(at.with_token(AUDITOR_TOKEN))
+            .max_decoding_message_size(256 << 20)
             .export_evidence(pb::ExportEvidenceRequest {
                 region: String::new(),
                 period: month.to_string(),
@@ -818,14 +825,16 @@ pub(crate) async fn stored_receipts(data_dir: &Path) -> Vec<pb::Envelope> {
     layout::envelopes(&store, Cf::Receipts, b"").expect("receipts")
 }
 
-/// Every stored revision of `region`'s summary for `month` at `at`, as its
-/// auditor reads them.
+/// Every stored revision of `region`'s summary for `month` at `at`, oldest
+/// first, decoded (not verified), as its auditor reads them.
 pub(crate) async fn revisions_at(
     at: &Remote,
     region: RegionCode,
     month: Month,
-) -> Result<Vec<(u64, Digest)>, Status> {
-    let mut client = AuditClient::new(at.with_token(AUDITOR_TOKEN));
+) -> Result<Vec<(pb::Envelope, SummaryView)>, Status> {
+    // A long run keeps thousands of revisions.
+    let mut client =
+        AuditClient::new(at.with_token(AUDITOR_TOKEN)).max_decoding_message_size(256 << 20);
     let call = client.revisions(pb::RevisionsRequest {
         region: region.to_string(),
         period: month.to_string(),
@@ -836,12 +845,24 @@ pub(crate) async fn revisions_at(
         .into_inner()
         .summaries;
     Ok(envs
-        .iter()
+        .into_iter()
         .map(|env| {
-            let s: pb::Summary = statement::peek_unverified(env).expect("a summary");
-            (s.revision, Digest::of(&env.payload))
+            let s: pb::Summary = statement::peek_unverified(&env).expect("a summary");
+            let view = SummaryView::from_pb(&s).expect("a valid summary");
+            (env, view)
         })
         .collect())
+}
+
+/// [`revisions_at`], panicking when the node does not answer.
+pub(crate) async fn revisions(
+    at: &Remote,
+    region: RegionCode,
+    month: Month,
+) -> Vec<(pb::Envelope, SummaryView)> {
+    revisions_at(at, region, month)
+        .await
+        .unwrap_or_else(|s| panic!("revisions of {region} at {}: {s:?}", at.addr))
 }
 
 /// Err unless the revisions are strictly increasing: one stored summary
@@ -956,7 +977,10 @@ impl Witness {
         let months: BTreeSet<Month> = self.noted(child).iter().map(|((_, m, _), _)| *m).collect();
         for month in months {
             let held = match revisions_at(at, child, month).await {
-                Ok(h) => h,
+                Ok(h) => h
+                    .iter()
+                    .map(|(env, v)| (v.revision, Digest::of(&env.payload)))
+                    .collect::<Vec<_>>(),
                 Err(s) => {
                     self.violation(format!(
                         "the parent of {child} does not answer for its revisions: {s:?}"
