@@ -87,7 +87,17 @@ impl Tmpfs {
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         // Lazily: a node killed a moment ago may still hold a file open.
-        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+        let unmounted = Command::new("umount")
+            .arg("-l")
+            .arg(&self.dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !unmounted {
+            eprintln!(
+                "could not unmount {}: unmount it by hand",
+                self.dir.display()
+            );
+        }
     }
 }
 
@@ -314,7 +324,7 @@ async fn a_full_disk(size: &str, recovers_alone: bool) {
     let c = cases("C", 5, month);
     record_surely(&route, &c).await;
     book.insert(&c);
-    let mut witness = Witness::default();
+    let mut witness = Witness::new();
     tree.check(&mut witness, month).await;
     tree.converge(&BTreeMap::from([(VILLAGE, book.tally(month))]), month)
         .await;

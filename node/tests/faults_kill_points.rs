@@ -90,7 +90,7 @@ async fn stored_at_parent(tree: &Tree, month: Month) -> Vec<(u64, Digest, i64)> 
 /// The checks every test ends with: the invariant on the running nodes,
 /// exact totals, then the invariant on the stopped nodes' stores.
 async fn finish(mut tree: Tree, book: &Book, month: Month) -> Witness {
-    let mut witness = Witness::default();
+    let mut witness = Witness::new();
     tree.check(&mut witness, month).await;
     let books = BTreeMap::from([(VILLAGE, book.tally(month))]);
     tree.converge(&books, month).await;
@@ -377,7 +377,7 @@ async fn an_import_killed_at(armed: &str, committed: bool) {
     }
     let books = BTreeMap::from([(VILLAGE, book.tally(month))]);
     tree.converge(&books, month).await;
-    let mut witness = Witness::default();
+    let mut witness = Witness::new();
     tree.check(&mut witness, month).await;
 
     // The operator, not knowing, sends the whole import again: it counts

@@ -8,7 +8,13 @@
 //! resumed. After every fault the driver notes every receipt each child
 //! holds and checks every receipt it ever noted against the parent; at the
 //! end every total must be exactly what the villages recorded, no summary
-//! counted twice, and the stores of the stopped nodes agree.
+//! counted twice, and the stores of the stopped nodes agree, no child
+//! having signed two summaries of one revision.
+//!
+//! Known product issue, reported and not failing these tests (unless
+//! `FAULT_STRICT_EVIDENCE=1`; the ignored test below fails on it): after a
+//! pause or a partition, a parent takes a child's superseded revision that
+//! reaches it after a later one for equivocation and keeps it as evidence.
 //!
 //! `scripts/faults [SECONDS]` runs the long, ignored version.
 
@@ -68,7 +74,7 @@ impl Storm {
         Storm {
             tree,
             recorders,
-            witness: Witness::default(),
+            witness: Witness::new(),
             rng,
             month,
             stats: Stats::default(),
@@ -204,6 +210,10 @@ impl Storm {
             .iter()
             .map(|c| timeouts(&self.tree.procs[*c].log()))
             .collect();
+        let logs_before: Vec<usize> = children
+            .iter()
+            .map(|c| self.tree.procs[*c].log().len())
+            .collect();
         self.tree.procs[i].pause();
         self.stats.pauses += 1;
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -235,8 +245,20 @@ impl Storm {
             timed_out.push(timeouts(&p.log()) - timeouts_before[k]);
         }
         self.tree.procs[i].resume();
+        // What the children were told meanwhile, by kind.
+        let mut told: BTreeMap<String, usize> = BTreeMap::new();
+        for (k, c) in children.iter().enumerate() {
+            let log = self.tree.procs[*c].log();
+            for line in log[logs_before[k]..]
+                .lines()
+                .filter(|l| l.contains("push failed"))
+            {
+                let error = line.split_once("error=").map_or(line, |(_, e)| e);
+                *told.entry(error.chars().take(100).collect()).or_default() += 1;
+            }
+        }
         eprintln!(
-            "[{}] round {}: SIGSTOP {label} for {how_long:?}, SIGCONT (its children's pushes timed out {timed_out:?} times)",
+            "[{}] round {}: SIGSTOP {label} for {how_long:?}, SIGCONT (its children's pushes timed out {timed_out:?} times; failures by kind: {told:?})",
             self.elapsed(),
             self.stats.rounds
         );
@@ -284,7 +306,7 @@ impl Storm {
         self.check().await;
         self.tree.stop_and_check_stores(&mut self.witness).await;
         eprintln!(
-            "faults: {} rounds, {} kills, {} partitions, {} pauses ({} past the keepalive), {} receipts checked ({} distinct), {} cases recorded ({} failed attempts retried), {} violations, in {}",
+            "faults: {} rounds, {} kills, {} partitions, {} pauses ({} past the keepalive), {} receipts checked ({} distinct), {} cases recorded ({} failed attempts retried), {} violations, {} superseded revisions kept as equivocation evidence (known product issue), in {}",
             self.stats.rounds,
             self.stats.kills,
             self.stats.partitions,
@@ -295,6 +317,7 @@ impl Storm {
             calls,
             failures,
             self.witness.violations.len(),
+            self.witness.stale_evidence.len(),
             self.elapsed()
         );
         assert!(
@@ -385,6 +408,27 @@ async fn a_parent_paused_past_its_childrens_timeout_resumes_without_loss_or_dupl
     storm.check().await;
     let stats = storm.finish().await;
     assert_eq!(stats.pauses, 1);
+}
+
+/// The known product issue on its own, strictly: a street paused past its
+/// villages' submission timeout while they record. Each village's pushes
+/// time out and are retried with its newest revision on the same
+/// connection; resumed, the street handles the queued submissions
+/// concurrently, stores a newer revision first, and then takes each older
+/// one, never held, for equivocation: it refuses it and keeps both
+/// summaries as evidence against a village that signed every revision
+/// once. Ignored until the revision rules tell a superseded revision from
+/// a conflicting one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known product issue: superseded revisions arriving late are kept as equivocation evidence"]
+async fn a_paused_parent_keeps_no_equivocation_evidence_against_its_honest_children() {
+    let mut storm = Storm::start().await;
+    storm.witness.strict = true;
+    storm.progress(3).await;
+    let street = storm.tree.index(STREET.0);
+    storm.pause(street, Duration::from_secs(3)).await;
+    storm.progress(3).await;
+    storm.finish().await;
 }
 
 /// The long run behind `scripts/faults`: random kills, partitions and

@@ -64,7 +64,7 @@ use crate::fed::{
 const POLL: Duration = Duration::from_millis(20);
 /// Longest one call of a test client may take before it counts as failed
 /// (a paused node answers nothing).
-const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Lines of a node's log shown when a test fails.
 const LOG_TAIL: usize = 80;
 
@@ -725,7 +725,8 @@ impl Tree {
     /// Stops every node gracefully (children first) and checks what each
     /// child holds in its store: every receipt noted is still there, and
     /// every receipt there names a summary its parent's store holds with
-    /// that revision and digest; nothing waits in a child's outbox.
+    /// that revision and digest; nothing waits in a child's outbox; no node
+    /// keeps conflicting summaries as evidence or leftovers of an import.
     pub(crate) async fn stop_and_check_stores(&mut self, witness: &mut Witness) {
         for p in self.procs.iter_mut().rev() {
             p.stop().await;
@@ -733,6 +734,21 @@ impl Tree {
         let mut held_by: Vec<BTreeMap<(RegionCode, Month, u64), Digest>> = Vec::new();
         for p in &self.procs {
             let store = open_store(&p.data_dir).await;
+            // Nothing left of an import.
+            let mut staged = 0;
+            store
+                .scan(Cf::Staging, b"", &mut |_, _| {
+                    staged += 1;
+                    true
+                })
+                .expect("scan");
+            if staged > 0 {
+                witness.violation(format!("{}: {staged} staged import rows left", p.label));
+            }
+            let marks = layout::committed_imports(&store).expect("commit marks");
+            if !marks.is_empty() {
+                witness.violation(format!("{}: import commit marks left: {marks:?}", p.label));
+            }
             let mut rows = Vec::new();
             store
                 .scan(Cf::Summaries, b"", &mut |_, v| {
@@ -748,6 +764,8 @@ impl Tree {
                     row.digest().expect("digest"),
                 );
             }
+            let evidence = layout::envelopes(&store, Cf::Evidence, b"").expect("evidence");
+            witness.judge_evidence(p, &held, &evidence);
             held_by.push(held);
         }
         for i in 0..self.procs.len() {
@@ -886,9 +904,77 @@ pub(crate) struct Witness {
     pub(crate) checked: u64,
     /// Every violation found, in words.
     pub(crate) violations: Vec<String>,
+    /// Summaries a parent keeps as evidence of equivocation although the
+    /// child signed their revision once: a superseded revision that reached
+    /// the parent after a later one (a known product issue; a violation
+    /// with `FAULT_STRICT_EVIDENCE=1` or [`Witness::strict`]).
+    pub(crate) stale_evidence: Vec<String>,
+    /// Count stale revisions kept as equivocation evidence as violations.
+    pub(crate) strict: bool,
 }
 
 impl Witness {
+    /// A witness; strict about equivocation evidence when
+    /// `FAULT_STRICT_EVIDENCE=1`.
+    pub(crate) fn new() -> Witness {
+        Witness {
+            strict: std::env::var("FAULT_STRICT_EVIDENCE").is_ok_and(|v| v == "1"),
+            ..Witness::default()
+        }
+    }
+
+    /// Checks the equivocation evidence a stopped node keeps, given the
+    /// summaries it `held`: no child may have signed two summaries of one
+    /// revision (every child here signs each revision once). A kept summary
+    /// whose revision the node does not hold is a superseded revision that
+    /// arrived after a later one, taken for equivocation: noted as such.
+    pub(crate) fn judge_evidence(
+        &mut self,
+        node: &Proc,
+        held: &BTreeMap<(RegionCode, Month, u64), Digest>,
+        evidence: &[pb::Envelope],
+    ) {
+        let mut kept: BTreeMap<(RegionCode, Month, u64), BTreeSet<Digest>> = BTreeMap::new();
+        for env in evidence {
+            let s: pb::Summary = statement::peek_unverified(env).expect("a summary");
+            let view = SummaryView::from_pb(&s).expect("a valid summary");
+            kept.entry((view.region, view.period, view.revision))
+                .or_default()
+                .insert(Digest::of(&env.payload));
+        }
+        let refusals: Vec<String> = node
+            .log()
+            .lines()
+            .filter(|l| l.contains("equivocation refused"))
+            .map(str::to_owned)
+            .collect();
+        for ((region, month, revision), digests) in kept {
+            let held_digest = held.get(&(region, month, revision));
+            let twice = digests.len() > 1 || held_digest.is_some_and(|h| !digests.contains(h));
+            if twice {
+                self.violation(format!(
+                    "{}: {region} signed revision {revision} of {month} twice ({digests:?}, held {held_digest:?}); its log: {refusals:#?}",
+                    node.label
+                ));
+            } else if held_digest.is_none() {
+                let what = format!(
+                    "{} keeps {region}'s revision {revision} of {month} ({}), which it never held, as evidence of equivocation",
+                    node.label,
+                    digests.iter().next().map(Digest::short).unwrap_or_default()
+                );
+                if self.strict {
+                    self.violation(what);
+                } else {
+                    eprintln!("KNOWN PRODUCT ISSUE: {what}");
+                    self.stale_evidence.push(what);
+                }
+            }
+        }
+        if !refusals.is_empty() {
+            eprintln!("{}: {refusals:#?}", node.label);
+        }
+    }
+
     /// Records a violation (and prints it at once).
     pub(crate) fn violation(&mut self, what: String) {
         eprintln!("VIOLATION: {what}");
