@@ -214,6 +214,16 @@ impl Storm {
             .iter()
             .map(|c| self.tree.procs[*c].log().len())
             .collect();
+        let connections = |tree: &Tree| -> Vec<u64> {
+            children
+                .iter()
+                .map(|c| {
+                    let link = tree.uplinks[*c].as_ref().expect("a child");
+                    link.connections.load(std::sync::atomic::Ordering::Relaxed)
+                })
+                .collect()
+        };
+        let connections_before = connections(&self.tree);
         self.tree.procs[i].pause();
         self.stats.pauses += 1;
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -244,6 +254,13 @@ impl Storm {
             }
             timed_out.push(timeouts(&p.log()) - timeouts_before[k]);
         }
+        // Connections the children opened meanwhile: a child whose
+        // connection was dropped (its keepalive) connects again.
+        let reconnected: Vec<u64> = connections(&self.tree)
+            .iter()
+            .zip(&connections_before)
+            .map(|(a, b)| a - b)
+            .collect();
         self.tree.procs[i].resume();
         // What the children were told meanwhile, by kind.
         let mut told: BTreeMap<String, usize> = BTreeMap::new();
@@ -258,7 +275,7 @@ impl Storm {
             }
         }
         eprintln!(
-            "[{}] round {}: SIGSTOP {label} for {how_long:?}, SIGCONT (its children's pushes timed out {timed_out:?} times; failures by kind: {told:?})",
+            "[{}] round {}: SIGSTOP {label} for {how_long:?}, SIGCONT (its children's pushes timed out {timed_out:?} times, they opened {reconnected:?} new connections; failures by kind: {told:?})",
             self.elapsed(),
             self.stats.rounds
         );
