@@ -37,6 +37,8 @@ pub enum ErrorCode {
     Unauthenticated,
     /// The node failed (storage): not the caller's fault; logged.
     Internal,
+    /// The node cannot do it now (its disk is full): retry later; logged.
+    Unavailable,
 }
 
 /// An error of one of the node's services.
@@ -45,9 +47,14 @@ pub trait ServiceError: std::fmt::Display {
     fn error_code(&self) -> ErrorCode;
 }
 
+/// A full disk is the node's, passing: UNAVAILABLE, retry later; any other
+/// storage failure is INTERNAL.
 impl ServiceError for StoreError {
     fn error_code(&self) -> ErrorCode {
-        ErrorCode::Internal
+        match self {
+            StoreError::Full(_) => ErrorCode::Unavailable,
+            StoreError::Engine(_) | StoreError::Corrupt { .. } => ErrorCode::Internal,
+        }
     }
 }
 
@@ -91,6 +98,7 @@ impl ServiceError for SubmitError {
             SubmitError::Finding(f) => f.error_code(),
             SubmitError::NotChild { .. } => ErrorCode::PermissionDenied,
             SubmitError::Equivocation { .. } => ErrorCode::AlreadyExists,
+            SubmitError::Superseded { .. } => ErrorCode::FailedPrecondition,
             SubmitError::Peer(e) => e.error_code(),
             SubmitError::Store(e) => e.error_code(),
         }

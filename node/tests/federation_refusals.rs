@@ -860,16 +860,39 @@ async fn duplicates_get_the_same_receipt_and_conflicting_revisions_are_already_e
     )
     .await;
 
-    // A lower revision never submitted, after higher ones were accepted.
+    // A lower revision never submitted, after a higher one was accepted: a
+    // late delivery, superseded, refused and kept as nothing (one unit
+    // signing revisions 3 and 5 is no conflict).
     for _ in 0..3 {
         t.still_serving().await;
     }
-    let view = t
+    let skipped = t.revision + 1;
+    let ahead = t
         .street
-        .view(t.period, t.revision - 1, cases(41, 0), &[], 1);
+        .view(t.period, skipped + 1, cases(skipped + 3, 1), &[], 1);
+    t.accept(request(t.street.seal(&ahead.to_pb()))).await;
+    t.revision = skipped + 1;
+    let view = t.street.view(t.period, skipped, cases(41, 0), &[], 1);
     let lower = t.street.seal(&view.to_pb());
     t.refused_as(
         request(lower.clone()),
+        Code::FailedPrecondition,
+        &[
+            &format!(
+                "revision {skipped} is superseded by revision {}",
+                skipped + 1
+            ),
+            &street,
+            "nothing stored",
+        ],
+    )
+    .await;
+
+    // A lower revision held, with other figures: equivocation.
+    let view = t.street.view(t.period, skipped - 1, cases(42, 0), &[], 1);
+    let altered = t.street.seal(&view.to_pb());
+    t.refused_as(
+        request(altered.clone()),
         Code::AlreadyExists,
         &["conflicts with accepted revision", &street],
     )
@@ -894,10 +917,14 @@ async fn duplicates_get_the_same_receipt_and_conflicting_revisions_are_already_e
             true
         })
         .expect("scan");
-    for env in [&conflicting, &lower] {
+    for env in [&conflicting, &altered] {
         assert!(kept.contains(env), "evidence kept: {kept:?}");
     }
-    assert!(kept.len() >= 3, "{kept:?}");
+    assert!(
+        !kept.contains(&lower),
+        "a superseded revision is no evidence: {kept:?}"
+    );
+    assert!(kept.len() >= 4, "{kept:?}");
 }
 
 /// The parent keeps each child's latest accepted revision in memory; after
@@ -920,9 +947,9 @@ async fn the_revision_rules_hold_across_a_restart() {
     assert_eq!(again.encode_to_vec(), fourth_receipt.encode_to_vec());
     let again = t.accept(second).await;
     assert_eq!(again.encode_to_vec(), second_receipt.encode_to_vec());
-    // The same revision, a skipped one (held against the latest) and an
-    // older one held itself.
-    for (revision, registered, held) in [(4, 40, 4), (3, 41, 4), (2, 42, 2)] {
+    // The same revision and an older one held, with other figures:
+    // equivocation; the skipped one: superseded, as before the restart.
+    for (revision, registered) in [(4, 40), (2, 42)] {
         let view = t
             .street
             .view(t.period, revision, cases(registered, 0), &[], 1);
@@ -931,12 +958,19 @@ async fn the_revision_rules_hold_across_a_restart() {
             &st,
             Code::AlreadyExists,
             &[
-                &format!("conflicts with accepted revision {held}"),
+                &format!("conflicts with accepted revision {revision}"),
                 &street,
                 &format!("revision {revision}"),
             ],
         );
     }
+    let view = t.street.view(t.period, 3, cases(41, 0), &[], 1);
+    let st = t.refuse(request(t.street.seal(&view.to_pb()))).await;
+    assert_refused(
+        &st,
+        Code::FailedPrecondition,
+        &["revision 3 is superseded by revision 4", &street],
+    );
     let fifth = t.valid();
     t.accept(fifth).await;
     assert_eq!(t.revision, 5);

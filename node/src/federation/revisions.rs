@@ -87,11 +87,19 @@ pub(crate) enum Verdict {
         /// When the held revision was received.
         received_at_ms: i64,
     },
-    /// A revision at or below one held, with another digest: refused, and
-    /// both kept as evidence.
+    /// A revision held with another digest: two summaries signed for one
+    /// revision. Refused, and both kept as evidence.
     Equivocation {
-        /// The conflicting row held: the same revision, or the latest.
+        /// The conflicting row held, of the same revision.
         held: Box<SummaryRow>,
+    },
+    /// A revision below the latest accepted that this node never held: a
+    /// late delivery (a push that outlived its timeout behind a pause or a
+    /// partition) of a revision the newer one supersedes. Refused, kept as
+    /// nothing: one unit signing revisions 3 and 5 is no conflict.
+    Superseded {
+        /// The latest revision accepted.
+        latest: u64,
     },
 }
 
@@ -155,18 +163,8 @@ impl Stripe {
                 held: Box::new(held),
             });
         }
-        let latest_row =
-            layout::latest_summary(store, view.region, view.period)?.ok_or_else(|| {
-                StoreError::Corrupt {
-                    cf: "summaries",
-                    reason: format!(
-                        "revision {} of {} {} held in memory but not stored",
-                        latest.revision, view.region, view.period
-                    ),
-                }
-            })?;
-        Ok(Verdict::Equivocation {
-            held: Box::new(latest_row),
+        Ok(Verdict::Superseded {
+            latest: latest.revision,
         })
     }
 }
@@ -298,7 +296,7 @@ mod tests {
     }
 
     #[test]
-    fn other_figures_at_or_below_the_latest_are_equivocation() {
+    fn other_figures_of_a_held_revision_are_equivocation_and_an_unheld_older_one_is_superseded() {
         let store = MemStore::new();
         let key = SigningKey::generate().expect("key").0;
         let (v1, _, row1) = summary(&key, 1, 3);
@@ -314,13 +312,12 @@ mod tests {
             }
             other => panic!("expected equivocation, got {other:?}"),
         }
-        // Revision 2 was skipped: below the latest, it conflicts with 3.
+        // Revision 2 never reached this node (a push that arrives after
+        // revision 3, behind a pause): superseded, no conflict.
         let (v2, d2, _) = summary(&key, 2, 4);
         match stripe.judge(&store, &v2, d2) {
-            Ok(Verdict::Equivocation { held }) => {
-                assert_eq!(held.view().expect("view").revision, 3)
-            }
-            other => panic!("expected equivocation, got {other:?}"),
+            Ok(Verdict::Superseded { latest }) => assert_eq!(latest, 3),
+            other => panic!("expected superseded, got {other:?}"),
         }
     }
 }

@@ -56,6 +56,20 @@ pub enum SubmitError {
         /// Its digest (short).
         held_digest: String,
     },
+    /// A revision below the latest accepted, never held here.
+    #[error(
+        "summary {region} {period}: revision {revision} is superseded by revision {latest}, accepted already; nothing stored"
+    )]
+    Superseded {
+        /// Child.
+        region: RegionCode,
+        /// Month.
+        period: Month,
+        /// Revision submitted.
+        revision: u64,
+        /// The latest revision accepted.
+        latest: u64,
+    },
     /// The TLS peer may not speak for the summary's region.
     #[error(transparent)]
     Peer(#[from] PeerError),
@@ -224,7 +238,8 @@ impl Submissions {
 
     /// Acts on the revision rules' verdict: `Some(receipt)` for a revision
     /// held with the same digest, `None` for a new one; an equivocation is
-    /// stored as evidence (both summaries) and refused.
+    /// stored as evidence (both summaries) and refused; a superseded
+    /// revision is refused.
     fn apply_rules(
         &self,
         stripe: &mut Stripe,
@@ -238,6 +253,12 @@ impl Submissions {
                 Ok(Some(self.ctx.issue_receipt(view, digest, received_at_ms)))
             }
             Verdict::Equivocation { held } => Err(self.equivocation(view, digest, env, &held)?),
+            Verdict::Superseded { latest } => Err(SubmitError::Superseded {
+                region: view.region,
+                period: view.period,
+                revision: view.revision,
+                latest,
+            }),
         }
     }
 

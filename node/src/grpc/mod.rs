@@ -31,6 +31,7 @@ impl From<ErrorCode> for Code {
             ErrorCode::Unauthenticated => Code::Unauthenticated,
             ErrorCode::ResourceExhausted => Code::ResourceExhausted,
             ErrorCode::Internal => Code::Internal,
+            ErrorCode::Unavailable => Code::Unavailable,
         }
     }
 }
@@ -40,10 +41,20 @@ impl From<ErrorCode> for Code {
 /// problem, not the caller's.
 pub(crate) fn status(e: impl ServiceError) -> Status {
     let code = e.error_code();
-    if code == ErrorCode::Internal {
-        error!(error = %e, "internal failure");
-    }
-    Status::new(code.into(), e.to_string())
+    // The node's own failures are logged in full and told to the caller
+    // without the node's internals (paths, engine messages).
+    let message = match code {
+        ErrorCode::Internal => {
+            error!(error = %e, "internal failure");
+            "internal failure at the node; nothing was stored (its log has the details)".to_owned()
+        }
+        ErrorCode::Unavailable => {
+            error!(error = %e, "storage full");
+            "the node's storage is full: nothing was stored; retry later".to_owned()
+        }
+        _ => e.to_string(),
+    };
+    Status::new(code.into(), message)
 }
 
 /// Runs blocking work off the async threads.

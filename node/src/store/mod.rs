@@ -99,6 +99,10 @@ pub enum StoreError {
     /// The engine failed.
     #[error("storage: {0}")]
     Engine(String),
+    /// The disk is full: nothing of the write was stored. Writes succeed
+    /// again once space is freed.
+    #[error("storage full: {0}")]
+    Full(String),
     /// A stored row does not decode: the data directory is damaged.
     #[error("storage: corrupt row in {cf}: {reason}")]
     Corrupt {

@@ -46,7 +46,17 @@ impl std::fmt::Debug for RocksStore {
 }
 
 fn engine(e: rocksdb::Error) -> StoreError {
-    StoreError::Engine(e.to_string())
+    classify(e.to_string())
+}
+
+/// An engine failure by its text: a full disk is told apart (RocksDB says
+/// it in the message of its IO error).
+fn classify(text: String) -> StoreError {
+    if text.contains("No space left on device") {
+        StoreError::Full(text)
+    } else {
+        StoreError::Engine(text)
+    }
 }
 
 impl RocksStore {
@@ -79,7 +89,15 @@ impl RocksStore {
         db_options.set_db_write_buffer_size(32 << 20);
         db_options.set_max_background_jobs(2);
         db_options.set_keep_log_file_num(4);
-        let cfs = Cf::ALL.map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_options(Some(cf))));
+        // The default column family holds nothing, but RocksDB sizes the
+        // space it reserves before resuming after a full disk by the
+        // largest write buffer: with its own defaults (64 MB) a node on a
+        // small volume would not resume writes until restarted.
+        let cfs = std::iter::once(ColumnFamilyDescriptor::new(
+            rocksdb::DEFAULT_COLUMN_FAMILY_NAME,
+            cf_options(None),
+        ))
+        .chain(Cf::ALL.map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_options(Some(cf)))));
         let db = DB::open_cf_descriptors(&db_options, path, cfs).map_err(engine)?;
         Ok(RocksStore {
             db,
@@ -218,7 +236,7 @@ impl Store for RocksStore {
         group.queue.push((ticket, batch));
         loop {
             if let Some(result) = group.finished.remove(&ticket) {
-                return result.map_err(StoreError::Engine);
+                return result.map_err(classify);
             }
             if !group.writing {
                 break;
@@ -238,12 +256,12 @@ impl Store for RocksStore {
         let mine = group.finished.remove(&ticket).unwrap_or(Ok(()));
         drop(group);
         self.done.notify_all();
-        mine.map_err(StoreError::Engine)
+        mine.map_err(classify)
     }
 
     fn write_unsynced(&self, batch: Batch) -> Result<(), StoreError> {
         self.write_batches(std::iter::once(&batch), false)
-            .map_err(StoreError::Engine)
+            .map_err(classify)
     }
 }
 

@@ -904,30 +904,19 @@ pub(crate) struct Witness {
     pub(crate) checked: u64,
     /// Every violation found, in words.
     pub(crate) violations: Vec<String>,
-    /// Summaries a parent keeps as evidence of equivocation although the
-    /// child signed their revision once: a superseded revision that reached
-    /// the parent after a later one (a known product issue; a violation
-    /// with `FAULT_STRICT_EVIDENCE=1` or [`Witness::strict`]).
-    pub(crate) stale_evidence: Vec<String>,
-    /// Count stale revisions kept as equivocation evidence as violations.
-    pub(crate) strict: bool,
 }
 
 impl Witness {
-    /// A witness; strict about equivocation evidence when
-    /// `FAULT_STRICT_EVIDENCE=1`.
+    /// A witness.
     pub(crate) fn new() -> Witness {
-        Witness {
-            strict: std::env::var("FAULT_STRICT_EVIDENCE").is_ok_and(|v| v == "1"),
-            ..Witness::default()
-        }
+        Witness::default()
     }
 
     /// Checks the equivocation evidence a stopped node keeps, given the
     /// summaries it `held`: no child may have signed two summaries of one
-    /// revision (every child here signs each revision once). A kept summary
-    /// whose revision the node does not hold is a superseded revision that
-    /// arrived after a later one, taken for equivocation: noted as such.
+    /// revision (every child here signs each revision once), and nothing
+    /// the node never held may be kept (a superseded revision arriving
+    /// after a later one is no conflict).
     pub(crate) fn judge_evidence(
         &mut self,
         node: &Proc,
@@ -962,12 +951,7 @@ impl Witness {
                     node.label,
                     digests.iter().next().map(Digest::short).unwrap_or_default()
                 );
-                if self.strict {
-                    self.violation(what);
-                } else {
-                    eprintln!("KNOWN PRODUCT ISSUE: {what}");
-                    self.stale_evidence.push(what);
-                }
+                self.violation(what);
             }
         }
         if !refusals.is_empty() {
