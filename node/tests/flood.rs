@@ -90,8 +90,12 @@ impl Outcomes {
                 &self.exhausted
             }
             // Flooded revisions overtake each other: a lower one after a
-            // higher is refused as the revision rules say.
-            Err(s) if s.code() == Code::AlreadyExists => &self.stale,
+            // higher is refused as superseded, as the revision rules say.
+            Err(s)
+                if s.code() == Code::FailedPrecondition && s.message().contains("superseded") =>
+            {
+                &self.stale
+            }
             Err(_) => &self.other,
         };
         counter.fetch_add(1, Ordering::Relaxed);
