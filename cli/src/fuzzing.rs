@@ -16,7 +16,10 @@ use tallytree_aggregator::{
     bundle::{BundleReader, BundleWriter},
     root::{RootChain, RootView, sign_root},
 };
-use tallytree_node::records::{self, Rules};
+use tallytree_node::{
+    records::{self, Rules},
+    tls::material::{RequestedKey, spki_digest},
+};
 use tallytree_proto::{
     Month, PeriodRange, PublicKey, RegionCode, SigningKey,
     envelope::DsseJson,
@@ -265,6 +268,10 @@ pub fn rpc_request(data: &[u8]) {
             if let Some(r) = decoded::<pb::EnrolRequest>(bytes) {
                 let _ = RegionCode::parse(&r.region);
                 let _ = PublicKey::from_slice(&r.public_key);
+                // The child's certificate request, as the parent reads it.
+                if let Ok(key) = RequestedKey::from_csr_pem(&r.tls_csr) {
+                    let _ = key.spki_digest();
+                }
             }
         }
         6 => {
@@ -274,11 +281,15 @@ pub fn rpc_request(data: &[u8]) {
             }
         }
         7 => {
-            if let Some(r) = decoded::<pb::InstallRequest>(bytes)
-                && let (Some(env), Ok(parent)) =
+            if let Some(r) = decoded::<pb::InstallRequest>(bytes) {
+                if let (Some(env), Ok(parent)) =
                     (&r.enrolment, PublicKey::from_slice(&r.parent_public_key))
-            {
-                let _ = Trust::with_anchor(anchor_region(), parent).check_enrolment(env);
+                {
+                    let _ = Trust::with_anchor(anchor_region(), parent).check_enrolment(env);
+                }
+                // The certificates, as the child reads them.
+                let _ = tls_certificate_key(&r.client_certificate);
+                let _ = tls_certificate_key(&r.parent_ca_certificate);
             }
         }
         8 => {
@@ -368,6 +379,23 @@ pub fn anchors(data: &[u8]) {
     if let Some(key) = PublicKey::parse(text) {
         assert_eq!(PublicKey::parse(&key.to_pem()), Some(key), "PEM round trip");
     }
+}
+
+/// The key a PEM certificate carries, read as a node reads its client
+/// certificate and its parent's CA from an install request.
+fn tls_certificate_key(pem: &str) -> Option<tallytree_proto::Digest> {
+    let start = pem.find("-----BEGIN CERTIFICATE-----")?;
+    let block = &pem[start..];
+    let end = block.find("-----END CERTIFICATE-----")?;
+    let body: String = block["-----BEGIN CERTIFICATE-----".len()..end]
+        .split_whitespace()
+        .collect();
+    use base64::Engine;
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    Some(spki_digest(cert.tbs_certificate.subject_pki.raw))
 }
 
 /// The root version 1 the `roots` target walks from: the anchor key signs
