@@ -62,6 +62,23 @@ impl Target {
                 .unwrap_or_default();
             anyhow::anyhow!("cannot reach the node at {}{cause}", self.url)
         })?;
+        if self.ca_pem.is_none() {
+            // Plaintext is a node's explicit choice; a node serving TLS
+            // answers a plaintext client with a broken HTTP/2 stream, which
+            // says nothing to a person. Ask who answers first.
+            let probe = tallytree_proto::pb::node_client::NodeClient::new(channel.clone())
+                .identity(tallytree_proto::pb::IdentityRequest {})
+                .await;
+            if let Err(status) = probe
+                && status.code() != tonic::Code::Unimplemented
+            {
+                bail!(
+                    "cannot reach the node at {} over plaintext ({}): nodes serve TLS unless tls.plaintext is set; use --node https://... with --ca-file, or --config NODE.toml",
+                    self.url,
+                    status.message()
+                );
+            }
+        }
         let bearer = self
             .token
             .as_ref()

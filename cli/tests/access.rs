@@ -411,3 +411,28 @@ fn another_units_ca_file_is_refused_clearly() {
     );
     unit.stop();
 }
+
+#[test]
+fn a_plaintext_client_of_a_tls_node_is_told_to_use_https() {
+    let unit = Unit::init_and_start("210214000000", "普兰店区");
+    let token = unit.operator_token();
+    let out = tallytree()
+        .args([
+            "--node",
+            &format!("http://{}", unit.addr()),
+            "--token",
+            &token,
+            "query",
+            "--period",
+            "2026-03",
+        ])
+        .output()
+        .expect("tallytree runs");
+    expect_exit(&out, 2, "query over plaintext");
+    let err = stderr(&out);
+    assert!(
+        err.contains("over plaintext") && err.contains("use --node https://... with --ca-file"),
+        "{err}"
+    );
+    unit.stop();
+}
