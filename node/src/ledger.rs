@@ -50,6 +50,11 @@ impl Ledger {
         self.store.as_ref()
     }
 
+    /// The store, shared (for work on another thread).
+    pub fn store_arc(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
     /// Takes the writer lock exclusively.
     pub fn lock(&self) -> RwLockWriteGuard<'_, ()> {
         // The guarded value is (), so a panic elsewhere cannot leave it

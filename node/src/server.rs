@@ -54,6 +54,56 @@ fn plaintext_incoming(
     })
 }
 
+/// Reports the write services NOT_SERVING (and the node as a whole) while
+/// its disk is full, so that a supervisor or a load balancer sees it; while
+/// full, a small synced write every two seconds finds out when space is
+/// back. Runs until `shutdown`.
+async fn watch_storage(
+    ctx: Arc<NodeContext>,
+    health: tonic_health::server::HealthReporter,
+    shutdown: impl Future<Output = ()>,
+) {
+    use tonic_health::ServingStatus;
+    tokio::pin!(shutdown);
+    let mut reported_full = false;
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+        let store = ctx.ledger.store_arc();
+        let full = tokio::task::spawn_blocking(move || {
+            if store.is_full() {
+                let mut probe = store::Batch::default();
+                probe.put(store::Cf::Meta, b"health_probe".to_vec(), Vec::new());
+                let _ = store.write(probe);
+            }
+            store.is_full()
+        })
+        .await
+        .unwrap_or(false);
+        if full == reported_full {
+            continue;
+        }
+        reported_full = full;
+        let status = if full {
+            tracing::warn!("storage full: write services report NOT_SERVING");
+            ServingStatus::NotServing
+        } else {
+            info!("storage writable again: serving");
+            ServingStatus::Serving
+        };
+        for name in [
+            "",
+            "tallytree.v1.Intake",
+            "tallytree.v1.Federation",
+            "tallytree.v1.Enrolments",
+        ] {
+            health.set_service_status(name, status).await;
+        }
+    }
+}
+
 /// Why a node cannot start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -197,6 +247,11 @@ impl Node {
             .set_serving::<EnrolmentsServer<EnrolmentsService>>()
             .await;
         health.set_serving::<NodeServer<NodeService>>().await;
+        let health_task = tokio::spawn(watch_storage(
+            ctx.clone(),
+            health.clone(),
+            wait(stop.subscribe()),
+        ));
         // Both generations of the reflection protocol: grpcurl and current
         // clients speak v1; grpcio's Python reflection, Postman, older
         // grpcurl and grpc_cli speak v1alpha.
@@ -284,6 +339,7 @@ impl Node {
         let _ = stop.send(true);
         let _ = signer_task.await;
         let _ = pusher_task.await;
+        let _ = health_task.await;
         info!(region = %region, "node stopped");
         served.map_err(NodeError::from)
     }

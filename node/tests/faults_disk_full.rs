@@ -157,6 +157,26 @@ async fn caught_up(tree: &Tree, month: Month) -> bool {
     receipted(tree, month).await.contains(&latest)
 }
 
+/// Waits until the street's overall health status is `want` (1 SERVING,
+/// 2 NOT_SERVING).
+async fn wait_health(tree: &Tree, want: i32) {
+    fed::wait_until("the street's health status", || async {
+        let status = tonic_health::pb::health_client::HealthClient::new(
+            tree.procs[STREET_NODE].remote().channel(),
+        )
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .map(|r| r.into_inner().status);
+        match status {
+            Ok(s) if s == want => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+}
+
 /// The street's data directory on a tmpfs of `size`, filled: the village
 /// is refused and given no receipt, the street serves reads; space freed,
 /// the street takes the village's summaries again by itself, and the
@@ -253,15 +273,9 @@ async fn a_full_disk(size: &str) {
             .await
             .is_some()
     );
-    let health = tonic_health::pb::health_client::HealthClient::new(
-        tree.procs[STREET_NODE].remote().channel(),
-    )
-    .check(tonic_health::pb::HealthCheckRequest {
-        service: String::new(),
-    })
-    .await
-    .map(|r| r.into_inner().status);
-    eprintln!("{size}: the street's health check on a full disk: {health:?}");
+    // Its health says so: NOT_SERVING while full (tonic-health's 2).
+    wait_health(&tree, 2).await;
+    eprintln!("{size}: the street's health check on a full disk: NOT_SERVING");
     assert!(tree.procs[STREET_NODE].running(), "the street crashed");
 
     // Space freed.
@@ -276,6 +290,8 @@ async fn a_full_disk(size: &str) {
     })
     .await;
     eprintln!("{size}: the street took the village's summaries again by itself");
+    wait_health(&tree, 1).await;
+    eprintln!("{size}: the street's health check: SERVING again");
 
     // And it goes on; everything converges; the invariant holds.
     let c = cases("C", 5, month);

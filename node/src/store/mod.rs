@@ -195,6 +195,12 @@ pub trait Store: Send + Sync + 'static {
     /// The entry with the greatest key starting with `prefix`.
     fn last(&self, cf: Cf, prefix: &[u8]) -> Result<Option<Entry>, StoreError>;
 
+    /// Whether the last write failed for a full disk (a write that
+    /// succeeds clears it).
+    fn is_full(&self) -> bool {
+        false
+    }
+
     /// Applies `batch` atomically; when it returns, the batch survives a crash
     /// (the write-ahead log is synced). Concurrent callers share syncs.
     fn write(&self, batch: Batch) -> Result<(), StoreError>;

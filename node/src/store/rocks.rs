@@ -19,6 +19,9 @@ pub struct RocksStore {
     db: DB,
     /// Batches waiting for the next synced write (group commit).
     group: Mutex<Group>,
+    /// The last write failed for a full disk (cleared by the next that
+    /// succeeds).
+    full: std::sync::atomic::AtomicBool,
     /// Wakes writers when their group's write is done.
     done: Condvar,
 }
@@ -102,8 +105,16 @@ impl RocksStore {
         Ok(RocksStore {
             db,
             group: Mutex::new(Group::default()),
+            full: std::sync::atomic::AtomicBool::new(false),
             done: Condvar::new(),
         })
+    }
+
+    /// Remembers whether a write failed for a full disk.
+    fn note(&self, result: Result<(), StoreError>) -> Result<(), StoreError> {
+        let full = matches!(result, Err(StoreError::Full(_)));
+        self.full.store(full, std::sync::atomic::Ordering::Relaxed);
+        result
     }
 
     fn cf(&self, cf: Cf) -> Result<&rocksdb::ColumnFamily, StoreError> {
@@ -256,12 +267,18 @@ impl Store for RocksStore {
         let mine = group.finished.remove(&ticket).unwrap_or(Ok(()));
         drop(group);
         self.done.notify_all();
-        mine.map_err(classify)
+        self.note(mine.map_err(classify))
     }
 
     fn write_unsynced(&self, batch: Batch) -> Result<(), StoreError> {
-        self.write_batches(std::iter::once(&batch), false)
-            .map_err(classify)
+        let result = self
+            .write_batches(std::iter::once(&batch), false)
+            .map_err(classify);
+        self.note(result)
+    }
+
+    fn is_full(&self) -> bool {
+        self.full.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
