@@ -302,20 +302,29 @@ enum AuditCommand {
     },
 }
 
-/// Ends the process quietly when standard output is a pipe whose reader
-/// is gone (`tallytree ... | head`), as command-line tools do, instead of
-/// failing on the next write.
-#[allow(unsafe_code)]
-fn die_on_broken_pipe() {
-    // SAFETY: setting SIGPIPE's disposition to its default at start-up,
-    // before any thread exists, has no memory-safety preconditions.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+/// Ends the process quietly, with the status a shell gives a process ended
+/// by SIGPIPE (141), when standard output is a pipe whose reader is gone
+/// (`tallytree ... | head`), instead of a panic's message. SIGPIPE itself
+/// stays ignored, as Rust sets it: a network write to a closed connection
+/// must be an error the command reports, not the end of the process.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
 
 fn main() -> ExitCode {
-    die_on_broken_pipe();
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
