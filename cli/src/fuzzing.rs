@@ -27,10 +27,9 @@ use tallytree_proto::{
     statement::{self, Statement},
 };
 
-use crate::{
-    evidence::{dsse_json, parse_anchors},
-    sheet::{Kind, Sheet},
-};
+use tallytree_node::sheet::{Kind, Sheet};
+
+use crate::evidence::{dsse_json, parse_anchors};
 
 /// 辽宁省: the region of the fixed trust anchor.
 pub const ANCHOR_REGION: &str = "210000000000";
@@ -359,10 +358,10 @@ pub fn sheet(data: &[u8]) {
     while let Some(row) = sheet.next_row() {
         // The node checks what the sheet produced with the same rules.
         match row {
-            Ok(Ok((_, crate::sheet::Row::Case(c)))) => {
+            Ok(Ok((_, tallytree_node::sheet::Row::Case(c)))) => {
                 let _ = records::parse_case(&c, &rules);
             }
-            Ok(Ok((_, crate::sheet::Row::Task(t)))) => {
+            Ok(Ok((_, tallytree_node::sheet::Row::Task(t)))) => {
                 let _ = records::parse_task(&t);
             }
             Ok(Err(_)) | Err(_) => {}

@@ -14,9 +14,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tallytree_proto::pb::{self, intake_client::IntakeClient};
 use tokio_stream::wrappers::ReceiverStream;
 
+use tallytree_node::sheet::{Kind, Refused, Row, Sheet};
+
 use crate::{
     conn::{Conn, refusal},
-    sheet::{Kind, Refused, Row, Sheet},
     table::count,
 };
 

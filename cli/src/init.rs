@@ -46,6 +46,19 @@ pub struct InitArgs {
     pub server_names: Vec<String>,
     /// Serve without TLS (loopback only).
     pub plaintext: bool,
+    /// The web console's address; `None`: the port after `listen`'s (port
+    /// 0 stays 0).
+    pub console: Option<SocketAddr>,
+}
+
+/// The console's address when none is given: the gRPC address's IP and the
+/// next port (port 0, "any free port", stays 0).
+pub fn default_console(listen: SocketAddr) -> SocketAddr {
+    let port = match listen.port() {
+        0 => 0,
+        p => p.checked_add(1).unwrap_or(p - 1),
+    };
+    SocketAddr::new(listen.ip(), port)
 }
 
 /// What `init` made.
@@ -122,6 +135,10 @@ pub fn init(args: &InitArgs) -> Result<Initialised> {
             ..Default::default()
         },
         tls,
+        console: tallytree_node::config::ConsoleConfig {
+            listen: Some(args.console.unwrap_or_else(|| default_console(args.listen))),
+            ..Default::default()
+        },
         ..Config::example()
     };
     credentials.save(&args.dir.join(&config.access.credentials_file))?;
@@ -156,6 +173,7 @@ mod tests {
             parent: Some("https://127.0.0.1:7300".into()),
             server_names: vec!["dawa.example.gov.cn".into()],
             plaintext: false,
+            console: None,
         };
         let made = init(&args).expect("init");
         let config = Config::load(&made.config).expect("loads");
@@ -202,6 +220,7 @@ mod tests {
             parent: None,
             server_names: Vec::new(),
             plaintext: true,
+            console: None,
         })
         .expect_err("refused");
         assert!(err.to_string().contains("--plaintext: refused"), "{err}");

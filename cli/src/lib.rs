@@ -6,7 +6,8 @@
 //! - [`conn`]: reaching a node (URL, token, or its config file).
 //! - [`init`], [`keys`]: a unit's key and config.
 //! - [`enrol`]: enrolment, key rotation, revocation, the trust anchor.
-//! - [`sheet`], [`import`], [`record`]: intake from spreadsheets and single entries.
+//! - [`import`], [`record`]: intake from spreadsheets (read by the node crate's
+//!   `sheet`, which the console's upload shares) and single entries.
 //! - [`query`], [`table`]: figures as aligned tables, JSON or CSV.
 //! - [`audit`]: signed revisions and their verification.
 //! - [`evidence`]: evidence bundles and inclusion proofs: export, offline verification.
@@ -26,6 +27,5 @@ pub mod keys;
 pub mod query;
 pub mod record;
 pub mod root;
-pub mod sheet;
 pub mod table;
 pub mod token;

@@ -10,10 +10,26 @@ use tallytree_cli::{
     conn::{Conn, Refused},
     demo, enrol, evidence, import, init, keys, query,
     query::Format,
-    record, root,
-    sheet::Kind,
-    token,
+    record, root, token,
 };
+
+/// Which records a file holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum SheetKind {
+    /// Dispute cases: id, category, registered_on, state, closed_on, deadline.
+    Cases,
+    /// Governance tasks: id, title, deadline, state.
+    Tasks,
+}
+
+impl From<SheetKind> for tallytree_node::sheet::Kind {
+    fn from(k: SheetKind) -> Self {
+        match k {
+            SheetKind::Cases => tallytree_node::sheet::Kind::Cases,
+            SheetKind::Tasks => tallytree_node::sheet::Kind::Tasks,
+        }
+    }
+}
 
 /// Signed, federated dispute-resolution statistics.
 #[derive(Parser, Debug)]
@@ -54,6 +70,9 @@ enum Command {
         /// Serve without TLS: only for trying things on one machine (loopback only).
         #[arg(long)]
         plaintext: bool,
+        /// Address of the web console (default: the port after --listen's).
+        #[arg(long)]
+        console_listen: Option<SocketAddr>,
     },
     /// The top unit's root of trust: sign version 1, rotate, show (needs --config).
     Root {
@@ -68,7 +87,7 @@ enum Command {
     /// Import a CSV file of cases or tasks (all rows or none, unless --skip-invalid).
     Import {
         /// cases or tasks.
-        kind: Kind,
+        kind: SheetKind,
         /// UTF-8 CSV with a header row.
         file: PathBuf,
         /// Store the valid rows and report the refused ones.
@@ -362,6 +381,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             parent,
             server_names,
             plaintext,
+            console_listen,
         } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from(code.to_string()));
             let made = init::init(&init::InitArgs {
@@ -373,6 +393,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 parent,
                 server_names,
                 plaintext,
+                console: console_listen,
             })?;
             let path = made.config;
             let dir = path.parent().unwrap_or(&path).display();
@@ -396,6 +417,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!(
                 "for clients:     give them {dir}/ca.pem (--ca-file) and a token (tallytree token add)"
             );
+            if let Some(console) = tallytree_node::config::Config::load(&path)?.console.listen {
+                let scheme = if plaintext { "http" } else { "https" };
+                println!(
+                    "web console:     {scheme}://{console}/ (browsers trust {dir}/ca.pem once imported; log in with a token)"
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Token { command } => token::run(conn.config.as_deref(), command),
@@ -452,7 +479,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &conn,
                 &file,
                 import::ImportOptions {
-                    kind,
+                    kind: kind.into(),
                     skip_invalid,
                     dry_run,
                 },

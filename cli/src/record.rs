@@ -10,10 +10,9 @@ use tallytree_proto::{
     pb::{self, intake_client::IntakeClient},
 };
 
-use crate::{
-    conn::{Conn, Refused, refusal},
-    sheet::{case_state, task_state},
-};
+use tallytree_node::sheet::{case_state, task_state};
+
+use crate::conn::{Conn, Refused, refusal};
 
 /// One entry to record.
 #[derive(Subcommand, Debug, Clone)]

@@ -29,6 +29,23 @@ impl Clock {
         Utc::now().with_timezone(&self.offset).date_naive()
     }
 
+    /// The unit's offset from UTC.
+    pub fn offset(&self) -> FixedOffset {
+        self.offset
+    }
+
+    /// Unix milliseconds as the unit's local date and time.
+    pub fn local(&self, ms: i64) -> Option<chrono::DateTime<FixedOffset>> {
+        chrono::DateTime::from_timestamp_millis(ms).map(|t| t.with_timezone(&self.offset))
+    }
+
+    /// The first instant (Unix ms) of `date` at the unit.
+    pub fn start_of(&self, date: NaiveDate) -> i64 {
+        date.and_hms_opt(0, 0, 0)
+            .and_then(|t| t.and_local_timezone(self.offset).single())
+            .map_or(0, |t| t.timestamp_millis())
+    }
+
     /// The current month at the unit.
     pub fn month(&self) -> Month {
         // Dates of this millennium always map to a month.

@@ -48,6 +48,8 @@ pub mod access;
 pub mod clock;
 pub mod config;
 #[cfg(feature = "server")]
+pub mod console;
+#[cfg(feature = "server")]
 pub mod context;
 #[cfg(feature = "server")]
 pub mod error;
@@ -71,6 +73,7 @@ pub mod query;
 pub mod records;
 #[cfg(feature = "server")]
 pub mod server;
+pub mod sheet;
 #[cfg(feature = "server")]
 pub mod signer;
 #[cfg(feature = "server")]

@@ -4,7 +4,10 @@ use std::{io::Read, path::PathBuf};
 
 use anyhow::Context;
 use clap::Parser;
-use tallytree_node::{Node, config::Config};
+use tallytree_node::{
+    Node,
+    config::{AddressFile, Config},
+};
 use tracing::info;
 use tracing_subscriber::EnvFilter;
 
@@ -50,6 +53,8 @@ fn main() -> anyhow::Result<()> {
     let stdin_watch = args.stop_when_stdin_closes;
     runtime.block_on(async move {
         let listen = config.listen;
+        let console_listen = config.console.listen;
+        let data_dir = config.data_dir.clone();
         let address_file = config.address_file();
         let node = Node::open(config)?;
         // One left by a node that did not stop cleanly names a port this
@@ -65,8 +70,26 @@ fn main() -> anyhow::Result<()> {
             .write(bound)
             .with_context(|| format!("writing {}", address_file.path().display()))?;
         info!(addr = %bound, file = %address_file.path().display(), "listening");
-        let served = node.run(listener, shutdown_signal(stdin_watch)).await;
+        let console_file = AddressFile::console_in_data_dir(&data_dir);
+        let console = match console_listen {
+            Some(addr) => {
+                let l = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("console.listen: cannot bind {addr}"))?;
+                let bound = l.local_addr().context("console.listen: no local address")?;
+                console_file
+                    .write(bound)
+                    .with_context(|| format!("writing {}", console_file.path().display()))?;
+                info!(addr = %bound, file = %console_file.path().display(), "console listening");
+                Some(l)
+            }
+            None => None,
+        };
+        let served = node
+            .serve(listener, console, shutdown_signal(stdin_watch))
+            .await;
         let _ = address_file.remove();
+        let _ = console_file.remove();
         served?;
         Ok(())
     })

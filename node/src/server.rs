@@ -20,6 +20,7 @@ use crate::{
     access::{Access, AccessError, Action},
     clock::Clock,
     config::Config,
+    console::{self, Console, listener::ConsoleListener},
     context::NodeContext,
     evidence::Evidence,
     federation::{Enrolments, Roots, Submissions, pusher::Pusher},
@@ -36,7 +37,7 @@ use crate::{
     store::{self, RocksStore, Store},
     tls::{
         material::{Authority, TlsError},
-        server::{HandshakeLimits, server_config},
+        server::{HandshakeLimits, console_config, server_config},
     },
 };
 
@@ -127,6 +128,9 @@ pub enum NodeError {
     /// The reflection service could not be built from the descriptors.
     #[error("reflection: {0}")]
     Reflection(String),
+    /// The console could not start.
+    #[error("console: {0}")]
+    Console(String),
     /// The gRPC server failed.
     #[error("grpc server: {0}")]
     Serve(#[from] tonic::transport::Error),
@@ -206,6 +210,26 @@ impl Node {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), NodeError> {
+        self.serve(listener, None, shutdown).await
+    }
+
+    /// Serves gRPC on `listener` and, when given, the web console on
+    /// `console`, until `shutdown` resolves.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        console: Option<TcpListener>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), NodeError> {
+        let (ended, on_end) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = ended.send(true);
+        });
+        let ended = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let shutdown = ended(on_end.clone());
         let ctx = self.ctx.clone();
         let region = ctx.identity.region;
         let signer = Signer::new(ctx.clone(), self.config.signer.clone());
@@ -221,6 +245,12 @@ impl Node {
 
         let intake = Intake::new(ctx.ledger.clone(), ctx.clock, self.config.intake.clone());
         let imports = intake.clone();
+        let console_task = match console {
+            Some(listener) => {
+                Some(self.start_console(listener, intake.clone(), ended(on_end.clone()))?)
+            }
+            None => None,
+        };
         let query = Query::new(ctx.clone());
         let max = self.config.intake.max_message_bytes;
         let guard = |action| Guard::new(self.access.clone(), action);
@@ -334,6 +364,9 @@ impl Node {
                 )
                 .await
         };
+        if let Some(task) = console_task {
+            let _ = task.await;
+        }
         // An import whose client went away may still be removing its rows.
         imports.imports_finished().await;
         let _ = stop.send(true);
@@ -342,6 +375,48 @@ impl Node {
         let _ = health_task.await;
         info!(region = %region, "node stopped");
         served.map_err(NodeError::from)
+    }
+
+    /// Starts the web console on `listener`: HTTPS with a certificate of the
+    /// node's CA, or plain HTTP for a plaintext node (on loopback only).
+    fn start_console(
+        &self,
+        listener: TcpListener,
+        intake: Intake,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<tokio::task::JoinHandle<()>, NodeError> {
+        let console = Arc::new(Console::new(
+            self.ctx.clone(),
+            intake,
+            self.access.clone(),
+            self.config.console.clone(),
+        ));
+        let addr = listener.local_addr().ok();
+        info!(addr = ?addr, tls = !self.config.tls.plaintext, "console serving");
+        let served = if self.config.tls.plaintext {
+            tokio::spawn(console::serve(console, listener, shutdown))
+        } else {
+            let tls = console_config(
+                self.ca.clone(),
+                self.ctx.identity.region,
+                self.server_names(addr),
+                self.ctx.clock,
+            )?;
+            let limits = HandshakeLimits {
+                timeout: std::time::Duration::from_millis(self.config.tls.handshake_timeout_ms),
+                concurrent: self.config.tls.max_handshakes,
+            };
+            let listener = ConsoleListener::tls(listener, tls, limits)
+                .map_err(|e| NodeError::Console(e.to_string()))?;
+            tokio::spawn(console::serve(console, listener, shutdown))
+        };
+        Ok(tokio::spawn(async move {
+            match served.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "console stopped"),
+                Err(e) => tracing::error!(error = %e, "console task failed"),
+            }
+        }))
     }
 
     /// The names the server certificate carries beyond the fixed ones: the

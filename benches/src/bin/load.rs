@@ -180,6 +180,7 @@ fn node_files(dir: &Path) -> anyhow::Result<NodeFiles> {
         parent: None,
         server_names: Vec::new(),
         plaintext: false,
+        console: None,
     })?;
     let config = Config::load(&made.config)?;
     let ca_pem = std::fs::read_to_string(&config.tls.ca_file)

@@ -21,9 +21,12 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use tallytree_aggregator::Tally;
-use tallytree_node::records::{self, Rules};
+use tallytree_node::{
+    access::{Credentials, Role},
+    records::{self, Rules},
+};
 use tallytree_proto::{
-    Month, PeriodRange,
+    Month, PeriodRange, RegionCode,
     pb::{self, query_client::QueryClient},
 };
 
@@ -91,6 +94,10 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     if let Err(e) = &outcome {
         eprintln!("demo failed: {e:#}");
     }
+    let outcome = match outcome {
+        Ok(()) => print_console(&fed, &dir, args.keep_running),
+        e => e,
+    };
     if args.keep_running && outcome.is_ok() {
         let top = &fed.nodes[0];
         println!();
@@ -189,6 +196,17 @@ async fn scenario(fed: &Federation, args: &DemoArgs) -> Result<()> {
     println!(
         "enrolled {} units with their parents (signed enrolments, province key = trust anchor)",
         fed.nodes.len() - 1
+    );
+    let street = fed
+        .nodes
+        .iter()
+        .position(|n| n.unit.name == "铁西街道")
+        .context("demo street missing")?;
+    let street_code = fed.nodes[street].unit.code;
+    let silent = RegionCode::from_u64(street_code.as_u64() + SILENT_VILLAGE_SEGMENT)?;
+    fed.enrol_silent(street, silent, SILENT_VILLAGE).await?;
+    println!(
+        "enrolled {SILENT_VILLAGE} ({silent}) at 铁西街道 but started no node for it: it never reports, and the console's 报送情况 (completeness) view lists it as missing"
     );
 
     let today = chrono::Utc::now()
@@ -306,6 +324,52 @@ async fn scenario(fed: &Federation, args: &DemoArgs) -> Result<()> {
         },
     )
     .await?;
+    Ok(())
+}
+
+/// The village enrolled that never reports.
+pub const SILENT_VILLAGE: &str = "后石村";
+/// Its village segment below 铁西街道.
+const SILENT_VILLAGE_SEGMENT: u64 = 298;
+
+/// Prints the province's web console and a reader's and an auditor's
+/// login (new credentials at the province), and the demo village's
+/// console for entry.
+fn print_console(fed: &Federation, dir: &std::path::Path, keep_running: bool) -> Result<()> {
+    let top = &fed.nodes[0];
+    let file = &top.config.access.credentials_file;
+    let mut creds = Credentials::load(file)?;
+    let now = crate::init::now_rfc3339();
+    let reader = creds.add("演示读者 (demo reader)", Role::Reader, &now)?;
+    let auditor = creds.add("演示审计员 (demo auditor)", Role::Auditor, &now)?;
+    creds.save(file)?;
+    let village = fed
+        .nodes
+        .iter()
+        .position(|n| n.unit.name == "玉皇庙社区")
+        .context("demo village missing")?;
+    let v = &fed.nodes[village];
+    println!();
+    println!("web console of {}: {}", top.unit.name, fed.console_url(0)?);
+    println!("  log in as a reader:   {reader}");
+    println!("  or as an auditor:     {auditor}");
+    println!(
+        "  the certificate is issued by the province's own CA: the browser warns unless {} is imported",
+        dir.join(top.unit.code.to_string()).join("ca.pem").display()
+    );
+    println!(
+        "web console of {} (entry): {}  operator token in {}",
+        v.unit.name,
+        fed.console_url(village)?,
+        dir.join(v.unit.code.to_string())
+            .join(crate::init::OPERATOR_TOKEN_FILE)
+            .display()
+    );
+    if !keep_running {
+        println!(
+            "  (the consoles stop with the demo: run `tallytree demo --keep-running` to use them)"
+        );
+    }
     Ok(())
 }
 

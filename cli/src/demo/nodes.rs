@@ -65,6 +65,8 @@ pub struct Node {
     keys: ChildKeys,
     /// Its process id.
     pub pid: u32,
+    /// Its configuration (data directory, credentials file).
+    pub config: Config,
 }
 
 /// A node process the demo started, running or not.
@@ -159,6 +161,7 @@ impl Process {
                     token: self.token.clone(),
                     keys: self.keys.clone(),
                     pid: self.child.id().unwrap_or_default(),
+                    config: self.config.clone(),
                 });
             }
             if Instant::now() > deadline {
@@ -323,6 +326,7 @@ impl Federation {
             parent,
             server_names: Vec::new(),
             plaintext: false,
+            console: None,
         })?;
         let config_path = made.config;
         let config = Config::load(&config_path)?;
@@ -360,16 +364,56 @@ impl Federation {
         })
     }
 
+    /// Enrols a unit below `parent` that never reports: its keys and
+    /// request are made as for any unit, but no node runs for it, so the
+    /// completeness view has someone to chase.
+    pub async fn enrol_silent(&self, parent: usize, code: RegionCode, name: &str) -> Result<()> {
+        let dir = self.dir.join(code.to_string());
+        init(&InitArgs {
+            code,
+            name: name.into(),
+            dir: dir.clone(),
+            listen: ([127, 0, 0, 1], 0).into(),
+            operator_name: "operator".into(),
+            parent: Some(self.nodes[parent].url.clone()),
+            server_names: Vec::new(),
+            plaintext: false,
+            console: None,
+        })?;
+        let keys = ChildKeys::load(&dir.join("node.pub"))?;
+        let mut at_parent = EnrolmentsClient::new(self.nodes[parent].conn().connect().await?);
+        at_parent
+            .enrol(pb::EnrolRequest {
+                region: code.to_string(),
+                name: name.into(),
+                public_key: keys.key.0.to_vec(),
+                tls_csr: keys.tls_csr.clone(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// The web console of node `i`: its URL, from the address the node
+    /// reported.
+    pub fn console_url(&self, i: usize) -> Result<String> {
+        let file = AddressFile::console_in_data_dir(&self.nodes[i].config.data_dir);
+        let addr = file
+            .read()?
+            .with_context(|| format!("{}: no console address", file.path().display()))?;
+        Ok(format!("https://{addr}/"))
+    }
+
     /// The file listing every node's code, name, URL and pid.
     pub fn node_list(&self) -> PathBuf {
         self.dir.join("nodes.tsv")
     }
 
     fn write_node_list(&self) -> Result<()> {
-        let mut text = String::from("code\tname\turl\tpid\n");
-        for n in &self.nodes {
+        let mut text = String::from("code\tname\turl\tpid\tconsole\n");
+        for (i, n) in self.nodes.iter().enumerate() {
+            let console = self.console_url(i).unwrap_or_default();
             text.push_str(&format!(
-                "{}\t{}\t{}\t{}\n",
+                "{}\t{}\t{}\t{}\t{console}\n",
                 n.unit.code, n.unit.name, n.url, n.pid
             ));
         }
@@ -480,6 +524,7 @@ mod tests {
             parent: None,
             server_names: Vec::new(),
             plaintext: false,
+            console: None,
         })
         .expect("init");
         let config = Config::load(&made.config).expect("config");

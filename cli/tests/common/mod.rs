@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod demo;
+
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},

@@ -20,10 +20,21 @@ impl AddressFile {
     /// The file's name in the data directory.
     pub const NAME: &'static str = "listen.addr";
 
+    /// The console's file in the data directory.
+    pub const CONSOLE_NAME: &'static str = "console.addr";
+
     /// The address file of the node whose data directory is `data_dir`.
     pub fn in_data_dir(data_dir: &Path) -> AddressFile {
         AddressFile {
             path: data_dir.join(Self::NAME),
+        }
+    }
+
+    /// Where the node whose data directory is `data_dir` reports the
+    /// address its web console listens on.
+    pub fn console_in_data_dir(data_dir: &Path) -> AddressFile {
+        AddressFile {
+            path: data_dir.join(Self::CONSOLE_NAME),
         }
     }
 

@@ -14,8 +14,8 @@ mod sections;
 
 pub use address::AddressFile;
 pub use sections::{
-    AccessConfig, FederationConfig, IntakeConfig, LimitsConfig, ParentConfig, SignerConfig,
-    TlsConfig,
+    AccessConfig, ConsoleConfig, FederationConfig, IntakeConfig, LimitsConfig, ParentConfig,
+    SignerConfig, TlsConfig,
 };
 
 /// Everything a node needs to run.
@@ -61,6 +61,9 @@ pub struct Config {
     /// What the node serves at once, and how often one party may write.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// The web console.
+    #[serde(default)]
+    pub console: ConsoleConfig,
 }
 
 fn default_utc_offset() -> i32 {
@@ -127,6 +130,7 @@ impl Config {
             tls: TlsConfig::default(),
             access: AccessConfig::default(),
             limits: LimitsConfig::default(),
+            console: ConsoleConfig::default(),
         }
     }
 
@@ -211,6 +215,26 @@ impl Config {
                 "tls.plaintext: refused: listen ({}) is not a loopback address; plaintext is only for one machine",
                 config.listen
             )));
+        }
+        if let Some(console) = config.console.listen
+            && config.tls.plaintext
+            && !console.ip().is_loopback()
+        {
+            return Err(invalid(format!(
+                "console.listen ({console}): refused: tls.plaintext serves the console only on a loopback address"
+            )));
+        }
+        if config.console.late_after_days > 366 {
+            return Err(invalid(format!(
+                "console.late_after_days ({}): at most 366",
+                config.console.late_after_days
+            )));
+        }
+        if config.console.session_idle_minutes == 0 || config.console.session_max_hours == 0 {
+            return Err(invalid(
+                "console.session_idle_minutes, console.session_max_hours: must be at least 1"
+                    .into(),
+            ));
         }
         if let Some(address) = &config.parent.address {
             let scheme = if config.tls.plaintext {

@@ -221,3 +221,37 @@ impl Default for SignerConfig {
         }
     }
 }
+
+/// The web console: a second listener, HTTPS with the node's certificate,
+/// for the people who read, enter and check figures in a browser.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// Address the console listens on; none: no console. Port 0 lets the
+    /// system pick, reported in `<data_dir>/console.addr`.
+    pub listen: Option<std::net::SocketAddr>,
+    /// A month's first report is late when signed more than this many days
+    /// after the month's end (DHIS2's "timely" default is 15).
+    pub late_after_days: u32,
+    /// A session not used for this long ends (minutes).
+    pub session_idle_minutes: u32,
+    /// A session ends this long after login, used or not (hours).
+    pub session_max_hours: u32,
+    /// Largest file an operator may upload (bytes).
+    pub max_upload_bytes: usize,
+    /// Login attempts one client address may make a minute.
+    pub logins_per_minute: u32,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            listen: None,
+            late_after_days: 15,
+            session_idle_minutes: 60,
+            session_max_hours: 12,
+            max_upload_bytes: 32 << 20,
+            logins_per_minute: 10,
+        }
+    }
+}

@@ -159,6 +159,26 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// The console's rustls configuration: the same kind of server certificate,
+/// issued by the node's CA; no client certificates (people log in with
+/// their credential); HTTP/2 or HTTP/1.1, as browsers choose.
+pub fn console_config(
+    ca: Arc<Authority>,
+    code: RegionCode,
+    names: Vec<String>,
+    clock: Clock,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = provider();
+    let resolver = ServerCert::new(ca, code, names, clock, provider.clone())?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid("tls", e))?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(resolver));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// The certificates in a PEM text.
 pub fn rustls_pem(pem: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     use rustls::pki_types::pem::PemObject;

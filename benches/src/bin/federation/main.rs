@@ -17,6 +17,7 @@
 //!
 //! Both bind 127.0.0.1 only, bound their loops and stop by themselves.
 
+mod console;
 mod subtree;
 
 use std::{
@@ -72,6 +73,18 @@ enum Command {
         #[arg(long, default_value = "5,5,10", value_parser = parse_fanout)]
         fanout: Fanout,
     },
+    /// The province's web console over a Liaoning-sized subtree.
+    Console {
+        /// Cities below the province.
+        #[arg(long, default_value_t = 14)]
+        cities: u32,
+        /// Each city's subtree, children per unit level by level.
+        #[arg(long, default_value = "7,14,12", value_parser = parse_fanout)]
+        fanout: Fanout,
+        /// Requests timed per page.
+        #[arg(long, default_value_t = 50)]
+        samples: usize,
+    },
     /// Village-to-province latency in the demo federation.
     Latency {
         /// Changes to time.
@@ -97,6 +110,11 @@ fn main() -> Result<()> {
                 fanout,
             } => submit(children, revisions, concurrency, &fanout.0).await,
             Command::Latency { samples, bin_dir } => latency(samples, bin_dir).await,
+            Command::Console {
+                cities,
+                fanout,
+                samples,
+            } => console::run(cities, &fanout.0, samples).await,
         }
     })
 }
@@ -163,6 +181,7 @@ async fn submit(children: u32, revisions: u64, concurrency: usize, fanout: &[u32
         parent: None,
         server_names: Vec::new(),
         plaintext: false,
+        console: None,
     })?;
     let config = Config::load(&made.config)?;
     let ca_pem = std::fs::read_to_string(&config.tls.ca_file)?;
@@ -184,37 +203,7 @@ async fn submit(children: u32, revisions: u64, concurrency: usize, fanout: &[u32
         .connect()
         .await?;
     let mut enrol = EnrolmentsClient::new(client::authed(operator.clone(), &made.operator_token)?);
-    let mut units = Vec::new();
-    let mut child_tls = Vec::new();
-    for code in child_codes {
-        let unit = subtree::Unit::build(code, fanout)?;
-        let name = format!("单位{code}");
-        let enrolled = enrol
-            .enrol(pb::EnrolRequest {
-                region: code.to_string(),
-                name: name.clone(),
-                public_key: unit.key.public_key().0.to_vec(),
-                tls_csr: unit.tls.csr_pem(code, &name)?,
-            })
-            .await?
-            .into_inner();
-        let parent_key = PublicKey::from_slice(&enrolled.parent_public_key)?;
-        let enrolment: pb::Enrolment = statement::open(
-            enrolled.enrolment.as_ref().context("an enrolment")?,
-            &parent_key,
-        )?;
-        ensure!(
-            enrolment.tls_spki_sha256 == unit.tls.spki_digest().0,
-            "the enrolment of {code} binds another TLS key"
-        );
-        child_tls.push(ParentTls {
-            parent: parent_code,
-            ca_pem: enrolled.parent_ca_certificate,
-            cert_pem: enrolled.client_certificate,
-            key_pem: unit.tls.private_pem(),
-        });
-        units.push(unit);
-    }
+    let (units, child_tls) = enrol_children(&mut enrol, parent_code, child_codes, fanout).await?;
     let descendants = units.first().map_or(0, subtree::Unit::descendants);
     tokio::time::sleep(Duration::from_millis(5)).await;
 
@@ -360,7 +349,51 @@ async fn submit(children: u32, revisions: u64, concurrency: usize, fanout: &[u32
 /// sender takes the next child, submits its next revision on the child's
 /// own connection (`channels[i]` for child `i`) and puts the child back at
 /// the end, so the load stays even to the end of the round.
-async fn run_round(
+/// Builds each child's subtree and enrols the child at the parent, as the
+/// parent's operator does: its public key and its TLS key's certificate
+/// request. The enrolment binds the TLS key; the answer carries the client
+/// certificate the parent's CA issued for it and that CA's certificate.
+pub(crate) async fn enrol_children(
+    enrol: &mut EnrolmentsClient<client::Authed>,
+    parent_code: RegionCode,
+    child_codes: Vec<RegionCode>,
+    fanout: &[u32],
+) -> Result<(Vec<subtree::Unit>, Vec<ParentTls>)> {
+    let mut units = Vec::new();
+    let mut child_tls = Vec::new();
+    for code in child_codes {
+        let unit = subtree::Unit::build(code, fanout)?;
+        let name = format!("单位{code}");
+        let enrolled = enrol
+            .enrol(pb::EnrolRequest {
+                region: code.to_string(),
+                name: name.clone(),
+                public_key: unit.key.public_key().0.to_vec(),
+                tls_csr: unit.tls.csr_pem(code, &name)?,
+            })
+            .await?
+            .into_inner();
+        let parent_key = PublicKey::from_slice(&enrolled.parent_public_key)?;
+        let enrolment: pb::Enrolment = statement::open(
+            enrolled.enrolment.as_ref().context("an enrolment")?,
+            &parent_key,
+        )?;
+        ensure!(
+            enrolment.tls_spki_sha256 == unit.tls.spki_digest().0,
+            "the enrolment of {code} binds another TLS key"
+        );
+        child_tls.push(ParentTls {
+            parent: parent_code,
+            ca_pem: enrolled.parent_ca_certificate,
+            cert_pem: enrolled.client_certificate,
+            key_pem: unit.tls.private_pem(),
+        });
+        units.push(unit);
+    }
+    Ok((units, child_tls))
+}
+
+pub(crate) async fn run_round(
     per_child: Vec<Vec<pb::SubmitRequest>>,
     concurrency: usize,
     channels: &[Channel],

@@ -60,6 +60,20 @@ pub fn for_each_case(
     })
 }
 
+/// Calls `visit` on each case of `month` with its id, in id order.
+pub fn for_each_case_with_id(
+    store: &dyn Store,
+    month: Month,
+    mut visit: impl FnMut(&str, CaseRecord),
+) -> Result<(), StoreError> {
+    let prefix = month_key(month);
+    try_scan(store, Cf::Cases, &prefix, |k, v| {
+        let id = String::from_utf8_lossy(&k[prefix.len()..]);
+        visit(&id, CaseRow::from_bytes(v)?.to_record()?);
+        Ok(())
+    })
+}
+
 /// Calls `visit` on each task due in `month`, in id order, one at a time.
 pub fn for_each_task(
     store: &dyn Store,

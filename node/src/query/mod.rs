@@ -5,6 +5,8 @@
 //! revision; a child's month is the exact revision its parent's summary
 //! counted, so a drill-down always adds up.
 
+mod completeness;
+
 use std::{collections::BTreeSet, sync::Arc};
 
 use tallytree_aggregator::{SummaryView, Tally};
@@ -17,6 +19,8 @@ use crate::{
         layout::{self, SummaryRow},
     },
 };
+
+pub use completeness::{Completeness, ReportStatus, UnitReports};
 
 /// Deepest drill-down: province to village is four levels.
 pub const MAX_DEPTH: u32 = 4;
@@ -55,6 +59,7 @@ struct MonthEntry {
     view: SummaryView,
     row: SummaryRow,
     digest: String,
+    key_id: String,
 }
 
 impl Query {
@@ -191,6 +196,7 @@ impl Query {
                 children_reported: e.view.children.len() as u32,
                 children_expected: e.view.children_expected,
                 verified: e.row.verified,
+                key_id: e.key_id.clone(),
             });
         }
         let r = total.rates();
@@ -235,10 +241,90 @@ impl Query {
     }
 }
 
+/// One revision of a summary as this node holds it.
+#[derive(Debug, Clone)]
+pub struct HeldRevision {
+    /// What it says.
+    pub view: SummaryView,
+    /// As signed.
+    pub envelope: pb::Envelope,
+    /// SHA-256 of its payload, hex.
+    pub digest: String,
+    /// When this node received (or signed) it.
+    pub received_at_ms: i64,
+    /// Whether its signature and arithmetic were checked here.
+    pub verified: bool,
+}
+
+impl Query {
+    /// The months of this node's own records changed since it last signed
+    /// them (up to the current month). Blocking.
+    pub fn pending_months(&self) -> Result<BTreeSet<Month>, QueryError> {
+        let now = self.ctx.clock.month();
+        Ok(layout::dirty_months(self.store())?
+            .into_iter()
+            .filter(|m| *m <= now)
+            .collect())
+    }
+
+    /// Every revision of `region`'s summary for `month` held here, oldest
+    /// first, and the revision its parent's summary held here counts (if
+    /// any). Blocking.
+    pub fn history(
+        &self,
+        region: RegionCode,
+        month: Month,
+    ) -> Result<(Vec<HeldRevision>, Option<u64>), QueryError> {
+        if !region.is_within(self.ctx.identity.region) {
+            return Err(QueryError::OutsideSubtree {
+                region,
+                node: self.ctx.identity.region,
+            });
+        }
+        let store = self.store();
+        let mut out = Vec::new();
+        for row in layout::summary_revisions(store, region, month)? {
+            let Some(envelope) = row.envelope.clone() else {
+                continue;
+            };
+            out.push(HeldRevision {
+                view: row.view()?,
+                digest: row.digest()?.to_hex(),
+                received_at_ms: row.received_at_ms,
+                verified: row.verified,
+                envelope,
+            });
+        }
+        let counted = match region
+            .parent()
+            .filter(|p| p.is_within(self.ctx.identity.region))
+        {
+            Some(parent) => layout::latest_summary(store, parent, month)?
+                .map(|row| row.view())
+                .transpose()?
+                .and_then(|v| {
+                    v.children
+                        .iter()
+                        .find(|c| c.region == region)
+                        .map(|c| c.revision)
+                }),
+            None => None,
+        };
+        Ok((out, counted))
+    }
+}
+
 fn entry(row: SummaryRow) -> Result<MonthEntry, StoreError> {
+    let key_id = row
+        .envelope
+        .as_ref()
+        .and_then(|e| e.signatures.first())
+        .map(|s| s.keyid.clone())
+        .unwrap_or_default();
     Ok(MonthEntry {
         view: row.view()?,
         digest: row.digest()?.to_hex(),
+        key_id,
         row,
     })
 }

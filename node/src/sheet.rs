@@ -4,11 +4,24 @@
 
 use std::io::Read;
 
-use anyhow::{Context, Result, bail};
 use tallytree_proto::{Category, pb};
 
+/// Why a sheet cannot be read at all (rows that break a rule are
+/// [`Refused`], one by one).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SheetError {
+    /// The header names an unknown column or lacks a required one.
+    #[error("line 1: {0}")]
+    Header(String),
+    /// The file is not CSV (or not UTF-8) at some line.
+    #[error("{0}")]
+    Csv(String),
+}
+
+type Result<T, E = SheetError> = std::result::Result<T, E>;
+
 /// Which records a sheet holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// Dispute cases: id, category, registered_on, state, closed_on, deadline.
     Cases,
@@ -69,6 +82,16 @@ fn columns_of(kind: Kind) -> &'static [(&'static str, &'static [&'static str], b
     }
 }
 
+impl Kind {
+    /// "cases" or "tasks".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Cases => "cases",
+            Kind::Tasks => "tasks",
+        }
+    }
+}
+
 impl<R: Read> Sheet<R> {
     /// Opens a sheet and checks its header.
     pub fn new(input: R, kind: Kind) -> Result<Sheet<R>> {
@@ -78,7 +101,7 @@ impl<R: Read> Sheet<R> {
             .from_reader(input);
         let header = reader
             .headers()
-            .context("line 1: cannot read the header")?
+            .map_err(|e| SheetError::Header(format!("cannot read the header ({e})")))?
             .clone();
         let spec = columns_of(kind);
         let mut columns = vec![None; spec.len()];
@@ -89,16 +112,18 @@ impl<R: Read> Sheet<R> {
                 .position(|(code, aliases, _)| *code == name || aliases.contains(&name))
             else {
                 let expected: Vec<&str> = spec.iter().map(|(c, _, _)| *c).collect();
-                bail!(
-                    "line 1: unknown column {name:?} (expected {})",
+                return Err(SheetError::Header(format!(
+                    "unknown column {name:?} (expected {})",
                     expected.join(", ")
-                );
+                )));
             };
             columns[field] = Some(i);
         }
         for (field, (code, _, required)) in spec.iter().enumerate() {
             if *required && columns[field].is_none() {
-                bail!("line 1: required column {code:?} missing");
+                return Err(SheetError::Header(format!(
+                    "required column {code:?} missing"
+                )));
             }
         }
         Ok(Sheet {
@@ -118,7 +143,7 @@ impl<R: Read> Sheet<R> {
         let mut record = csv::StringRecord::new();
         match self.reader.read_record(&mut record) {
             Ok(false) => None,
-            Err(e) => Some(Err(anyhow::anyhow!("{e}"))),
+            Err(e) => Some(Err(SheetError::Csv(e.to_string()))),
             Ok(true) => {
                 let line = record.position().map_or(0, |p| p.line());
                 let get = |field: usize| {
