@@ -443,7 +443,7 @@ async fn the_console_in_a_real_browser() {
     let csv = root.path().join("cases.csv");
     std::fs::write(
         &csv,
-        format!("编号,类别,登记日期,状态,办结日期\nUP-1,邻里,{month}-02,在办,\nUP-2,traffic,{month}-02,在办,\nUP-3,物业,{month}-03,已化解,2000-01-01\n"),
+        format!("编号,类别,登记日期,状态,办结日期\nUP-1,邻里,{month}-01,在办,\nUP-2,traffic,{month}-01,在办,\nUP-3,物业,{month}-01,已化解,2000-01-01\n"),
     )
     .expect("csv");
     p.goto(&format!("{village_url}upload"))

@@ -60,7 +60,8 @@ words! {
     show: "查看", "Show";
     print: "打印月报", "Print monthly report";
     csv_excel: "CSV（Excel）", "CSV (Excel)";
-    monthly_report: "月报", "Monthly report";
+    monthly_report: "月报", " monthly report";
+    issuer: "制表机关", "Issued by";
     registered: "排查受理", "Registered";
     resolved: "化解", "Resolved";
     escalated: "上交", "Escalated";

@@ -22,7 +22,7 @@ use axum::{
     Form,
     extract::{ConnectInfo, FromRequestParts, Query as UrlQuery, State},
     http::{HeaderMap, StatusCode, header, request::Parts},
-    response::{IntoResponse, Redirect, Response},
+    response::{AppendHeaders, IntoResponse, Redirect, Response},
 };
 use base64::Engine;
 use maud::html;
@@ -388,13 +388,13 @@ pub async fn login(
             let id = console.sessions.start(token);
             let max_age = console.sessions.max.as_secs();
             (
-                [
+                AppendHeaders([
                     (
                         header::SET_COOKIE,
                         set_cookie(SESSION_COOKIE, &id, Some(max_age)),
                     ),
                     (header::SET_COOKIE, set_cookie(LOGIN_COOKIE, "", Some(0))),
-                ],
+                ]),
                 Redirect::to(&next),
             )
                 .into_response()

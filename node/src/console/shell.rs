@@ -66,7 +66,11 @@ impl Page<'_> {
         let lang = self.viewer.lang;
         let w = lang.t();
         let unit = &self.console.ctx.identity.name;
-        let title = format!("{} · {} · {}", self.title, unit, w.product);
+        let title = if &self.title == unit {
+            format!("{} · {}", self.title, w.product)
+        } else {
+            format!("{} · {} · {}", self.title, unit, w.product)
+        };
         let v = self.viewer;
         let markup = html! {
             (DOCTYPE)
@@ -94,8 +98,8 @@ impl Page<'_> {
                     }
                     @if let Some(r) = &self.report {
                         div.report-head.print-only {
-                            div.report-title { (unit) " " (self.title) " " (w.monthly_report) }
-                            div.report-meta { (w.period) "：" (r.period) }
+                            div.report-title { (self.title) " · " (w.product) (w.monthly_report) }
+                            div.report-meta { (w.issuer) "：" (unit) "　" (w.period) "：" (r.period) }
                         }
                     }
                     @if !self.crumbs.is_empty() {
