@@ -337,6 +337,7 @@ async fn the_console_in_a_real_browser() {
     .await
     .expect("print view");
     text(&c, ".report-head").await;
+    screenshot(&c, "print-report").await;
     let pdf = c
         .print(fantoccini::wd::PrintConfiguration::default())
         .await
@@ -365,6 +366,7 @@ async fn the_console_in_a_real_browser() {
         .await
         .expect("English");
     assert!(text(&c, "section.kpis").await.contains("Resolution"));
+    screenshot(&c, "figures-english").await;
     c.find(Locator::Css("a.lang"))
         .await
         .expect("toggle")

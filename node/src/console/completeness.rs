@@ -10,7 +10,7 @@ use maud::html;
 use tallytree_proto::{Month, PeriodRange, RegionCode};
 
 use super::{
-    Console, Shared, blocking,
+    Console, Refusal, Shared, blocking,
     figures::{crumbs, period_form},
     lang::Words,
     params::{self, ViewQuery},
@@ -130,7 +130,7 @@ pub(super) async fn page(
     viewer: Viewer,
     Path(code): Path<String>,
     UrlQuery(q): UrlQuery<ViewQuery>,
-) -> Result<Response, Response> {
+) -> Result<Response, Refusal> {
     viewer.require(Action::Read)?;
     let lang = viewer.lang;
     let region = params::region(&console, lang, &code)?;
@@ -190,7 +190,7 @@ pub(super) async fn table_csv(
     viewer: Viewer,
     Path((code, file)): Path<(String, String)>,
     UrlQuery(q): UrlQuery<ViewQuery>,
-) -> Result<Response, Response> {
+) -> Result<Response, Refusal> {
     viewer.require(Action::Read)?;
     let lang = viewer.lang;
     let region = params::region(&console, lang, &code)?;

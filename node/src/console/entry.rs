@@ -14,7 +14,7 @@ use tallytree_aggregator::CaseState;
 use tallytree_proto::{Category, Month, PeriodRange, pb};
 
 use super::{
-    Console, Shared, blocking,
+    Console, Refusal, Shared, blocking,
     lang::Words,
     params::{self, ViewQuery, local_time, previous},
     session::Viewer,
@@ -239,7 +239,7 @@ async fn render(
     month: Month,
     prefill: CaseForm,
     notice: Option<Notice>,
-) -> Result<Response, Response> {
+) -> Result<Response, Refusal> {
     let lang = viewer.lang;
     let w = lang.t();
     let c = console.clone();
@@ -287,7 +287,7 @@ pub(super) async fn page(
     State(console): State<Shared>,
     viewer: Viewer,
     UrlQuery(q): UrlQuery<EntryQuery>,
-) -> Result<Response, Response> {
+) -> Result<Response, Refusal> {
     viewer.require(Action::Write)?;
     let month = console.ctx.clock.month();
     let mut prefill = CaseForm::default();
@@ -334,7 +334,7 @@ async fn record(
     sub: Submission,
     prefill: CaseForm,
     saved: String,
-) -> Result<Response, Response> {
+) -> Result<Response, Refusal> {
     let intake = console.intake.clone();
     let outcome = blocking(move || intake.record_all(sub)).await?;
     let month = console.ctx.clock.month();
@@ -367,7 +367,7 @@ pub(super) async fn record_case(
     State(console): State<Shared>,
     viewer: Viewer,
     Form(f): Form<CaseForm>,
-) -> Result<Response, Response> {
+) -> Result<Response, Refusal> {
     viewer.require(Action::Write)?;
     viewer.check_form(&f.csrf)?;
     let w = viewer.lang.t();
@@ -407,7 +407,7 @@ pub(super) async fn record_task(
     State(console): State<Shared>,
     viewer: Viewer,
     Form(f): Form<TaskForm>,
-) -> Result<Response, Response> {
+) -> Result<Response, Refusal> {
     viewer.require(Action::Write)?;
     viewer.check_form(&f.csrf)?;
     let w = viewer.lang.t();
@@ -442,7 +442,7 @@ pub(super) async fn table_csv(
     viewer: Viewer,
     Path(file): Path<String>,
     UrlQuery(q): UrlQuery<ViewQuery>,
-) -> Result<Response, Response> {
+) -> Result<Response, Refusal> {
     viewer.require(Action::Write)?;
     let lang = viewer.lang;
     if file != "months.csv" {

@@ -8,7 +8,7 @@ use axum::{
 use tallytree_proto::{PeriodRange, pb};
 
 use super::{
-    Shared, blocking,
+    Refusal, Shared, blocking,
     figures::{month_of, tally},
     params::{self, ViewQuery, percent},
     session::Viewer,
@@ -88,7 +88,7 @@ pub(super) async fn subtree_csv(
     viewer: Viewer,
     Path(code): Path<String>,
     UrlQuery(q): UrlQuery<ViewQuery>,
-) -> Result<Response, Response> {
+) -> Result<Response, Refusal> {
     viewer.require(Action::Read)?;
     let lang = viewer.lang;
     let region = params::region(&console, lang, &code)?;

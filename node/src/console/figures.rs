@@ -13,7 +13,7 @@ use tallytree_aggregator::{Rates, Tally};
 use tallytree_proto::{Category, Month, PeriodRange, RegionCode, pb};
 
 use super::{
-    Console, Shared, blocking,
+    Console, Refusal, Shared, blocking,
     lang::Words,
     params::{self, ViewQuery, percent, previous, short, year_before},
     session::Viewer,
@@ -457,7 +457,7 @@ pub(super) async fn page(
     viewer: Viewer,
     Path(code): Path<String>,
     UrlQuery(q): UrlQuery<ViewQuery>,
-) -> Result<Response, Response> {
+) -> Result<Response, Refusal> {
     viewer.require(Action::Read)?;
     let lang = viewer.lang;
     let region = params::region(&console, lang, &code)?;
@@ -552,7 +552,7 @@ pub(super) async fn table_csv(
     viewer: Viewer,
     Path((code, file)): Path<(String, String)>,
     UrlQuery(q): UrlQuery<ViewQuery>,
-) -> Result<Response, Response> {
+) -> Result<Response, Refusal> {
     viewer.require(Action::Read)?;
     let lang = viewer.lang;
     let region = params::region(&console, lang, &code)?;

@@ -175,13 +175,46 @@ async fn security_headers(request: Request, next: Next) -> Response {
     response
 }
 
+/// Why a page is not shown: an error page with its status and the message
+/// naming the field and the rule (or the role needed).
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    /// The HTTP status.
+    pub(crate) status: StatusCode,
+    /// What is wrong.
+    pub(crate) message: String,
+    /// The page language.
+    pub(crate) lang: lang::Lang,
+}
+
+impl Refusal {
+    /// A refusal with `status` saying `message`.
+    pub(crate) fn new(lang: lang::Lang, status: StatusCode, message: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            message: message.into(),
+            lang,
+        }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        shell::error_page(self.lang, self.status, &self.message)
+    }
+}
+
 /// Runs a blocking domain call off the async threads.
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, Response> {
+) -> Result<T, Refusal> {
     tokio::task::spawn_blocking(f).await.map_err(|e| {
         tracing::error!(error = %e, "console task failed");
-        (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        Refusal::new(
+            lang::Lang::Zh,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "内部错误 (internal error)",
+        )
     })
 }
 

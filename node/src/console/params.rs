@@ -2,11 +2,11 @@
 //! parsed with the same rules and messages as the gRPC calls, and how
 //! figures are written on a page.
 
-use axum::{http::StatusCode, response::Response};
+use axum::http::StatusCode;
 use serde::Deserialize;
 use tallytree_proto::{Month, RegionCode};
 
-use super::{Console, lang::Lang, shell};
+use super::{Console, Refusal, lang::Lang};
 use crate::query::QueryError;
 
 /// `?period=YYYY-MM&print=1&bom=1` of a view.
@@ -35,12 +35,12 @@ impl ViewQuery {
 }
 
 /// A 400 page naming the field and the rule.
-pub(super) fn bad_request(lang: Lang, message: &str) -> Response {
-    shell::error_page(lang, StatusCode::BAD_REQUEST, message)
+pub(super) fn bad_request(lang: Lang, message: &str) -> Refusal {
+    Refusal::new(lang, StatusCode::BAD_REQUEST, message)
 }
 
 /// The page for a query the node cannot answer.
-pub(super) fn query_error(lang: Lang, e: &QueryError) -> Response {
+pub(super) fn query_error(lang: Lang, e: &QueryError) -> Refusal {
     let status = match e {
         QueryError::OutsideSubtree { .. } | QueryError::NotCounted(_) => StatusCode::NOT_FOUND,
         QueryError::Depth(_) => StatusCode::BAD_REQUEST,
@@ -50,11 +50,11 @@ pub(super) fn query_error(lang: Lang, e: &QueryError) -> Response {
         QueryError::Store(_) => lang.t().store_unavailable.to_owned(),
         other => other.to_string(),
     };
-    shell::error_page(lang, status, &message)
+    Refusal::new(lang, status, message)
 }
 
 /// The region a path names, within this node's subtree.
-pub(super) fn region(console: &Console, lang: Lang, code: &str) -> Result<RegionCode, Response> {
+pub(super) fn region(console: &Console, lang: Lang, code: &str) -> Result<RegionCode, Refusal> {
     let region =
         RegionCode::parse(code).map_err(|e| bad_request(lang, &format!("region ({code}): {e}")))?;
     let node = console.ctx.identity.region;
@@ -69,7 +69,7 @@ pub(super) fn region(console: &Console, lang: Lang, code: &str) -> Result<Region
 
 /// The month a view shows: `?period=`, or the latest month this node has
 /// signed (this month when none).
-pub(super) fn month(console: &Console, lang: Lang, q: &ViewQuery) -> Result<Month, Response> {
+pub(super) fn month(console: &Console, lang: Lang, q: &ViewQuery) -> Result<Month, Refusal> {
     if let Some(p) = q.period.as_deref().filter(|p| !p.is_empty()) {
         return Month::parse(p).map_err(|e| bad_request(lang, &format!("period ({p}): {e}")));
     }
@@ -77,7 +77,7 @@ pub(super) fn month(console: &Console, lang: Lang, q: &ViewQuery) -> Result<Mont
 }
 
 /// A month path segment.
-pub(super) fn month_segment(lang: Lang, s: &str) -> Result<Month, Response> {
+pub(super) fn month_segment(lang: Lang, s: &str) -> Result<Month, Refusal> {
     Month::parse(s).map_err(|e| bad_request(lang, &format!("period ({s}): {e}")))
 }
 

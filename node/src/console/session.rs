@@ -29,7 +29,7 @@ use maud::html;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use super::{Shared, lang::Lang, listener::PeerAddr, shell};
+use super::{Refusal, Shared, lang::Lang, listener::PeerAddr, shell};
 use crate::{
     access::{Action, Allowed, Role},
     config::ConsoleConfig,
@@ -204,26 +204,22 @@ impl Viewer {
     }
 
     /// A "not allowed" page unless the viewer's role allows `action`.
-    pub fn require(&self, action: Action) -> Result<(), Response> {
+    pub(crate) fn require(&self, action: Action) -> Result<(), Refusal> {
         if self.may(action) {
             Ok(())
         } else {
             let w = self.lang.t();
             let message = format!("{} ({}: {})", w.not_allowed, self.name, self.role);
-            Err(shell::error_page(
-                self.lang,
-                StatusCode::FORBIDDEN,
-                &message,
-            ))
+            Err(Refusal::new(self.lang, StatusCode::FORBIDDEN, message))
         }
     }
 
     /// Refuses a form whose CSRF token is not this session's.
-    pub fn check_form(&self, token: &str) -> Result<(), Response> {
+    pub(crate) fn check_form(&self, token: &str) -> Result<(), Refusal> {
         if equal(token, &self.csrf) {
             Ok(())
         } else {
-            Err(shell::error_page(
+            Err(Refusal::new(
                 self.lang,
                 StatusCode::FORBIDDEN,
                 self.lang.t().form_expired,
@@ -420,7 +416,7 @@ pub async fn logout(
     Form(form): Form<LogoutForm>,
 ) -> Response {
     if let Err(refused) = viewer.check_form(&form.csrf) {
-        return refused;
+        return refused.into_response();
     }
     console.sessions.end(&viewer.session);
     (

@@ -15,7 +15,7 @@ use prost::Message;
 use tallytree_proto::{PeriodRange, envelope::DsseJson, pb};
 
 use super::{
-    Shared, blocking,
+    Refusal, Shared, blocking,
     figures::crumbs,
     params::{self, ViewQuery, local_time},
     session::Viewer,
@@ -29,7 +29,7 @@ pub(super) async fn page(
     State(console): State<Shared>,
     viewer: Viewer,
     Path((code, period)): Path<(String, String)>,
-) -> Result<Response, Response> {
+) -> Result<Response, Refusal> {
     viewer.require(Action::Read)?;
     let lang = viewer.lang;
     let region = params::region(&console, lang, &code)?;
@@ -130,7 +130,7 @@ pub(super) async fn dsse_json(
     State(console): State<Shared>,
     viewer: Viewer,
     Path((code, period)): Path<(String, String)>,
-) -> Result<Response, Response> {
+) -> Result<Response, Refusal> {
     viewer.require(Action::Read)?;
     let lang = viewer.lang;
     let region = params::region(&console, lang, &code)?;
@@ -204,7 +204,7 @@ pub(super) async fn proof(
     State(console): State<Shared>,
     viewer: Viewer,
     Path((code, period)): Path<(String, String)>,
-) -> Result<Response, Response> {
+) -> Result<Response, Refusal> {
     viewer.require(Action::Audit)?;
     let lang = viewer.lang;
     let region = params::region(&console, lang, &code)?;
@@ -234,7 +234,7 @@ pub(super) async fn bundle(
     viewer: Viewer,
     Path(code): Path<String>,
     UrlQuery(q): UrlQuery<ViewQuery>,
-) -> Result<Response, Response> {
+) -> Result<Response, Refusal> {
     viewer.require(Action::Audit)?;
     let lang = viewer.lang;
     let region = params::region(&console, lang, &code)?;

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use tallytree_proto::pb;
 
 use super::{
-    Shared, blocking,
+    Refusal, Shared, blocking,
     lang::Words,
     params,
     session::Viewer,
@@ -116,7 +116,7 @@ fn page_of(console: &Shared, viewer: &Viewer, body: Markup) -> Response {
 pub(super) async fn page(
     State(console): State<Shared>,
     viewer: Viewer,
-) -> Result<Response, Response> {
+) -> Result<Response, Refusal> {
     viewer.require(Action::Write)?;
     let form = upload_form(viewer.lang.t(), &viewer.csrf);
     Ok(page_of(&console, &viewer, form))
@@ -214,7 +214,7 @@ pub(super) async fn preview(
     State(console): State<Shared>,
     viewer: Viewer,
     mut form: Multipart,
-) -> Result<Response, Response> {
+) -> Result<Response, Refusal> {
     viewer.require(Action::Write)?;
     let lang = viewer.lang;
     let w = lang.t();
@@ -336,7 +336,7 @@ pub(super) async fn confirm(
     State(console): State<Shared>,
     viewer: Viewer,
     Form(f): Form<Confirm>,
-) -> Result<Response, Response> {
+) -> Result<Response, Refusal> {
     viewer.require(Action::Write)?;
     viewer.check_form(&f.csrf)?;
     let lang = viewer.lang;
