@@ -10,7 +10,7 @@ use maud::html;
 use tallytree_proto::{Month, PeriodRange, RegionCode};
 
 use super::{
-    Console, Refusal, Shared, blocking,
+    Console, Refusal, Shared,
     figures::{crumbs, period_form},
     lang::Words,
     params::{self, ViewQuery},
@@ -131,14 +131,10 @@ pub(super) async fn page(
     Path(code): Path<String>,
     UrlQuery(q): UrlQuery<ViewQuery>,
 ) -> Result<Response, Refusal> {
-    viewer.require(Action::Read)?;
     let lang = viewer.lang;
-    let region = params::region(&console, lang, &code)?;
-    let month = params::month(&console, lang, &q)?;
+    let (region, month) = params::view(&console, &viewer, Action::Read, &code, &q)?;
     let c = console.clone();
-    let report = blocking(move || load(&c, region, month))
-        .await?
-        .map_err(|e| params::query_error(lang, &e))?;
+    let report = params::ask(lang, move || load(&c, region, month)).await?;
     let w = lang.t();
     let table = grid(&console, w, &report, month);
     let name = if region == console.ctx.identity.region {
@@ -191,10 +187,8 @@ pub(super) async fn table_csv(
     Path((code, file)): Path<(String, String)>,
     UrlQuery(q): UrlQuery<ViewQuery>,
 ) -> Result<Response, Refusal> {
-    viewer.require(Action::Read)?;
     let lang = viewer.lang;
-    let region = params::region(&console, lang, &code)?;
-    let month = params::month(&console, lang, &q)?;
+    let (region, month) = params::view(&console, &viewer, Action::Read, &code, &q)?;
     if file != "reports.csv" {
         return Err(params::bad_request(
             lang,
@@ -202,9 +196,7 @@ pub(super) async fn table_csv(
         ));
     }
     let c = console.clone();
-    let report = blocking(move || load(&c, region, month))
-        .await?
-        .map_err(|e| params::query_error(lang, &e))?;
+    let report = params::ask(lang, move || load(&c, region, month)).await?;
     Ok(
         grid(&console, lang.t(), &report, month)
             .csv_response(&format!("{region}-{month}"), q.bom()),

@@ -89,10 +89,8 @@ pub(super) async fn subtree_csv(
     Path(code): Path<String>,
     UrlQuery(q): UrlQuery<ViewQuery>,
 ) -> Result<Response, Refusal> {
-    viewer.require(Action::Read)?;
     let lang = viewer.lang;
-    let region = params::region(&console, lang, &code)?;
-    let month = params::month(&console, lang, &q)?;
+    let (region, month) = params::view(&console, &viewer, Action::Read, &code, &q)?;
     let depth = q.depth.unwrap_or(MAX_DEPTH);
     let bom = q.bom();
     let c = console.clone();

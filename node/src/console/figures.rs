@@ -13,7 +13,7 @@ use tallytree_aggregator::{Rates, Tally};
 use tallytree_proto::{Category, Month, PeriodRange, RegionCode, pb};
 
 use super::{
-    Console, Refusal, Shared, blocking,
+    Console, Refusal, Shared,
     lang::Words,
     params::{self, ViewQuery, percent, previous, short, year_before},
     session::Viewer,
@@ -458,14 +458,10 @@ pub(super) async fn page(
     Path(code): Path<String>,
     UrlQuery(q): UrlQuery<ViewQuery>,
 ) -> Result<Response, Refusal> {
-    viewer.require(Action::Read)?;
     let lang = viewer.lang;
-    let region = params::region(&console, lang, &code)?;
-    let month = params::month(&console, lang, &q)?;
+    let (region, month) = params::view(&console, &viewer, Action::Read, &code, &q)?;
     let c = console.clone();
-    let f = blocking(move || load(&c, region, month))
-        .await?
-        .map_err(|e| params::query_error(lang, &e))?;
+    let f = params::ask(lang, move || load(&c, region, month)).await?;
     let w = lang.t();
     let (trend, categories, ranking) = (
         trend_table(&f, w),
@@ -553,14 +549,10 @@ pub(super) async fn table_csv(
     Path((code, file)): Path<(String, String)>,
     UrlQuery(q): UrlQuery<ViewQuery>,
 ) -> Result<Response, Refusal> {
-    viewer.require(Action::Read)?;
     let lang = viewer.lang;
-    let region = params::region(&console, lang, &code)?;
-    let month = params::month(&console, lang, &q)?;
+    let (region, month) = params::view(&console, &viewer, Action::Read, &code, &q)?;
     let c = console.clone();
-    let f = blocking(move || load(&c, region, month))
-        .await?
-        .map_err(|e| params::query_error(lang, &e))?;
+    let f = params::ask(lang, move || load(&c, region, month)).await?;
     let w = lang.t();
     let table = match file.as_str() {
         "trend.csv" => trend_table(&f, w),

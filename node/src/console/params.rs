@@ -6,8 +6,8 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use tallytree_proto::{Month, RegionCode};
 
-use super::{Console, Refusal, lang::Lang};
-use crate::query::QueryError;
+use super::{Console, Refusal, lang::Lang, session::Viewer};
+use crate::{access::Action, query::QueryError};
 
 /// `?period=YYYY-MM&print=1&bom=1` of a view.
 #[derive(Debug, Default, Deserialize)]
@@ -51,6 +51,47 @@ pub(super) fn query_error(lang: Lang, e: &QueryError) -> Refusal {
         other => other.to_string(),
     };
     Refusal::new(lang, status, message)
+}
+
+/// The region and month a view names, for a viewer whose role allows
+/// `action`.
+pub(super) fn view(
+    console: &Console,
+    viewer: &Viewer,
+    action: Action,
+    code: &str,
+    q: &ViewQuery,
+) -> Result<(RegionCode, Month), Refusal> {
+    viewer.require(action)?;
+    Ok((
+        region(console, viewer.lang, code)?,
+        month(console, viewer.lang, q)?,
+    ))
+}
+
+/// A region and a month segment of a path (`/summary/{region}/{month}`),
+/// for a viewer whose role allows `action`.
+pub(super) fn region_month(
+    console: &Console,
+    viewer: &Viewer,
+    action: Action,
+    code: &str,
+    period: &str,
+) -> Result<(RegionCode, Month), Refusal> {
+    viewer.require(action)?;
+    Ok((
+        region(console, viewer.lang, code)?,
+        month_segment(viewer.lang, period)?,
+    ))
+}
+
+/// Runs a blocking query off the async threads; its error as the page for
+/// it.
+pub(super) async fn ask<T: Send + 'static>(
+    lang: Lang,
+    f: impl FnOnce() -> Result<T, QueryError> + Send + 'static,
+) -> Result<T, Refusal> {
+    super::blocking(f).await?.map_err(|e| query_error(lang, &e))
 }
 
 /// The region a path names, within this node's subtree.

@@ -15,7 +15,7 @@ use prost::Message;
 use tallytree_proto::{PeriodRange, envelope::DsseJson, pb};
 
 use super::{
-    Refusal, Shared, blocking,
+    Refusal, Shared,
     figures::crumbs,
     params::{self, ViewQuery, local_time},
     session::Viewer,
@@ -30,14 +30,10 @@ pub(super) async fn page(
     viewer: Viewer,
     Path((code, period)): Path<(String, String)>,
 ) -> Result<Response, Refusal> {
-    viewer.require(Action::Read)?;
     let lang = viewer.lang;
-    let region = params::region(&console, lang, &code)?;
-    let month = params::month_segment(lang, &period)?;
+    let (region, month) = params::region_month(&console, &viewer, Action::Read, &code, &period)?;
     let c = console.clone();
-    let (held, counted) = blocking(move || c.query.history(region, month))
-        .await?
-        .map_err(|e| params::query_error(lang, &e))?;
+    let (held, counted) = params::ask(lang, move || c.query.history(region, month)).await?;
     let w = lang.t();
     let name = held
         .last()
@@ -131,14 +127,10 @@ pub(super) async fn dsse_json(
     viewer: Viewer,
     Path((code, period)): Path<(String, String)>,
 ) -> Result<Response, Refusal> {
-    viewer.require(Action::Read)?;
     let lang = viewer.lang;
-    let region = params::region(&console, lang, &code)?;
-    let month = params::month_segment(lang, &period)?;
+    let (region, month) = params::region_month(&console, &viewer, Action::Read, &code, &period)?;
     let c = console.clone();
-    let (held, _) = blocking(move || c.query.history(region, month))
-        .await?
-        .map_err(|e| params::query_error(lang, &e))?;
+    let (held, _) = params::ask(lang, move || c.query.history(region, month)).await?;
     let Some(latest) = held.last() else {
         return Err(params::query_error(
             lang,
@@ -205,15 +197,11 @@ pub(super) async fn proof(
     viewer: Viewer,
     Path((code, period)): Path<(String, String)>,
 ) -> Result<Response, Refusal> {
-    viewer.require(Action::Audit)?;
     let lang = viewer.lang;
-    let region = params::region(&console, lang, &code)?;
-    let month = params::month_segment(lang, &period)?;
+    let (region, month) = params::region_month(&console, &viewer, Action::Audit, &code, &period)?;
     // Refused before the download starts, with the reason on a page.
     let c = console.clone();
-    let (held, _) = blocking(move || c.query.history(region, month))
-        .await?
-        .map_err(|e| params::query_error(lang, &e))?;
+    let (held, _) = params::ask(lang, move || c.query.history(region, month)).await?;
     if held.is_empty() {
         return Err(params::query_error(
             lang,
