@@ -158,6 +158,21 @@ async fn screenshot(c: &Client, name: &str) {
     std::fs::write(Path::new(&dir).join(format!("{name}.png")), png).expect("screenshot written");
 }
 
+/// Fills the case form as a person would choose its values (dates set
+/// directly: typing into a date field depends on the browser's locale).
+async fn fill_case(c: &Client, id: &str, registered: &str, state: &str, closed: &str) {
+    c.execute(
+        r#"const [id, registered, state, closed] = arguments;
+           const f = document.getElementById('case-form').elements;
+           f['id'].value = id; f['category'].value = 'labour';
+           f['registered_on'].value = registered; f['state'].value = state;
+           f['closed_on'].value = closed;"#,
+        vec![json!(id), json!(registered), json!(state), json!(closed)],
+    )
+    .await
+    .expect("fill the case form");
+}
+
 /// Reads a line the demo printed: the text after `prefix`.
 fn printed(demo: &Demo, prefix: &str) -> String {
     demo.transcript
@@ -391,14 +406,7 @@ async fn the_console_in_a_real_browser() {
         .to_string();
     let before: u64 = cell(&p, "months", &month, 7).await.parse().unwrap_or(0);
     let registered = format!("{month}-01");
-    p.execute(
-        r#"const f = document.getElementById('case-form').elements;
-           f['id'].value = 'BROWSER-1'; f['category'].value = 'labour';
-           f['registered_on'].value = arguments[0]; f['state'].value = 'in_progress';"#,
-        vec![json!(registered)],
-    )
-    .await
-    .expect("fill the case form");
+    fill_case(&p, "BROWSER-1", &registered, "in_progress", "").await;
     screenshot(&p, "entry-phone").await;
     p.find(Locator::Css("#case-form button"))
         .await
@@ -423,15 +431,7 @@ async fn the_console_in_a_real_browser() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     // The same case, refused when it moves backwards, with the rule.
-    p.execute(
-        r#"const f = document.getElementById('case-form').elements;
-           f['id'].value = 'BROWSER-1'; f['category'].value = 'labour';
-           f['registered_on'].value = arguments[0]; f['state'].value = 'resolved';
-           f['closed_on'].value = '2000-01-01';"#,
-        vec![json!(registered)],
-    )
-    .await
-    .expect("fill");
+    fill_case(&p, "BROWSER-1", &registered, "resolved", "2000-01-01").await;
     p.find(Locator::Css("#case-form button"))
         .await
         .expect("save")

@@ -104,6 +104,7 @@ impl Browser {
             }
             None => Full::new(Bytes::new()),
         };
+        self.send.ready().await?;
         let response = self.send.send_request(req.body(body)?).await?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
@@ -312,7 +313,7 @@ pub(crate) async fn run(cities: u32, fanout: &[u32], samples: usize) -> Result<(
     )
     .await?;
     println!(
-        "  {:<26} p50 {p50:>7.1} ms   p95 {p95:>7.1} ms   {:>6.1} KB gzipped ({total_units} units)",
+        "  {:<26} p50 {p50:>7.1} ms   p95 {p95:>7.1} ms   {:>6.1} KB transferred ({total_units} units)",
         "whole-province CSV",
         size as f64 / 1024.0
     );
