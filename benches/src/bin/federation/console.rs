@@ -302,7 +302,7 @@ pub(crate) async fn run(cities: u32, fanout: &[u32], samples: usize) -> Result<(
     ] {
         let (p50, p95, size) = time(&mut b, &path, samples).await?;
         println!(
-            "  {what:<26} p50 {p50:>7.1} ms   p95 {p95:>7.1} ms   {:>6.1} KB gzipped",
+            "  {what:<26} p50 {p50:>7.1} ms   p95 {p95:>7.1} ms   {:>6.1} KB transferred",
             size as f64 / 1024.0
         );
     }
