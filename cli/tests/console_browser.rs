@@ -158,6 +158,26 @@ async fn screenshot(c: &Client, name: &str) {
     std::fs::write(Path::new(&dir).join(format!("{name}.png")), png).expect("screenshot written");
 }
 
+/// Downloads `path` with the page's session, as the browser does: the
+/// bytes.
+async fn download(c: &Client, path: &str) -> Vec<u8> {
+    let script = r#"
+        const [path, done] = arguments;
+        fetch(path).then(r => r.arrayBuffer()).then(b => {
+            let s = '';
+            for (const x of new Uint8Array(b)) { s += String.fromCharCode(x); }
+            done(btoa(s));
+        });"#;
+    let v = c
+        .execute_async(script, vec![json!(path)])
+        .await
+        .expect("download");
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(v.as_str().unwrap_or_default())
+        .expect("base64")
+}
+
 /// Fills the case form as a person would choose its values (dates set
 /// directly: typing into a date field depends on the browser's locale).
 async fn fill_case(c: &Client, id: &str, registered: &str, state: &str, closed: &str) {
@@ -229,6 +249,7 @@ async fn the_console_in_a_real_browser() {
     let mut demo = Demo::start_kept_running(root.path());
     let province_url = printed(&demo, "web console of 辽宁省:");
     let reader = printed(&demo, "log in as a reader:");
+    let auditor = printed(&demo, "or as an auditor:");
     let village_line = printed(&demo, "web console of 玉皇庙社区 (entry):");
     let village_url = village_line
         .split_whitespace()
@@ -395,6 +416,69 @@ async fn the_console_in_a_real_browser() {
         .await
         .expect("entry");
     assert!(text(&c, "p.error").await.contains("reader"));
+    // The auditor downloads the village's inclusion proof and the street's
+    // evidence bundle; the CLI verifies both offline with the province's
+    // anchor only.
+    c.goto(&province_url).await.expect("figures");
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("form.logout button"))
+        .await
+        .expect("logout")
+        .click()
+        .await
+        .expect("log out");
+    login(
+        &c,
+        &format!("{province_url}summary/{}/{period}", common::demo::VILLAGE),
+        &auditor,
+    )
+    .await;
+    assert!(text(&c, "p.downloads").await.contains("下载包含证明"));
+    let config = demo.dir.join("210000000000").join("node.toml");
+    let anchor = root.path().join("anchor.pub");
+    let out = tallytree()
+        .arg("--config")
+        .arg(&config)
+        .args(["keys", "export-anchor", "-o"])
+        .arg(&anchor)
+        .output()
+        .expect("export-anchor");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (path, file, verb) in [
+        (
+            format!("/proof/{}/{period}", common::demo::VILLAGE),
+            "village.proof",
+            "verify-proof",
+        ),
+        (
+            format!("/evidence/210214001000?period={period}"),
+            "street.bundle",
+            "verify",
+        ),
+    ] {
+        let bytes = download(&c, &path).await;
+        let saved = root.path().join(file);
+        std::fs::write(&saved, bytes).expect("saved");
+        let out = tallytree()
+            .args(["audit", verb])
+            .arg(&saved)
+            .arg("--trust")
+            .arg(&anchor)
+            .output()
+            .expect("audit");
+        assert!(
+            out.status.success(),
+            "{path}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     c.close().await.expect("close");
 
     // The village's operator, on a phone.
