@@ -27,7 +27,8 @@ pub(crate) fn repo() -> PathBuf {
 
 /// The `tallytree-node` binary of this build, next to `tallytree`. Cargo
 /// builds it for the node's own tests, not for ours, so build it (once per
-/// run; at once when it is up to date) with the cargo that runs us.
+/// run; at once when it is up to date, as it is in the suite) with the cargo
+/// that runs us.
 pub(crate) fn node_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
@@ -62,11 +63,15 @@ pub(crate) fn node_binary() -> &'static Path {
                 }
             }
             let status = build
+                // The whole workspace with its test targets, so features
+                // unify exactly as in `cargo test --workspace` (and the
+                // suite's nextest run): building one package alone resolves
+                // other features and rebuilds RocksDB from scratch.
                 .args([
                     "build",
                     "--quiet",
-                    "-p",
-                    "tallytree-node",
+                    "--workspace",
+                    "--tests",
                     "--bin",
                     "tallytree-node",
                 ])
