@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use tallytree_proto::{Digest, pb, statement::Statement};
 
 use crate::{
-    finding::Finding,
+    defect::Defect,
     trust::{EnrolmentView, RevocationView, Trust, TrustedKey},
 };
 
@@ -38,7 +38,7 @@ impl Trust {
         &self,
         enrolments: &[pb::Envelope],
         revocations: &[pb::Envelope],
-    ) -> Result<Admission, Finding> {
+    ) -> Result<Admission, Defect> {
         // Keys enrolled by the set itself, by key id.
         let mut staged: HashMap<Digest, TrustedKey> = HashMap::new();
         let mut admission = Admission::default();
@@ -104,13 +104,13 @@ impl Trust {
         env: &pb::Envelope,
         what: &'static str,
         staged: &HashMap<Digest, TrustedKey>,
-    ) -> Result<TrustedKey, Finding> {
-        self.signer_of::<S>(env, what).or_else(|finding| {
+    ) -> Result<TrustedKey, Defect> {
+        self.signer_of::<S>(env, what).or_else(|defect| {
             env.signatures
                 .first()
                 .and_then(|s| Digest::from_hex(&s.keyid))
                 .and_then(|id| staged.get(&id).copied())
-                .ok_or(finding)
+                .ok_or(defect)
         })
     }
 }
@@ -192,8 +192,8 @@ mod tests {
             enrol(&district, DISTRICT, STREET, street.public_key()),
             enrol(&stranger, STREET, VILLAGE, key().public_key()),
         ];
-        let finding = trust.check_all(&enrolments, &[]).expect_err("refused");
-        assert!(matches!(finding, Finding::UnknownKey { .. }), "{finding}");
+        let defect = trust.check_all(&enrolments, &[]).expect_err("refused");
+        assert!(matches!(defect, Defect::UnknownKey { .. }), "{defect}");
         // A revocation by an unknown key refuses the set too.
         let revocations = [revoke(&stranger, STREET, VILLAGE, key().public_key())];
         assert!(trust.check_all(&enrolments[..1], &revocations).is_err());

@@ -10,8 +10,10 @@
 //! - [`derive`](mod@derive): the local tally of a month from case and task records.
 //! - [`summary`]: a decoded, checked [`SummaryView`] of a signed summary, the
 //!   total's arithmetic, and building the summary a node signs.
-//! - [`finding`]: [`Finding`], what is wrong with a statement, the same for
+//! - [`defect`]: [`Defect`], what is wrong with a statement, the same for
 //!   parents, auditors and proofs.
+//! - [`findings`]: data-quality findings (需核实) computed from signed
+//!   summaries, the same at a parent and for an auditor.
 //! - [`trust`]: [`Trust`] (which keys speak for which regions, from an anchor
 //!   down the enrolment chain) and the [`TrustedKey`] that verifies a
 //!   statement's signature and content.
@@ -30,7 +32,8 @@ pub mod admission;
 pub mod audit;
 pub mod bundle;
 pub mod derive;
-pub mod finding;
+pub mod defect;
+pub mod findings;
 pub mod parallel;
 pub mod rollup;
 pub mod root;
@@ -41,7 +44,7 @@ pub mod verify;
 
 pub use admission::Admission;
 pub use derive::{CaseRecord, CaseState, TaskRecord, TaskState};
-pub use finding::{Absence, Finding, Mismatch};
+pub use defect::{Absence, Defect, Mismatch};
 pub use summary::{ChildEntry, SummaryError, SummaryView};
 pub use tally::{CaseCounts, Rates, Tally, TallyError, TaskCounts};
 pub use trust::{EnrolmentView, RevocationView, Trust, TrustedKey};

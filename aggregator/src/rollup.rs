@@ -13,7 +13,7 @@
 use tallytree_proto::{Digest, Month, RegionCode};
 
 use crate::{
-    finding::{Absence, Finding, Mismatch},
+    defect::{Absence, Defect, Mismatch},
     summary::{ChildEntry, SummaryView},
     tally::Tally,
     trust::Trust,
@@ -54,14 +54,14 @@ pub fn check_child(
     parent: &SummaryView,
     reference: &ChildEntry,
     found: Result<&Found, Absence>,
-) -> Result<(), Finding> {
-    let mismatch = |mismatch| Finding::ChildMismatch {
+) -> Result<(), Defect> {
+    let mismatch = |mismatch| Defect::ChildMismatch {
         region: parent.region,
         period: parent.period,
         child: reference.region,
         mismatch,
     };
-    let found = found.map_err(|absence| Finding::MissingChild {
+    let found = found.map_err(|absence| Defect::MissingChild {
         region: parent.region,
         period: parent.period,
         child: reference.region,
@@ -119,7 +119,7 @@ impl<'v> ChildRefs<'v> {
         &mut self,
         reference: &ChildEntry,
         found: Result<Found, Absence>,
-    ) -> Result<(), Finding> {
+    ) -> Result<(), Defect> {
         self.checked += 1;
         let result = check_child(self.parent, reference, found.as_ref().map_err(|a| *a));
         match (result, found) {
@@ -135,25 +135,25 @@ impl<'v> ChildRefs<'v> {
     }
 
     /// `total == local + sum of the child totals`, once every child has been
-    /// checked. When a child is missing or mismatched, that is the finding
+    /// checked. When a child is missing or mismatched, that is the defect
     /// and the sum is not checked (it would only repeat it).
-    pub fn check_total(self) -> Result<(), Finding> {
+    pub fn check_total(self) -> Result<(), Defect> {
         debug_assert_eq!(self.checked, self.parent.children.len());
         if !self.all_match {
             return Ok(());
         }
-        self.parent.check_total(&self.totals).map_err(Finding::from)
+        self.parent.check_total(&self.totals).map_err(Defect::from)
     }
 }
 
 /// Completeness: `children_expected` equals the children enrolled under the
 /// summary's region when it was issued.
-pub fn check_completeness(trust: &Trust, view: &SummaryView) -> Result<(), Finding> {
+pub fn check_completeness(trust: &Trust, view: &SummaryView) -> Result<(), Defect> {
     let enrolled = trust
         .enrolled_children(view.region, view.issued_at_ms)
         .len();
     if view.children_expected as usize != enrolled {
-        return Err(Finding::Completeness {
+        return Err(Defect::Completeness {
             region: view.region,
             period: view.period,
             stated: view.children_expected,
@@ -254,7 +254,7 @@ mod tests {
                 f.to_string(),
                 format!("summary 210214001000 2026-03: child 210214001002 revision 2 {says}")
             );
-            assert!(matches!(f, Finding::MissingChild { absence: a, .. } if a == absence));
+            assert!(matches!(f, Defect::MissingChild { absence: a, .. } if a == absence));
             refs.check_total().expect("not summed over a missing child");
         }
     }
@@ -285,7 +285,7 @@ mod tests {
                 f.to_string(),
                 format!("summary 210214001000 2026-03: child 210214001001 {rule}")
             );
-            assert!(matches!(f, Finding::ChildMismatch { .. }), "{f}");
+            assert!(matches!(f, Defect::ChildMismatch { .. }), "{f}");
             // And the total is not summed over it.
             let mut refs = ChildRefs::new(&view);
             assert!(refs.child(reference, Ok(found)).is_err());

@@ -10,7 +10,7 @@ use tallytree_proto::{
     statement::{self, Statement},
 };
 
-use crate::{finding::Finding, summary::SummaryView};
+use crate::{defect::Defect, summary::SummaryView};
 
 /// A verified enrolment: `parent` bound `region` and `name` to `key`.
 #[derive(Clone, Debug, PartialEq)]
@@ -85,14 +85,14 @@ fn claims_of<S: Statement>(env: &pb::Envelope) -> String {
 pub fn sole_signature<'e, S: Statement>(
     env: &'e pb::Envelope,
     what: &'static str,
-) -> Result<&'e pb::Signature, Finding> {
+) -> Result<&'e pb::Signature, Defect> {
     match env.signatures.as_slice() {
         [one] => Ok(one),
-        [] => Err(Finding::Unsigned {
+        [] => Err(Defect::Unsigned {
             what,
             claims: claims_of::<S>(env),
         }),
-        many => Err(Finding::ManySignatures {
+        many => Err(Defect::ManySignatures {
             what,
             claims: claims_of::<S>(env),
             count: many.len(),
@@ -186,7 +186,7 @@ impl Trust {
         &self,
         env: &pb::Envelope,
         what: &'static str,
-    ) -> Result<TrustedKey, Finding> {
+    ) -> Result<TrustedKey, Defect> {
         let key_id = sole_signature::<S>(env, what)?.keyid.as_str();
         let id = key_id_bytes(key_id);
         let anchor = id.and_then(|id| self.anchor_ids.iter().position(|a| *a == id));
@@ -206,7 +206,7 @@ impl Trust {
                 valid_from_ms: e.valid_from_ms,
                 revoked_at_ms: self.revocations.get(&id).map(|r| r.revoked_at_ms),
             }),
-            None => Err(Finding::UnknownKey {
+            None => Err(Defect::UnknownKey {
                 what,
                 claims: claims_of::<S>(env),
                 key_id: key_id.to_owned(),
@@ -216,7 +216,7 @@ impl Trust {
 
     /// Verifies an enrolment against the keys already trusted for its
     /// parent, and trusts the enrolled key from now on.
-    pub fn admit_enrolment(&mut self, env: &pb::Envelope) -> Result<EnrolmentView, Finding> {
+    pub fn admit_enrolment(&mut self, env: &pb::Envelope) -> Result<EnrolmentView, Defect> {
         let view = self.check_enrolment(env)?;
         self.insert_enrolment(view.clone());
         Ok(view)
@@ -245,13 +245,13 @@ impl Trust {
 
     /// Verifies an enrolment against the keys already trusted for its
     /// parent, without trusting it yet (so many can be checked in parallel).
-    pub fn check_enrolment(&self, env: &pb::Envelope) -> Result<EnrolmentView, Finding> {
+    pub fn check_enrolment(&self, env: &pb::Envelope) -> Result<EnrolmentView, Defect> {
         self.signer_of::<pb::Enrolment>(env, "enrolment")?
             .open_enrolment(env)
     }
 
     /// Verifies a revocation against the keys trusted for its parent.
-    pub fn admit_revocation(&mut self, env: &pb::Envelope) -> Result<RevocationView, Finding> {
+    pub fn admit_revocation(&mut self, env: &pb::Envelope) -> Result<RevocationView, Defect> {
         let view = self
             .signer_of::<pb::Revocation>(env, "revocation")?
             .open_revocation(env)?;
@@ -265,32 +265,32 @@ impl Trust {
     }
 
     /// Admits enrolments and revocations given in any order, parents first;
-    /// returns the ones that cannot be verified with their findings.
+    /// returns the ones that cannot be verified with their defects.
     pub fn admit_all(
         &mut self,
         enrolments: &[pb::Envelope],
         revocations: &[pb::Envelope],
-    ) -> Vec<Finding> {
+    ) -> Vec<Defect> {
         let mut pending: Vec<&pb::Envelope> = enrolments.iter().collect();
         // Each round admits at least one level; the tree has five.
         loop {
             let before = pending.len();
             let mut failed = Vec::new();
-            let mut findings = Vec::new();
+            let mut defects = Vec::new();
             for env in pending {
                 if let Err(f) = self.admit_enrolment(env) {
                     failed.push(env);
-                    findings.push(f);
+                    defects.push(f);
                 }
             }
             if failed.is_empty() || failed.len() == before {
-                let mut findings = findings;
+                let mut defects = defects;
                 for env in revocations {
                     if let Err(f) = self.admit_revocation(env) {
-                        findings.push(f);
+                        defects.push(f);
                     }
                 }
-                return findings;
+                return defects;
             }
             pending = failed;
         }
@@ -329,7 +329,7 @@ impl Trust {
 
     /// Verifies a summary's signature with the key enrolled for the region it
     /// names, then checks its content ([`SummaryView::from_pb`]).
-    pub fn open_summary(&self, env: &pb::Envelope) -> Result<(SummaryView, Digest), Finding> {
+    pub fn open_summary(&self, env: &pb::Envelope) -> Result<(SummaryView, Digest), Defect> {
         self.signer_of::<pb::Summary>(env, "summary")?
             .open_summary(env)
     }
@@ -353,17 +353,17 @@ pub struct TrustedKey {
 impl TrustedKey {
     /// Verifies `env`'s signature by this key (the bytes first), then
     /// decodes the statement.
-    pub fn open<S: Statement>(&self, env: &pb::Envelope, what: &'static str) -> Result<S, Finding> {
+    pub fn open<S: Statement>(&self, env: &pb::Envelope, what: &'static str) -> Result<S, Defect> {
         sole_signature::<S>(env, what)?;
-        statement::open(env, &self.key).map_err(|e| Finding::envelope(what, self.region, e))
+        statement::open(env, &self.key).map_err(|e| Defect::envelope(what, self.region, e))
     }
 
     /// Verifies an enrolment signed by this key (the parent's): signature,
     /// then its place in the tree.
-    pub fn open_enrolment(&self, env: &pb::Envelope) -> Result<EnrolmentView, Finding> {
+    pub fn open_enrolment(&self, env: &pb::Envelope) -> Result<EnrolmentView, Defect> {
         let e: pb::Enrolment = self.open(env, "enrolment")?;
         let signer = self.region;
-        let tree = |rule: String| Finding::Tree {
+        let tree = |rule: String| Defect::Tree {
             what: "enrolment",
             region: e.region.clone(),
             rule,
@@ -406,10 +406,10 @@ impl TrustedKey {
 
     /// Verifies a revocation signed by this key (the parent's): signature,
     /// then its place in the tree.
-    pub fn open_revocation(&self, env: &pb::Envelope) -> Result<RevocationView, Finding> {
+    pub fn open_revocation(&self, env: &pb::Envelope) -> Result<RevocationView, Defect> {
         let r: pb::Revocation = self.open(env, "revocation")?;
         let signer = self.region;
-        let tree = |rule: String| Finding::Tree {
+        let tree = |rule: String| Defect::Tree {
             what: "revocation",
             region: r.region.clone(),
             rule,
@@ -434,17 +434,17 @@ impl TrustedKey {
     /// content ([`SummaryView::from_pb`]), that it is the key's own region,
     /// and that the key was valid and not revoked when it was issued. The
     /// hot path of parents and auditors.
-    pub fn open_summary(&self, env: &pb::Envelope) -> Result<(SummaryView, Digest), Finding> {
+    pub fn open_summary(&self, env: &pb::Envelope) -> Result<(SummaryView, Digest), Defect> {
         let summary: pb::Summary = self.open(env, "summary")?;
         let view = SummaryView::from_pb(&summary)?;
         if view.region != self.region {
-            return Err(Finding::WrongSigner {
+            return Err(Defect::WrongSigner {
                 region: view.region,
                 key_region: self.region,
             });
         }
         if let Some(revoked_at_ms) = self.revoked_at_ms.filter(|t| *t <= view.issued_at_ms) {
-            return Err(Finding::Revoked {
+            return Err(Defect::Revoked {
                 region: view.region,
                 key_id: self.key.key_id(),
                 revoked_at_ms,
@@ -452,7 +452,7 @@ impl TrustedKey {
             });
         }
         if view.issued_at_ms < self.valid_from_ms {
-            return Err(Finding::NotYetValid {
+            return Err(Defect::NotYetValid {
                 region: view.region,
                 issued_at_ms: view.issued_at_ms,
                 valid_from_ms: self.valid_from_ms,

@@ -6,7 +6,7 @@
 use tallytree_proto::{Digest, Month, pb};
 
 use crate::{
-    finding::{Absence, Finding},
+    defect::{Absence, Defect},
     rollup::{ChildRefs, Found, check_completeness},
     summary::{ChildEntry, SummaryView},
     trust::Trust,
@@ -49,7 +49,7 @@ pub fn verify_tree<'s>(
     trust: &Trust,
     source: &dyn SummarySource<'s>,
     env: &pb::Envelope,
-) -> Result<Verified<'s>, Finding> {
+) -> Result<Verified<'s>, Defect> {
     let (view, digest) = trust.open_summary(env)?;
     verify_opened(trust, source, view, digest)
 }
@@ -62,7 +62,7 @@ pub fn verify_opened<'s>(
     source: &dyn SummarySource<'s>,
     view: SummaryView,
     digest: Digest,
-) -> Result<Verified<'s>, Finding> {
+) -> Result<Verified<'s>, Defect> {
     let mut descendants = Vec::new();
     let mut refs = ChildRefs::new(&view);
     for child in &view.children {

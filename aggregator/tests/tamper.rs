@@ -1,7 +1,7 @@
 //! The tamper matrix (issue 4, item 5): a small federation validly signed
 //! with real keys, then one test per way of cheating. Each tampered bundle
 //! must fail `Auditor` (the code behind `tallytree audit verify`) with the
-//! right finding attached to the right region and its 辽宁省 › … path; where
+//! right defect attached to the right region and its 辽宁省 › … path; where
 //! the parent can see the cheat when the summary is submitted, the parent's
 //! own checks (`Trust` and `verify_tree`) must refuse it too.
 
@@ -9,7 +9,7 @@ mod tamper_support;
 
 use prost::Message;
 use tallytree_aggregator::{
-    ChildEntry, Finding, Mismatch, SummaryError, Tally, Trust, Verified,
+    ChildEntry, Defect, Mismatch, SummaryError, Tally, Trust, Verified,
     audit::{AuditReport, verify_proof},
     bundle::{BundleError, BundleReader, BundleWriter},
     root::Pinned,
@@ -68,7 +68,7 @@ fn assert_finding(report: &AuditReport, region: &str, path: &str, needles: &[&st
 }
 
 /// Asserts no region but those in `allowed` has a problem, and nothing is
-/// reported outside regions, so a finding is not drowned in noise.
+/// reported outside regions, so a defect is not drowned in noise.
 fn assert_only(report: &AuditReport, allowed: &[&str]) {
     let all = describe(report);
     assert!(report.general.is_empty(), "general problems:\n{all}");
@@ -82,8 +82,8 @@ fn assert_only(report: &AuditReport, allowed: &[&str]) {
     }
 }
 
-/// The message of the finding a parent's submission checks return.
-fn refused(result: Result<Verified<'_>, Finding>) -> Finding {
+/// The message of the defect a parent's submission checks return.
+fn refused(result: Result<Verified<'_>, Defect>) -> Defect {
     match result {
         Ok(v) => panic!("accepted {} revision {}", v.view.region, v.view.revision),
         Err(f) => f,
@@ -193,7 +193,7 @@ fn a_count_changed_inside_a_signed_village_summary() {
         assert!(
             matches!(
                 &f,
-                Finding::Envelope { region, source: envelope::EnvelopeError::BadSignature(_), .. }
+                Defect::Envelope { region, source: envelope::EnvelopeError::BadSignature(_), .. }
                     if region == VILLAGE_1
             ),
             "{parent}: {f}"
@@ -270,7 +270,7 @@ fn a_district_rollup_resigned_with_a_village_figure_changed() {
     // The city refuses it at submission.
     let f = refused(fed.submit_to(code(CITY), fed.summary(district)));
     assert!(
-        matches!(&f, Finding::Summary(SummaryError::Total { region, .. }) if *region == district),
+        matches!(&f, Defect::Summary(SummaryError::Total { region, .. }) if *region == district),
         "{f}"
     );
     assert!(f.to_string().contains(&detail), "{f}");
@@ -357,7 +357,7 @@ fn a_village_invented() {
         };
         let f = refused(fed.submit_to(code(parent), &env));
         assert!(
-            matches!(&f, Finding::UnknownKey { key_id: k, .. } if *k == key_id),
+            matches!(&f, Defect::UnknownKey { key_id: k, .. } if *k == key_id),
             "{parent}: {f}"
         );
     }
@@ -396,7 +396,7 @@ fn a_summary_signed_by_an_unenrolled_key() {
 
     let f = refused(fed.submit_to(code(STREET), &forged));
     assert!(
-        matches!(&f, Finding::UnknownKey { key_id: k, .. } if *k == key_id),
+        matches!(&f, Defect::UnknownKey { key_id: k, .. } if *k == key_id),
         "{f}"
     );
 }
@@ -420,7 +420,7 @@ fn a_summary_signed_by_another_units_key() {
         &["signed by the key enrolled for 210214001002"],
     );
     let f = refused(fed.submit_to(code(STREET), &forged));
-    assert!(matches!(f, Finding::WrongSigner { .. }), "{f}");
+    assert!(matches!(f, Defect::WrongSigner { .. }), "{f}");
 }
 
 /// The revocation the street signs for the second village's key.
@@ -461,7 +461,7 @@ fn a_summary_signed_by_a_revoked_key_after_revocation() {
     assert_only(&report, &[VILLAGE_2, STREET]);
 
     let f = refused(fed.submit_to(code(STREET), fed.summary(v2)));
-    assert!(matches!(f, Finding::Revoked { .. }), "{f}");
+    assert!(matches!(f, Defect::Revoked { .. }), "{f}");
     assert_eq!(f.to_string(), rule);
 }
 
@@ -521,7 +521,7 @@ fn an_enrolment_signed_by_someone_other_than_the_parent() {
                 // A key that is not trusted when the villages' level is
                 // admitted (the sibling's own enrolment is checked in the
                 // same round): nothing says which region the enrolment is
-                // about until it verifies, so the finding is a general one.
+                // about until it verifies, so the defect is a general one.
                 let all = describe(&report);
                 assert!(
                     report.general.iter().any(|p| p.contains("signed by key")
@@ -552,7 +552,7 @@ fn an_enrolment_signed_by_someone_other_than_the_parent() {
             .expect("the street's own enrolment");
         let f = trust.admit_enrolment(&env).expect_err(signer);
         assert!(
-            matches!(f, Finding::Tree { .. } | Finding::UnknownKey { .. }),
+            matches!(f, Defect::Tree { .. } | Defect::UnknownKey { .. }),
             "{signer}: {f}"
         );
     }
@@ -651,7 +651,7 @@ fn a_child_summary_of_another_period_counted() {
     assert!(
         matches!(
             f,
-            Finding::ChildMismatch {
+            Defect::ChildMismatch {
                 mismatch: Mismatch::Period { .. },
                 ..
             }

@@ -6,7 +6,7 @@
 
 mod tamper_support;
 
-use tallytree_aggregator::{Finding, audit::AuditReport};
+use tallytree_aggregator::{Defect, audit::AuditReport};
 use tallytree_proto::{envelope, pb};
 use tamper_support::{
     CITY, Federation, OTHER_PERIOD, PERIOD, PROVINCE, STREET, VILLAGE_1, code, month, new_key,
@@ -188,7 +188,7 @@ fn a_summary_without_a_signature_is_refused_as_unsigned() {
         "{all}"
     );
 
-    // The parent: refused with the same finding, directly and carried
+    // The parent: refused with the same defect, directly and carried
     // below the street's summary.
     let f = fed
         .submit_to(code(STREET), &unsigned)
@@ -196,7 +196,7 @@ fn a_summary_without_a_signature_is_refused_as_unsigned() {
     assert!(
         matches!(
             f,
-            Finding::Unsigned {
+            Defect::Unsigned {
                 what: "summary",
                 ..
             }
@@ -207,7 +207,7 @@ fn a_summary_without_a_signature_is_refused_as_unsigned() {
     let f = fed
         .submit_to(code(tamper_support::DISTRICT), fed.summary(code(STREET)))
         .expect_err("carried unsigned accepted");
-    assert!(matches!(f, Finding::Unsigned { .. }), "{f}");
+    assert!(matches!(f, Defect::Unsigned { .. }), "{f}");
 }
 
 #[test]
@@ -222,7 +222,7 @@ fn a_summary_with_two_signatures_is_refused_whichever_comes_first() {
         twice.signatures = order.iter().map(|i| both[*i].clone()).collect();
         let f = fed.submit_to(code(STREET), &twice).expect_err("accepted");
         assert!(
-            matches!(f, Finding::ManySignatures { count: 2, .. }),
+            matches!(f, Defect::ManySignatures { count: 2, .. }),
             "{order:?}: {f}"
         );
         assert!(

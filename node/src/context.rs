@@ -73,8 +73,8 @@ impl NodeContext {
         }
         let enrolments = layout::envelopes(store, Cf::Enrolments, b"")?;
         let revocations = layout::envelopes(store, Cf::Revocations, b"")?;
-        for finding in trust.admit_all(&enrolments, &revocations) {
-            warn!(%finding, "stored statement no longer verifies");
+        for defect in trust.admit_all(&enrolments, &revocations) {
+            warn!(%defect, "stored statement no longer verifies");
         }
         Ok(NodeContext {
             ledger,
@@ -426,7 +426,7 @@ mod tests {
                 &Peer::Plaintext,
             )
             .expect_err("a forged sibling refuses the request");
-        assert!(matches!(refused, SubmitError::Finding(_)), "{refused}");
+        assert!(matches!(refused, SubmitError::Defect(_)), "{refused}");
         assert!(!district.trusts(&village), "the good sibling was trusted");
         assert_eq!(district.stored_enrolments(), 1, "only the street's");
         assert!(!district.restart().trusts(&village));
@@ -457,7 +457,7 @@ mod tests {
                 &Peer::Plaintext,
             )
             .expect_err("the empty summary is refused");
-        assert!(matches!(unsigned, SubmitError::Finding(_)), "{unsigned}");
+        assert!(matches!(unsigned, SubmitError::Defect(_)), "{unsigned}");
         assert!(district.trusts(&village), "stored and trusted");
         assert!(district.restart().trusts(&village));
     }

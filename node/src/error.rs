@@ -4,7 +4,7 @@
 //! (`grpc::status`), and a web layer would turn it into an HTTP status the
 //! same way.
 
-use tallytree_aggregator::Finding;
+use tallytree_aggregator::Defect;
 use tallytree_proto::{PeriodError, RegionError};
 
 use crate::{
@@ -72,21 +72,21 @@ impl ServiceError for PeriodError {
 
 /// Key problems deny permission, a missing child summary is a failed
 /// precondition, everything else breaks a rule of the protocol.
-impl ServiceError for Finding {
+impl ServiceError for Defect {
     fn error_code(&self) -> ErrorCode {
         match self {
-            Finding::UnknownKey { .. }
-            | Finding::Unsigned { .. }
-            | Finding::ManySignatures { .. }
-            | Finding::WrongSigner { .. }
-            | Finding::Revoked { .. }
-            | Finding::NotYetValid { .. }
-            | Finding::Envelope { .. } => ErrorCode::PermissionDenied,
-            Finding::MissingChild { .. } => ErrorCode::FailedPrecondition,
-            Finding::Summary(_)
-            | Finding::Tree { .. }
-            | Finding::ChildMismatch { .. }
-            | Finding::Completeness { .. } => ErrorCode::InvalidArgument,
+            Defect::UnknownKey { .. }
+            | Defect::Unsigned { .. }
+            | Defect::ManySignatures { .. }
+            | Defect::WrongSigner { .. }
+            | Defect::Revoked { .. }
+            | Defect::NotYetValid { .. }
+            | Defect::Envelope { .. } => ErrorCode::PermissionDenied,
+            Defect::MissingChild { .. } => ErrorCode::FailedPrecondition,
+            Defect::Summary(_)
+            | Defect::Tree { .. }
+            | Defect::ChildMismatch { .. }
+            | Defect::Completeness { .. } => ErrorCode::InvalidArgument,
         }
     }
 }
@@ -95,7 +95,7 @@ impl ServiceError for SubmitError {
     fn error_code(&self) -> ErrorCode {
         match self {
             SubmitError::Invalid(_) => ErrorCode::InvalidArgument,
-            SubmitError::Finding(f) => f.error_code(),
+            SubmitError::Defect(f) => f.error_code(),
             SubmitError::NotChild { .. } => ErrorCode::PermissionDenied,
             SubmitError::Equivocation { .. } => ErrorCode::AlreadyExists,
             SubmitError::Superseded { .. } => ErrorCode::FailedPrecondition,
@@ -109,7 +109,7 @@ impl ServiceError for EnrolmentError {
     fn error_code(&self) -> ErrorCode {
         match self {
             EnrolmentError::Invalid(_) => ErrorCode::InvalidArgument,
-            EnrolmentError::Finding(f) => f.error_code(),
+            EnrolmentError::Defect(f) => f.error_code(),
             EnrolmentError::Store(e) => e.error_code(),
         }
     }

@@ -93,7 +93,7 @@ pub fn open<S: Statement>(env: &pb::Envelope, key: &PublicKey) -> Result<S, Enve
 
 /// Decodes an envelope's payload WITHOUT verifying any signature: what a
 /// statement claims, for routing and messages only (which key to verify it
-/// with, what to call it in a finding). Nothing read this way may be counted
+/// with, what to call it in a defect). Nothing read this way may be counted
 /// or trusted. The payload type is still checked.
 pub fn peek_unverified<S: Statement>(env: &pb::Envelope) -> Result<S, EnvelopeError> {
     check_type::<S>(env)?;

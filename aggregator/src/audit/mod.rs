@@ -26,7 +26,7 @@ use std::collections::{HashMap, HashSet};
 use tallytree_proto::{Digest, Month, PublicKey, RegionCode, pb, statement};
 
 use crate::{
-    finding::{Absence, Finding},
+    defect::{Absence, Defect},
     parallel::Pool,
     rollup::{ChildRefs, Found, check_completeness},
     root::Pinned,
@@ -145,7 +145,7 @@ impl Auditor {
         }
     }
 
-    fn finding(&mut self, f: &Finding, region: Option<RegionCode>, month: Option<Month>) {
+    fn defect(&mut self, f: &Defect, region: Option<RegionCode>, month: Option<Month>) {
         let region = f.region().or(region);
         self.problem(region, f.month().or(month), f.to_string());
     }
@@ -245,13 +245,13 @@ impl Auditor {
                         && self.trust.region_of_key(&signer.key) != Some(signer.region)
                     {
                         // Its parent's enrolment did not verify: once more
-                        // at the end, where the finding is made.
+                        // at the end, where the defect is reported.
                         self.retry.push(env);
                         continue;
                     }
                     match result {
                         Ok(view) => self.trust.insert_enrolment(view),
-                        Err(f) => self.finding(&f, None, None),
+                        Err(f) => self.defect(&f, None, None),
                     }
                 }
                 Outcome::Summary(Ok((view, digest))) => self.check(view, digest),
@@ -269,7 +269,7 @@ impl Auditor {
             // After the summaries began: admitted on the spot.
             self.drain();
             if let Err(f) = self.trust.admit_enrolment(&env) {
-                self.finding(&f, None, None);
+                self.defect(&f, None, None);
             }
             return;
         }
@@ -323,15 +323,15 @@ impl Auditor {
         self.in_flight.clear();
         let retry = std::mem::take(&mut self.retry);
         let revocations = std::mem::take(&mut self.revocations);
-        let findings = self.trust.admit_all(&retry, &revocations);
-        for f in findings {
-            self.finding(&f, None, None);
+        let defects = self.trust.admit_all(&retry, &revocations);
+        for f in defects {
+            self.defect(&f, None, None);
         }
     }
 
     fn failure(&mut self, failure: Failure) {
         let Failure {
-            finding,
+            defect,
             digest,
             claim,
         } = failure;
@@ -339,10 +339,10 @@ impl Auditor {
         if let Some((region, Some(period), revision)) = claim {
             self.failed_claims.insert((region, period, revision));
         }
-        if let Some(region) = finding.region().or(claim.map(|c| c.0)) {
+        if let Some(region) = defect.region().or(claim.map(|c| c.0)) {
             self.failed_regions.insert(region);
         }
-        self.finding(&finding, claim.map(|c| c.0), claim.and_then(|c| c.1));
+        self.defect(&defect, claim.map(|c| c.0), claim.and_then(|c| c.1));
     }
 
     /// Why the child summary a reference names is not among the verified
@@ -366,7 +366,7 @@ impl Auditor {
         let region = view.region;
         let period = view.period;
         let mut refs = ChildRefs::new(&view);
-        let mut findings = Vec::new();
+        let mut defects = Vec::new();
         for c in &view.children {
             // What the parent counts, whatever becomes of the child: receipts
             // are compared with this.
@@ -376,13 +376,13 @@ impl Auditor {
                 None => Err(self.absence(c, period)),
             };
             if let Err(f) = refs.child(c, found) {
-                findings.push(f);
+                defects.push(f);
             }
         }
-        findings.extend(refs.check_total().err());
-        findings.extend(check_completeness(&self.trust, &view).err());
-        for f in &findings {
-            self.finding(f, Some(region), Some(period));
+        defects.extend(refs.check_total().err());
+        defects.extend(check_completeness(&self.trust, &view).err());
+        for f in &defects {
+            self.defect(f, Some(region), Some(period));
         }
         // The tops' verdicts are kept always: a problem found at the end
         // (a month missing) is shown with what the top's summaries counted.

@@ -6,7 +6,7 @@
 use tallytree_proto::{Digest, Month, RegionCode, pb, statement};
 
 use crate::{
-    finding::Finding,
+    defect::Defect,
     summary::SummaryView,
     trust::{EnrolmentView, TrustedKey},
 };
@@ -22,7 +22,7 @@ pub(super) enum Job {
     },
     Summary(pb::Envelope, TrustedKey),
     /// A summary whose key is unknown: only its claims are read.
-    Unverifiable(pb::Envelope, Finding),
+    Unverifiable(pb::Envelope, Defect),
 }
 
 impl std::fmt::Debug for Job {
@@ -42,7 +42,7 @@ impl std::fmt::Debug for Job {
 pub(super) enum Outcome {
     /// With the envelope back when its signer was provisional.
     Enrolment {
-        result: Result<EnrolmentView, Finding>,
+        result: Result<EnrolmentView, Defect>,
         signer: TrustedKey,
         provisional: Option<pb::Envelope>,
     },
@@ -54,15 +54,15 @@ pub(super) type Claimed = (RegionCode, Option<Month>, u64);
 
 /// A summary that did not verify, with what it claims to be.
 pub(super) struct Failure {
-    pub(super) finding: Finding,
+    pub(super) defect: Defect,
     pub(super) digest: Digest,
     pub(super) claim: Option<Claimed>,
 }
 
 impl Failure {
-    fn of(env: &pb::Envelope, finding: Finding) -> Failure {
+    fn of(env: &pb::Envelope, defect: Defect) -> Failure {
         Failure {
-            finding,
+            defect,
             digest: Digest::of(&env.payload),
             claim: claimed(env),
         }

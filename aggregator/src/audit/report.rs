@@ -16,7 +16,7 @@ use crate::tally::Tally;
 pub struct Problem {
     /// The region, when known.
     pub region: Option<RegionCode>,
-    /// The finding, naming the rule.
+    /// The defect, naming the rule.
     pub message: String,
 }
 

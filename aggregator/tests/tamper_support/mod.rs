@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 
 use tallytree_aggregator::{
-    Candidate, CaseCounts, ChildEntry, Finding, SummarySource, SummaryView, Tally, TaskCounts,
+    Candidate, CaseCounts, ChildEntry, Defect, SummarySource, SummaryView, Tally, TaskCounts,
     Trust, Verified,
     audit::{AuditReport, Auditor},
     bundle::{BundleReader, BundleWriter},
@@ -450,7 +450,7 @@ impl Federation {
         &self,
         parent: RegionCode,
         env: &pb::Envelope,
-    ) -> Result<Verified<'_>, Finding> {
+    ) -> Result<Verified<'_>, Defect> {
         let mut trust = Trust::with_anchor(parent, self.key(parent).public_key());
         let below = |r: RegionCode| r != parent && r.is_within(parent);
         let enrolments: Vec<pb::Envelope> = self

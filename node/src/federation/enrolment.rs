@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use tallytree_aggregator::{Admission, Finding};
+use tallytree_aggregator::{Admission, Defect};
 use tallytree_proto::{Digest, PublicKey, RegionCode, pb, statement};
 use tracing::info;
 
@@ -26,7 +26,7 @@ pub enum EnrolmentError {
     Invalid(String),
     /// The statement does not verify.
     #[error(transparent)]
-    Finding(#[from] Finding),
+    Defect(#[from] Defect),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),

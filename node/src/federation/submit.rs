@@ -5,7 +5,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use tallytree_aggregator::{
-    Admission, Candidate, ChildEntry, EnrolmentView, Finding, SummarySource, SummaryView,
+    Admission, Candidate, ChildEntry, EnrolmentView, Defect, SummarySource, SummaryView,
     summary::check_not_future, verify_opened,
 };
 use tallytree_proto::{Digest, Month, RegionCode, pb, statement};
@@ -29,7 +29,7 @@ pub enum SubmitError {
     Invalid(String),
     /// A statement does not verify or does not add up.
     #[error(transparent)]
-    Finding(#[from] Finding),
+    Defect(#[from] Defect),
     /// The submitter is not a direct child.
     #[error("summary {region}: not a direct child of this node ({node})")]
     NotChild {
@@ -160,7 +160,7 @@ impl Submissions {
                 node: ctx.identity.region,
             });
         }
-        check_not_future(view.region, view.period, ctx.clock.month()).map_err(Finding::from)?;
+        check_not_future(view.region, view.period, ctx.clock.month()).map_err(Defect::from)?;
         // A duplicate or a stale revision is answered before its
         // descendants are verified.
         if let Some(receipt) = self.apply_rules(

@@ -1,4 +1,4 @@
-//! [`Finding`]: what is wrong with a signed statement, the same value for a
+//! [`Defect`]: what is wrong with a signed statement, the same value for a
 //! parent refusing a submission, an auditor reading a bundle and an
 //! inclusion proof. Every message names the region and the rule.
 
@@ -8,7 +8,7 @@ use crate::summary::SummaryError;
 
 /// What is wrong with a statement.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum Finding {
+pub enum Defect {
     /// The envelope does not verify or decode.
     #[error("{what} for {region}: {source}")]
     Envelope {
@@ -148,7 +148,7 @@ pub enum Absence {
     /// Nobody provided it (not in the submission, the store or the bundle).
     #[error("is referenced but not provided")]
     NotProvided,
-    /// It was provided but did not verify (its own finding says why).
+    /// It was provided but did not verify (its own defect says why).
     #[error("did not verify")]
     DidNotVerify,
 }
@@ -190,33 +190,33 @@ fn key_label(key_id: &str) -> &str {
     }
 }
 
-impl Finding {
+impl Defect {
     pub(crate) fn envelope(
         what: &'static str,
         region: impl ToString,
         source: EnvelopeError,
-    ) -> Finding {
-        Finding::Envelope {
+    ) -> Defect {
+        Defect::Envelope {
             what,
             region: region.to_string(),
             source,
         }
     }
 
-    /// The region the finding concerns, when it names one.
+    /// The region the defect concerns, when it names one.
     pub fn region(&self) -> Option<RegionCode> {
         use SummaryError as S;
         match self {
-            Finding::WrongSigner { region, .. }
-            | Finding::Revoked { region, .. }
-            | Finding::NotYetValid { region, .. }
-            | Finding::MissingChild { region, .. }
-            | Finding::ChildMismatch { region, .. }
-            | Finding::Completeness { region, .. } => Some(*region),
-            Finding::Envelope { region, .. } | Finding::Tree { region, .. } => {
+            Defect::WrongSigner { region, .. }
+            | Defect::Revoked { region, .. }
+            | Defect::NotYetValid { region, .. }
+            | Defect::MissingChild { region, .. }
+            | Defect::ChildMismatch { region, .. }
+            | Defect::Completeness { region, .. } => Some(*region),
+            Defect::Envelope { region, .. } | Defect::Tree { region, .. } => {
                 RegionCode::parse(region).ok()
             }
-            Finding::Summary(s) => match s {
+            Defect::Summary(s) => match s {
                 S::Parent { region, .. }
                 | S::RevisionZero { region }
                 | S::CategoryList { region, .. }
@@ -228,21 +228,21 @@ impl Finding {
                 | S::FuturePeriod { region, .. } => Some(*region),
                 S::Malformed { .. } => None,
             },
-            Finding::Unsigned { .. }
-            | Finding::ManySignatures { .. }
-            | Finding::UnknownKey { .. } => None,
+            Defect::Unsigned { .. }
+            | Defect::ManySignatures { .. }
+            | Defect::UnknownKey { .. } => None,
         }
     }
 
-    /// The month the finding concerns, when it names one.
+    /// The month the defect concerns, when it names one.
     pub fn month(&self) -> Option<Month> {
         match self {
-            Finding::MissingChild { period, .. }
-            | Finding::ChildMismatch { period, .. }
-            | Finding::Completeness { period, .. }
-            | Finding::Summary(SummaryError::Tally { period, .. })
-            | Finding::Summary(SummaryError::Total { period, .. })
-            | Finding::Summary(SummaryError::FuturePeriod { period, .. }) => Some(*period),
+            Defect::MissingChild { period, .. }
+            | Defect::ChildMismatch { period, .. }
+            | Defect::Completeness { period, .. }
+            | Defect::Summary(SummaryError::Tally { period, .. })
+            | Defect::Summary(SummaryError::Total { period, .. })
+            | Defect::Summary(SummaryError::FuturePeriod { period, .. }) => Some(*period),
             _ => None,
         }
     }
