@@ -228,9 +228,9 @@ impl Defect {
                 | S::FuturePeriod { region, .. } => Some(*region),
                 S::Malformed { .. } => None,
             },
-            Defect::Unsigned { .. }
-            | Defect::ManySignatures { .. }
-            | Defect::UnknownKey { .. } => None,
+            Defect::Unsigned { .. } | Defect::ManySignatures { .. } | Defect::UnknownKey { .. } => {
+                None
+            }
         }
     }
 

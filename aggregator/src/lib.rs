@@ -31,8 +31,8 @@
 pub mod admission;
 pub mod audit;
 pub mod bundle;
-pub mod derive;
 pub mod defect;
+pub mod derive;
 pub mod findings;
 pub mod parallel;
 pub mod rollup;
@@ -43,8 +43,8 @@ pub mod trust;
 pub mod verify;
 
 pub use admission::Admission;
-pub use derive::{CaseRecord, CaseState, TaskRecord, TaskState};
 pub use defect::{Absence, Defect, Mismatch};
+pub use derive::{CaseRecord, CaseState, TaskRecord, TaskState};
 pub use summary::{ChildEntry, SummaryError, SummaryView};
 pub use tally::{CaseCounts, Rates, Tally, TallyError, TaskCounts};
 pub use trust::{EnrolmentView, RevocationView, Trust, TrustedKey};

@@ -150,8 +150,7 @@ impl Engine {
         }
         self.dirty.insert(Scope::Siblings(region, month));
         let children: Vec<RegionCode> = self.panel.children_of(region).collect();
-        self.dirty
-            .extend(children.into_iter().map(Scope::Series));
+        self.dirty.extend(children.into_iter().map(Scope::Series));
     }
 
     /// Evaluates every scope marked since the last refresh; returns how

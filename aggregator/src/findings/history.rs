@@ -1,7 +1,9 @@
 //! Rules over one unit's own history: registered cases unusual for the
 //! unit (a seasonal count test where earlier years exist, else the modified
 //! z-score), escalation and overdue spikes against the unit's own rates,
-//! flat lines, and the WHO's consistency over time against the parent.
+//! flat lines (all on the unit's own records, so each case is judged where
+//! it was recorded), and the WHO's consistency over time of the unit's
+//! total against its parent's.
 
 use tallytree_proto::{Digest, Month, RegionCode};
 
@@ -22,7 +24,7 @@ fn shift(month: Month, offset: i64) -> Option<Month> {
 }
 
 /// The unit's figures in the `window` months before `month`.
-fn prior<'a>(unit: &'a Unit, month: Month, window: u32) -> impl Iterator<Item = &'a Figures> {
+fn prior(unit: &Unit, month: Month, window: u32) -> impl Iterator<Item = &Figures> {
     let from = shift(month, -i64::from(window)).unwrap_or(month);
     unit.months.range(from..month).map(|(_, f)| f)
 }
@@ -63,21 +65,24 @@ fn outlier(
     month: Month,
     out: &mut Vec<Finding>,
 ) {
-    let x = figures.registered;
+    let x = figures.local.registered;
     let period = FindingPeriod::Month(month);
     let mut baseline = Vec::new();
     let mut sources = vec![figures.digest];
     let mut years = 0;
     for year in 1..=i64::from(params.seasonal_max_years) {
-        let mut present = false;
+        // A year counts when it has the same month; its neighbours join
+        // the baseline where they exist.
+        if shift(month, -12 * year).is_none_or(|m| !unit.months.contains_key(&m)) {
+            continue;
+        }
+        years += 1;
         for offset in [-1, 0, 1] {
             if let Some(f) = shift(month, -12 * year + offset).and_then(|m| unit.months.get(&m)) {
-                baseline.push(f.registered);
+                baseline.push(f.local.registered);
                 sources.push(f.digest);
-                present = true;
             }
         }
-        years += u32::from(present);
     }
     if years >= params.seasonal_min_years {
         let Some(model) = CountModel::fit(&baseline, MEAN_FLOOR) else {
@@ -94,7 +99,7 @@ fn outlier(
                     .measured(Measure::Registered, x as f64, model.mean)
                     .tested(Statistic::PValue, p, params.count_p)
                     .severity(severity_of_p(p, params.count_p))
-                    .from_summaries(sources),
+                    .sourced(sources),
             );
         }
         return;
@@ -103,7 +108,7 @@ fn outlier(
     if history.len() < params.outlier_min_history {
         return;
     }
-    let values: Vec<f64> = history.iter().map(|f| f.registered as f64).collect();
+    let values: Vec<f64> = history.iter().map(|f| f.local.registered as f64).collect();
     let Some((z, centre, _)) = modified_z(x as f64, &values) else {
         return;
     };
@@ -118,9 +123,7 @@ fn outlier(
                 .measured(Measure::Registered, x as f64, centre)
                 .tested(Statistic::ModifiedZ, z, params.outlier_z)
                 .severity(severity)
-                .from_summaries(
-                    std::iter::once(figures.digest).chain(history.iter().map(|f| f.digest)),
-                ),
+                .sourced(std::iter::once(figures.digest).chain(history.iter().map(|f| f.digest))),
         );
     }
 }
@@ -145,13 +148,13 @@ struct RateSpike {
 const ESCALATION: RateSpike = RateSpike {
     rule: Rule::EscalationSpike,
     measure: Measure::Escalated,
-    read: |f| (f.escalated, f.registered),
+    read: |f| (f.local.escalated, f.local.registered),
 };
 
 const OVERDUE: RateSpike = RateSpike {
     rule: Rule::OverdueSpike,
     measure: Measure::Overdue,
-    read: |f| (f.tasks_overdue, f.tasks_assigned),
+    read: |f| (f.local.tasks_overdue, f.local.tasks_assigned),
 };
 
 impl RateSpike {
@@ -186,9 +189,7 @@ impl RateSpike {
                     .measured(self.measure, x as f64, expected)
                     .tested(Statistic::PValue, p, params.count_p)
                     .severity(severity_of_p(p, params.count_p))
-                    .from_summaries(
-                        std::iter::once(figures.digest).chain(prior.iter().map(|f| f.digest)),
-                    ),
+                    .sourced(std::iter::once(figures.digest).chain(prior.iter().map(|f| f.digest))),
             );
         }
     }
@@ -196,7 +197,12 @@ impl RateSpike {
 
 /// Runs of consecutive months with the same non-zero figures (every count
 /// of the tally equal) and enough cases: one finding per run.
-pub(super) fn flatlines(panel: &Panel, params: &Params, region: RegionCode, out: &mut Vec<Finding>) {
+pub(super) fn flatlines(
+    panel: &Panel,
+    params: &Params,
+    region: RegionCode,
+    out: &mut Vec<Finding>,
+) {
     let Some(unit) = panel.units.get(&region) else {
         return;
     };
@@ -211,19 +217,19 @@ pub(super) fn flatlines(panel: &Panel, params: &Params, region: RegionCode, out:
                     FindingPeriod::Months(run[0].0, run[run.len() - 1].0),
                 )
                 .counted(Measure::Months, months, f64::from(params.flatline_months))
-                .from_summaries(run.iter().map(|(_, f)| f.digest)),
+                .sourced(run.iter().map(|(_, f)| f.digest)),
             );
         }
         run.clear();
     };
     for (&month, figures) in &unit.months {
         let continues = run.last().is_some_and(|(m, f)| {
-            m.next() == month && f.tally_print == figures.tally_print
+            m.next() == month && f.local.tally_print == figures.local.tally_print
         });
         if !continues {
             flush(&mut run);
         }
-        if figures.registered >= params.flatline_min_cases {
+        if figures.local.registered >= params.flatline_min_cases {
             run.push((month, figures));
         } else {
             flush(&mut run);
@@ -239,7 +245,7 @@ fn year_total(unit: &Unit, year: i32) -> Option<(f64, Vec<Digest>)> {
     let months: Vec<&Figures> = unit.months.range(first..=last).map(|(_, f)| f).collect();
     (months.len() == 12).then(|| {
         (
-            months.iter().map(|f| f.registered as f64).sum(),
+            months.iter().map(|f| f.total.registered as f64).sum(),
             months.iter().map(|f| f.digest).collect(),
         )
     })
@@ -309,7 +315,7 @@ pub(super) fn consistency(
                         difference,
                         params.consistency_tolerance,
                     )
-                    .from_summaries(sources),
+                    .sourced(sources),
             );
         }
     }

@@ -401,7 +401,7 @@ impl Finding {
     }
 
     /// The summaries it was computed from (kept ascending, once each).
-    pub(crate) fn from_summaries(mut self, sources: impl IntoIterator<Item = Digest>) -> Finding {
+    pub(crate) fn sourced(mut self, sources: impl IntoIterator<Item = Digest>) -> Finding {
         self.sources = sources.into_iter().collect();
         self.sources.sort();
         self.sources.dedup();

@@ -21,7 +21,8 @@ pub struct Earlier {
     pub issued_at_ms: i64,
     /// Its payload's digest.
     pub digest: Digest,
-    /// A fingerprint of its registered counts per category.
+    /// A fingerprint of the registered counts per category of the unit's
+    /// own records.
     pub registered_print: u64,
 }
 
@@ -32,23 +33,14 @@ impl Earlier {
             revision: view.revision,
             issued_at_ms: view.issued_at_ms,
             digest,
-            registered_print: registered_print(&view.total),
+            registered_print: registered_print(&view.local),
         }
     }
 }
 
-/// One unit's month as counted: what the rules read of its signed summary.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Figures {
-    /// The counted revision.
-    pub revision: u64,
-    /// When it was signed.
-    pub issued_at_ms: i64,
-    /// Its payload's digest.
-    pub digest: Digest,
-    /// Earlier revisions held (the first, the last before the deadline),
-    /// ascending by revision; none when the counted one is the only one.
-    pub earlier: Vec<Earlier>,
+/// Counts of one tally, as the rules read them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
     /// Cases registered, all categories.
     pub registered: u64,
     /// Of those, resolved.
@@ -67,19 +59,15 @@ pub struct Figures {
     pub cases_print: u64,
     /// A fingerprint of the whole tally, cases and tasks.
     pub tally_print: u64,
-    /// The children counted.
-    pub children: Vec<RegionCode>,
-    /// The children expected when it was signed.
-    pub children_expected: u32,
 }
 
-impl Figures {
-    /// The figures of a counted summary, with no earlier revisions.
-    pub fn of(view: &SummaryView, digest: Digest) -> Figures {
-        let cases = view.total.case_totals();
+impl Counts {
+    /// The counts of `tally`.
+    pub fn of(tally: &Tally) -> Counts {
+        let cases = tally.case_totals();
         let mut cases_print = Fingerprint::default();
         for c in Category::ALL {
-            let k = view.total.category(c);
+            let k = tally.category(c);
             cases_print.add(&[
                 k.registered,
                 k.resolved,
@@ -88,23 +76,58 @@ impl Figures {
                 k.resolved_on_time,
             ]);
         }
-        let t = view.total.tasks;
+        let t = tally.tasks;
         let mut tally_print = cases_print.clone();
         tally_print.add(&[t.assigned, t.completed, t.in_progress, t.overdue]);
-        Figures {
-            revision: view.revision,
-            issued_at_ms: view.issued_at_ms,
-            digest,
-            earlier: Vec::new(),
+        Counts {
             registered: cases.registered,
             resolved: cases.resolved,
             resolved_on_time: cases.resolved_on_time,
             escalated: cases.escalated,
             tasks_assigned: t.assigned,
             tasks_overdue: t.overdue,
-            registered_print: registered_print(&view.total),
+            registered_print: registered_print(tally),
             cases_print: cases_print.finish(),
             tally_print: tally_print.finish(),
+        }
+    }
+}
+
+/// One unit's month as counted: what the rules read of its signed summary.
+/// The unit's own records (`local`) are judged against its own history, so
+/// each case is judged once, where it was recorded; the totals are compared
+/// between siblings and with the parent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Figures {
+    /// The counted revision.
+    pub revision: u64,
+    /// When it was signed.
+    pub issued_at_ms: i64,
+    /// Its payload's digest.
+    pub digest: Digest,
+    /// Earlier revisions held (the first, the last before the deadline),
+    /// ascending by revision; none when the counted one is the only one.
+    pub earlier: Vec<Earlier>,
+    /// What the unit itself recorded.
+    pub local: Counts,
+    /// Its own records and its children's.
+    pub total: Counts,
+    /// The children counted, ascending.
+    pub children: Vec<RegionCode>,
+    /// The children expected when it was signed.
+    pub children_expected: u32,
+}
+
+impl Figures {
+    /// The figures of a counted summary, with no earlier revisions.
+    pub fn of(view: &SummaryView, digest: Digest) -> Figures {
+        Figures {
+            revision: view.revision,
+            issued_at_ms: view.issued_at_ms,
+            digest,
+            earlier: Vec::new(),
+            local: Counts::of(&view.local),
+            total: Counts::of(&view.total),
             children: view.children.iter().map(|c| c.region).collect(),
             children_expected: view.children_expected,
         }
@@ -116,7 +139,7 @@ impl Figures {
             revision: self.revision,
             issued_at_ms: self.issued_at_ms,
             digest: self.digest,
-            registered_print: self.registered_print,
+            registered_print: self.local.registered_print,
         })
     }
 }

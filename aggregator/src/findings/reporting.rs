@@ -52,7 +52,7 @@ pub(super) fn missing(panel: &Panel, params: &Params, as_of_ms: i64, out: &mut V
                         Finding::of(Rule::Missing, child, FindingPeriod::Month(month))
                             .counted(Measure::Days, days_between(deadline, as_of_ms), 0.0)
                             .severity(Severity::Warning)
-                            .from_summaries([figures.digest]),
+                            .sourced([figures.digest]),
                     );
                 }
             }
@@ -80,7 +80,7 @@ pub(super) fn report(
         out.push(
             Finding::of(Rule::Late, region, period)
                 .counted(Measure::Days, days_between(end, first.issued_at_ms), timely)
-                .from_summaries([first.digest]),
+                .sourced([first.digest]),
         );
     }
     // The last revision signed by the deadline, if the first one was.
@@ -91,15 +91,21 @@ pub(super) fn report(
         .find(|e| e.issued_at_ms <= deadline);
     if let Some(at_close) = at_close
         && figures.issued_at_ms > deadline
-        && figures.registered_print != at_close.registered_print
+        && figures.local.registered_print != at_close.registered_print
     {
         out.push(
             Finding::of(Rule::RevisedAfterClose, region, period)
-                .counted(Measure::Days, days_between(end, figures.issued_at_ms), timely)
-                .from_summaries([at_close.digest, figures.digest]),
+                .counted(
+                    Measure::Days,
+                    days_between(end, figures.issued_at_ms),
+                    timely,
+                )
+                .sourced([at_close.digest, figures.digest]),
         );
     }
-    if figures.revision >= params.many_revisions {
+    // A parent signs again whenever a child does: only a unit that counts
+    // no children revises for its own records alone.
+    if figures.children.is_empty() && figures.revision >= params.many_revisions {
         out.push(
             Finding::of(Rule::ManyRevisions, region, period)
                 .counted(
@@ -107,7 +113,7 @@ pub(super) fn report(
                     figures.revision as f64,
                     params.many_revisions as f64,
                 )
-                .from_summaries([figures.digest]),
+                .sourced([figures.digest]),
         );
     }
 }

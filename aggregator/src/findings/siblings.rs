@@ -40,8 +40,8 @@ pub(super) fn siblings(
         .iter()
         .map(|(region, f)| Share {
             region: *region,
-            hits: f.resolved,
-            base: f.registered,
+            hits: f.total.resolved,
+            base: f.total.registered,
             digest: f.digest,
         })
         .collect();
@@ -50,8 +50,8 @@ pub(super) fn siblings(
         .iter()
         .map(|(region, f)| Share {
             region: *region,
-            hits: f.resolved_on_time,
-            base: f.resolved,
+            hits: f.total.resolved_on_time,
+            base: f.total.resolved,
             digest: f.digest,
         })
         .collect();
@@ -108,9 +108,7 @@ fn too_good(
                     .measured(Measure::Proportion, observed, pooled)
                     .tested(Statistic::PValue, p, params.funnel_p)
                     .severity(severity)
-                    .from_summaries(
-                        std::iter::once(unit.digest).chain(others.iter().map(|s| s.digest)),
-                    ),
+                    .sourced(std::iter::once(unit.digest).chain(others.iter().map(|s| s.digest))),
             );
         }
     }
@@ -118,7 +116,8 @@ fn too_good(
 
 /// φ: the mean squared standardized residual of the siblings against the
 /// pooled proportion, with the residuals winsorized at 10 % each side when
-/// there are ten siblings or more; 1 when the pooled proportion is 0.
+/// there are ten siblings or more; 1 when the pooled proportion is 0 or 1,
+/// or when φ is within two standard deviations of what chance gives.
 fn overdispersion(shares: &[&Share], pooled: f64) -> f64 {
     if pooled <= 0.0 || pooled >= 1.0 {
         return 1.0;
@@ -139,7 +138,15 @@ fn overdispersion(shares: &[&Share], pooled: f64) -> f64 {
             *v = v.clamp(lo, hi);
         }
     }
-    z.iter().map(|v| v * v).sum::<f64>() / k as f64
+    let phi = z.iter().map(|v| v * v).sum::<f64>() / k as f64;
+    // Only overdispersion beyond chance widens the limits: k·φ is about
+    // χ² with k degrees of freedom, mean k and standard deviation √(2k).
+    let kf = k as f64;
+    if kf * phi > kf + 2.0 * (2.0 * kf).sqrt() {
+        phi
+    } else {
+        1.0
+    }
 }
 
 /// Children with the same case figures in every category, each with enough
@@ -152,8 +159,11 @@ fn identical(
 ) {
     let mut groups: BTreeMap<u64, Vec<(RegionCode, &super::Figures)>> = BTreeMap::new();
     for &(region, f) in children {
-        if f.registered >= params.identical_min_cases {
-            groups.entry(f.cases_print).or_default().push((region, f));
+        if f.total.registered >= params.identical_min_cases {
+            groups
+                .entry(f.total.cases_print)
+                .or_default()
+                .push((region, f));
         }
     }
     for group in groups.values().filter(|g| g.len() > 1) {
@@ -163,13 +173,13 @@ fn identical(
             Finding::of(Rule::IdenticalSiblings, first, period)
                 .measured(
                     Measure::Registered,
-                    figures.registered as f64,
-                    figures.registered as f64,
+                    figures.total.registered as f64,
+                    figures.total.registered as f64,
                 )
                 .tested(Statistic::Count, size, 2.0)
                 .severity(Severity::Warning)
                 .with_related(group[1..].iter().map(|(r, _)| *r).collect())
-                .from_summaries(group.iter().map(|(_, f)| f.digest)),
+                .sourced(group.iter().map(|(_, f)| f.digest)),
         );
     }
 }

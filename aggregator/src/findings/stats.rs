@@ -200,9 +200,8 @@ pub fn poisson_lower(k: u64, lambda: f64) -> f64 {
     incomplete_gamma((k + 1) as f64, lambda).1
 }
 
-/// A count model fitted to a baseline: Poisson when the baseline is not
-/// overdispersed, else negative binomial with the baseline's mean and
-/// variance.
+/// A count model: Poisson with dispersion 1, else the negative binomial
+/// with that mean and variance / mean.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct CountModel {
     /// Expected count.
@@ -213,7 +212,10 @@ pub struct CountModel {
 
 impl CountModel {
     /// Fits `baseline`, with `mean_floor` as the least mean (a baseline of
-    /// zeros still expects a little), or `None` for an empty baseline.
+    /// zeros still expects a little), or `None` for an empty baseline. The
+    /// dispersion is the baseline's where it is beyond chance, else 1,
+    /// widened by the uncertainty of the mean, so the model is always a
+    /// negative binomial.
     pub fn fit(baseline: &[u64], mean_floor: f64) -> Option<CountModel> {
         if baseline.is_empty() {
             return None;
@@ -230,9 +232,20 @@ impl CountModel {
             mean
         };
         let mean = mean.max(mean_floor);
+        // Only overdispersion beyond chance counts: (n − 1)·φ is about χ²
+        // with n − 1 degrees of freedom, mean n − 1, deviation √(2(n − 1)).
+        let df = n - 1.0;
+        let phi = variance / mean;
+        let phi = if df > 0.0 && df * phi > df + 2.0 * (2.0 * df).sqrt() {
+            phi
+        } else {
+            1.0
+        };
+        // The next count varies about the baseline's mean, which is itself
+        // estimated from n counts: its predictive variance is φμ(1 + 1/n).
         Some(CountModel {
             mean,
-            dispersion: (variance / mean).max(1.0),
+            dispersion: phi * (1.0 + 1.0 / n),
         })
     }
 
@@ -276,46 +289,48 @@ pub fn median(values: &[f64]) -> Option<f64> {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let mid = sorted.len() / 2;
-    Some(if sorted.len() % 2 == 0 {
+    Some(if sorted.len().is_multiple_of(2) {
         (sorted[mid - 1] + sorted[mid]) / 2.0
     } else {
         sorted[mid]
     })
 }
 
-/// The modified z-score of `x` against `history` (Iglewicz and Hoaglin):
-/// 0.6745·|x − median| / MAD; where MAD is 0, |x − median| /
-/// (1.253314·MeanAD); where both are 0 (a constant history), the spread is
-/// taken as one case, the counts' resolution: 0.6745·|x − median|. Returns
-/// the score, the median and which spread was used.
+/// The modified z-score of the count `x` against the counts of `history`
+/// (Iglewicz and Hoaglin): 0.6745·|x − median| / MAD. The MAD of Poisson
+/// counts with mean μ is about 0.6745·√μ; a history's MAD below that (and
+/// MAD 0, common for small village counts) is the luck of a short series,
+/// so the spread is never taken below 0.6745·√max(median, 1). Returns the
+/// score, the median and which spread was used.
 pub fn modified_z(x: f64, history: &[f64]) -> Option<(f64, f64, Spread)> {
     let centre = median(history)?;
     let deviations: Vec<f64> = history.iter().map(|v| (v - centre).abs()).collect();
     let mad = median(&deviations)?;
-    let distance = (x - centre).abs();
-    if mad > 0.0 {
-        return Some((0.6745 * distance / mad, centre, Spread::Mad(mad)));
-    }
-    let mean_ad = deviations.iter().sum::<f64>() / deviations.len() as f64;
-    if mean_ad > 0.0 {
-        return Some((
-            distance / (1.253_314 * mean_ad),
-            centre,
-            Spread::MeanAd(mean_ad),
-        ));
-    }
-    Some((0.6745 * distance, centre, Spread::Constant))
+    let poisson = 0.6745 * centre.max(1.0).sqrt();
+    let spread = if mad >= poisson {
+        Spread::Mad(mad)
+    } else {
+        Spread::Poisson(poisson)
+    };
+    Some((0.6745 * (x - centre).abs() / spread.value(), centre, spread))
 }
 
 /// Which spread a modified z-score divided by.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Spread {
-    /// The median absolute deviation.
+    /// The history's median absolute deviation.
     Mad(f64),
-    /// The mean absolute deviation, MAD being 0.
-    MeanAd(f64),
-    /// Neither: the history is constant, and the spread is one case.
-    Constant,
+    /// The Poisson floor, the history's MAD being smaller.
+    Poisson(f64),
+}
+
+impl Spread {
+    /// The value divided by.
+    pub fn value(self) -> f64 {
+        match self {
+            Spread::Mad(v) | Spread::Poisson(v) => v,
+        }
+    }
 }
 
 /// The plain z-score |x − mean| / σ (population standard deviation), as
@@ -336,10 +351,18 @@ mod tests {
     fn ln_gamma_of_integers_is_ln_factorial() {
         let mut factorial = 1.0f64;
         for n in 1..30u32 {
-            assert!(close(ln_gamma(n as f64 + 1.0), (factorial * n as f64).ln(), 1e-13));
+            assert!(close(
+                ln_gamma(n as f64 + 1.0),
+                (factorial * n as f64).ln(),
+                1e-13
+            ));
             factorial *= n as f64;
         }
-        assert!(close(ln_gamma(0.5), std::f64::consts::PI.sqrt().ln(), 1e-13));
+        assert!(close(
+            ln_gamma(0.5),
+            std::f64::consts::PI.sqrt().ln(),
+            1e-13
+        ));
     }
 
     #[test]
@@ -380,18 +403,19 @@ mod tests {
     }
 
     #[test]
-    fn modified_z_and_its_fallbacks() {
-        let (z, centre, spread) = modified_z(10.0, &[1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
-        assert_eq!((centre, spread), (3.0, Spread::Mad(1.0)));
-        assert!(close(z, 0.6745 * 7.0, 1e-15));
-        // MAD 0: the mean absolute deviation (3/5) instead.
+    fn modified_z_and_its_poisson_floor() {
+        // MAD 4 (deviations 8 4 0 4 8) is above the floor 0.6745·√10.
+        let (z, centre, spread) = modified_z(30.0, &[2.0, 6.0, 10.0, 14.0, 18.0]).unwrap();
+        assert_eq!((centre, spread), (10.0, Spread::Mad(4.0)));
+        assert!(close(z, 0.6745 * 20.0 / 4.0, 1e-15));
+        // MAD 0: the Poisson floor.
         let (z, centre, spread) = modified_z(10.0, &[2.0, 4.0, 4.0, 4.0, 5.0]).unwrap();
-        assert_eq!((centre, spread), (4.0, Spread::MeanAd(0.6)));
-        assert!(close(z, 6.0 / (1.253_314 * 0.6), 1e-15));
-        // A constant history.
-        let constant = [3.0; 12];
-        assert_eq!(modified_z(9.0, &constant).unwrap(), (0.6745 * 6.0, 3.0, Spread::Constant));
-        assert_eq!(modified_z(3.0, &constant).unwrap().0, 0.0);
+        assert_eq!((centre, spread), (4.0, Spread::Poisson(0.6745 * 2.0)));
+        assert!(close(z, 6.0 / 2.0, 1e-15));
+        // A history of zeros: the floor of a mean of 1.
+        let (z, _, spread) = modified_z(6.0, &[0.0; 12]).unwrap();
+        assert_eq!(spread, Spread::Poisson(0.6745));
+        assert!(close(z, 6.0, 1e-15));
         assert_eq!(modified_z(3.0, &[]), None);
     }
 

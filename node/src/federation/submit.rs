@@ -5,7 +5,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use tallytree_aggregator::{
-    Admission, Candidate, ChildEntry, EnrolmentView, Defect, SummarySource, SummaryView,
+    Admission, Candidate, ChildEntry, Defect, EnrolmentView, SummarySource, SummaryView,
     summary::check_not_future, verify_opened,
 };
 use tallytree_proto::{Digest, Month, RegionCode, pb, statement};
