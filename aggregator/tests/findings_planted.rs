@@ -168,14 +168,14 @@ fn planted(seed: u64) -> (Vec<Row>, Vec<Expected>) {
     // A village whose 2026 is steadily 60 % above its earlier years, with
     // no month far from its usual: only the year's consistency shows it.
     for mo in months().filter(|mo| mo.year() == 2026) {
-        let n = (12.0 * season(mo) * 1.6).round() as u64;
+        let n = (20.0 * season(mo) * 1.6).round() as u64;
         reports
             .get_mut(&(village(5, 4), mo))
             .expect("synthetic data")
             .tally = village_tally(&mut rng, n, 0.9, 0.85);
     }
     for mo in months().filter(|mo| mo.year() < 2026) {
-        let n = rng.poisson(12.0 * season(mo));
+        let n = rng.poisson(20.0 * season(mo));
         reports
             .get_mut(&(village(5, 4), mo))
             .expect("synthetic data")

@@ -49,7 +49,9 @@ pub struct Params {
     pub spike_min_history: usize,
     /// Tolerance of the consistency over time (WHO: 33 %).
     pub consistency_tolerance: f64,
-    /// Cases a year the unit's earlier years need on average.
+    /// Cases a year the unit's earlier years need on average: a ratio of
+    /// two years of 200 cases varies by about 10 % by chance alone, so the
+    /// 33 % tolerance is then beyond three standard deviations.
     pub consistency_min_cases: f64,
     /// Earlier years the consistency compares with, at most (WHO: 3).
     pub consistency_years: u32,
@@ -80,7 +82,7 @@ impl Default for Params {
             spike_window: 12,
             spike_min_history: 6,
             consistency_tolerance: 0.33,
-            consistency_min_cases: 30.0,
+            consistency_min_cases: 200.0,
             consistency_years: 3,
             flatline_months: 4,
             flatline_min_cases: 5,
