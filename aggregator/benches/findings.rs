@@ -156,7 +156,6 @@ fn enrolments(node: &Node, out: &mut Vec<(RegionCode, Enrolled)>) {
             Enrolled {
                 parent: node.region,
                 since_ms: 0,
-                revoked_ms: None,
             },
         ));
         enrolments(child, out);

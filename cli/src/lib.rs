@@ -19,6 +19,7 @@ pub mod conn;
 pub mod demo;
 pub mod enrol;
 pub mod evidence;
+pub mod findings;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod import;

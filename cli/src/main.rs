@@ -8,7 +8,7 @@ use tallytree_proto::RegionCode;
 use tallytree_cli::{
     audit,
     conn::{Conn, Refused},
-    demo, enrol, evidence, import, init, keys, query,
+    demo, enrol, evidence, findings, import, init, keys, query,
     query::Format,
     record, root, token,
 };
@@ -116,6 +116,30 @@ enum Command {
         /// One row per month.
         #[arg(long)]
         by_month: bool,
+        /// Print JSON.
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// Print CSV.
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Figures that need checking (需核实) in the node's subtree: missing and
+    /// late reports, proportions too good, outliers, flat lines and more
+    /// (docs/FINDINGS.md).
+    Findings {
+        /// Only findings about this region and the units below it.
+        #[arg(long)]
+        region: Option<RegionCode>,
+        /// Only findings whose period overlaps this one (YYYY-MM, YYYY-Qn,
+        /// YYYY or FROM..TO).
+        #[arg(long, default_value = "")]
+        period: String,
+        /// Only this rule (e.g. siblings.too_good_resolution).
+        #[arg(long, default_value = "")]
+        rule: String,
+        /// Only warnings (重点核实): `warning`; every finding: `notice`.
+        #[arg(long, default_value = "")]
+        severity: String,
         /// Print JSON.
         #[arg(long, conflicts_with = "csv")]
         json: bool,
@@ -495,13 +519,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
             csv,
         } => {
-            let format = if json {
-                Format::Json
-            } else if csv {
-                Format::Csv
-            } else {
-                Format::Table
-            };
+            let format = Format::of(json, csv);
             query::run(
                 &conn,
                 query::QueryArgs {
@@ -509,6 +527,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     period,
                     depth,
                     by_month,
+                    format,
+                },
+            )
+            .await
+        }
+        Command::Findings {
+            region,
+            period,
+            rule,
+            severity,
+            json,
+            csv,
+        } => {
+            let format = Format::of(json, csv);
+            findings::run(
+                &conn,
+                findings::FindingsArgs {
+                    region,
+                    period,
+                    rule,
+                    severity,
                     format,
                 },
             )

@@ -27,6 +27,19 @@ pub enum Format {
     Csv,
 }
 
+impl Format {
+    /// The format `--json` and `--csv` ask for.
+    pub fn of(json: bool, csv: bool) -> Format {
+        if json {
+            Format::Json
+        } else if csv {
+            Format::Csv
+        } else {
+            Format::Table
+        }
+    }
+}
+
 /// What to ask.
 #[derive(Debug, Clone)]
 pub struct QueryArgs {

@@ -5,13 +5,14 @@
 
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
-use tallytree_aggregator::{Admission, SummaryView, Trust};
+use tallytree_aggregator::{Admission, SummaryView, Trust, findings::Params};
 use tallytree_proto::{Digest, PublicKey, pb, statement};
 use tokio::sync::Notify;
 use tracing::warn;
 
 use crate::{
     clock::Clock,
+    findings::FindingsIndex,
     identity::Identity,
     ledger::Ledger,
     store::{
@@ -51,6 +52,8 @@ pub struct NodeContext {
     admission: Mutex<()>,
     /// Wakes the pusher (new revision, enrolment installed).
     pusher_wake: Notify,
+    /// The findings over the summaries this node counts.
+    pub findings: FindingsIndex,
 }
 
 impl NodeContext {
@@ -83,6 +86,7 @@ impl NodeContext {
             trust: RwLock::new(trust),
             admission: Mutex::new(()),
             pusher_wake: Notify::new(),
+            findings: FindingsIndex::new(Params::default()),
         })
     }
 

@@ -119,7 +119,7 @@ impl ServiceError for QueryError {
     fn error_code(&self) -> ErrorCode {
         match self {
             QueryError::OutsideSubtree { .. } | QueryError::NotCounted(_) => ErrorCode::NotFound,
-            QueryError::Depth(_) => ErrorCode::InvalidArgument,
+            QueryError::Depth(_) | QueryError::Filter(_) => ErrorCode::InvalidArgument,
             QueryError::Store(e) => e.error_code(),
         }
     }

@@ -26,6 +26,8 @@
 //!   derivation of a month's local tally from the records
 //!   ([`signer::tally`]).
 //! - [`query`]: figures of the subtree from signed summaries.
+//! - [`findings`]: the data-quality findings of the subtree, kept current
+//!   as the node signs.
 //! - [`evidence`]: evidence bundles and inclusion proofs for auditors.
 //! - [`faults`]: kill points for fault-injection tests (`TALLYTREE_KILL_AT`).
 //! - [`error`]: [`error::ErrorCode`], the one mapping of every service
@@ -59,6 +61,8 @@ pub mod evidence;
 pub mod faults;
 #[cfg(feature = "server")]
 pub mod federation;
+#[cfg(feature = "server")]
+pub mod findings;
 #[cfg(feature = "server")]
 pub mod grpc;
 pub mod identity;

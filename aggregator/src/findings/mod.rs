@@ -19,6 +19,7 @@
 //! - [`engine`](mod@engine): the incremental engine and the full computation.
 
 pub mod engine;
+mod filter;
 mod history;
 pub mod panel;
 mod params;
@@ -27,12 +28,13 @@ mod siblings;
 pub mod stats;
 
 pub use engine::{Engine, compute};
+pub use filter::{Filter, FilterError};
 pub use panel::{Earlier, Enrolled, Figures, Panel};
 pub use params::Params;
 
 use std::fmt;
 
-use tallytree_proto::{Digest, Month, RegionCode};
+use tallytree_proto::{Digest, Month, RegionCode, pb};
 
 /// Version of the rule set below. A rule's own version rises when its
 /// definition changes; this one rises with any of them.
@@ -412,6 +414,30 @@ impl Finding {
     pub(crate) fn with_related(mut self, related: Vec<RegionCode>) -> Finding {
         self.related = related;
         self
+    }
+
+    /// The wire form, with the unit's name and its path from the answering
+    /// node.
+    pub fn to_pb(&self, name: &str, path: &str) -> pb::Finding {
+        pb::Finding {
+            id: self.id(),
+            rule: self.rule.id().to_owned(),
+            rule_version: self.version,
+            label: self.rule.label().to_owned(),
+            region: self.region.to_string(),
+            name: name.to_owned(),
+            path: path.to_owned(),
+            period: self.period.to_string(),
+            severity: self.severity.id().to_owned(),
+            measure: self.measure.id().to_owned(),
+            observed: self.observed,
+            expected: self.expected,
+            statistic: self.statistic.id().to_owned(),
+            value: self.value,
+            threshold: self.threshold,
+            related: self.related.iter().map(ToString::to_string).collect(),
+            sources: self.sources.iter().map(Digest::to_hex).collect(),
+        }
     }
 
     /// The order findings are listed in: region, period, rule.

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use tallytree_proto::{Category, Digest, Month, RegionCode};
 
-use crate::{summary::SummaryView, tally::Tally};
+use crate::{summary::SummaryView, tally::Tally, trust::Trust};
 
 /// An earlier revision of a month than the one counted, as the timing
 /// rules read it: the first one held, and the last one signed before the
@@ -178,15 +178,33 @@ fn registered_print(tally: &Tally) -> u64 {
     p.finish()
 }
 
-/// When a child was enrolled, and revoked if it was.
+/// When a child was enrolled. A revoked key does not un-enrol its unit (it
+/// reports on with a new key), so a unit once enrolled stays expected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Enrolled {
     /// Its parent.
     pub parent: RegionCode,
-    /// When its first enrolment was signed.
+    /// From when its first enrolment is valid.
     pub since_ms: i64,
-    /// When it was revoked, if it was.
-    pub revoked_ms: Option<i64>,
+}
+
+impl Enrolled {
+    /// Every enrolled unit of `trust` within `top` (below it), from its
+    /// earliest enrolment.
+    pub fn all(trust: &Trust, top: RegionCode) -> BTreeMap<RegionCode, Enrolled> {
+        let mut out: BTreeMap<RegionCode, Enrolled> = BTreeMap::new();
+        for e in trust.enrolments() {
+            if e.region == top || !e.region.is_within(top) {
+                continue;
+            }
+            let entry = out.entry(e.region).or_insert(Enrolled {
+                parent: e.parent,
+                since_ms: e.valid_from_ms,
+            });
+            entry.since_ms = entry.since_ms.min(e.valid_from_ms);
+        }
+        out
+    }
 }
 
 /// One unit of the panel.

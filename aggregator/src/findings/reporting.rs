@@ -12,7 +12,7 @@ fn days_between(from_ms: i64, to_ms: i64) -> f64 {
 }
 
 /// The children of `parent` expected to report for `month`: enrolled
-/// before the month ended and not revoked before its deadline.
+/// before the month ended.
 pub(super) fn expected_children(
     panel: &Panel,
     params: &Params,
@@ -20,15 +20,13 @@ pub(super) fn expected_children(
     month: Month,
 ) -> Vec<RegionCode> {
     let end = params.month_end_ms(month);
-    let deadline = params.deadline_ms(month);
     panel
         .children_of(parent)
         .filter(|c| {
-            panel.enrolled.get(c).is_some_and(|e| {
-                e.parent == parent
-                    && e.since_ms < end
-                    && e.revoked_ms.is_none_or(|revoked| revoked > deadline)
-            })
+            panel
+                .enrolled
+                .get(c)
+                .is_some_and(|e| e.parent == parent && e.since_ms < end)
         })
         .collect()
 }
@@ -76,7 +74,12 @@ pub(super) fn report(
     let timely = f64::from(params.timely_days);
     let period = FindingPeriod::Month(month);
     let first = figures.first();
-    if first.issued_at_ms > deadline {
+    // A unit enrolled after a month's deadline reports its backlog within
+    // the timely days from its enrolment.
+    let due = panel.enrolled.get(&region).map_or(deadline, |e| {
+        deadline.max(e.since_ms + i64::from(params.timely_days) * DAY_MS)
+    });
+    if first.issued_at_ms > due {
         out.push(
             Finding::of(Rule::Late, region, period)
                 .counted(Measure::Days, days_between(end, first.issued_at_ms), timely)

@@ -197,7 +197,6 @@ pub(crate) fn enrolments() -> Vec<(RegionCode, Enrolled)> {
             Enrolled {
                 parent: district(),
                 since_ms: since,
-                revoked_ms: None,
             },
         ));
         for v in 1..=VILLAGES {
@@ -206,7 +205,6 @@ pub(crate) fn enrolments() -> Vec<(RegionCode, Enrolled)> {
                 Enrolled {
                     parent: street(s),
                     since_ms: since,
-                    revoked_ms: None,
                 },
             ));
         }

@@ -50,9 +50,17 @@ fn day_in(rng: &mut StdRng, m: Month) -> NaiveDate {
     m.first_day() + Days::new(rng.random_range(0..28))
 }
 
+/// The village whose first four months are the same figures each month:
+/// a flat line for `tallytree findings` to show.
+pub const FLAT_LINE_VILLAGE: &str = "玉皇庙社区";
+
+/// Months of [`FLAT_LINE_VILLAGE`] with the same figures.
+const FLAT_MONTHS: usize = 4;
+
 /// Generates the records of `code` (villages and streets get cases,
-/// districts the task list), with closing dates never after `today`.
-pub fn generate(code: RegionCode, today: NaiveDate, seed: u64) -> UnitData {
+/// districts the task list), with closing dates never after `today`. With
+/// `flat`, the first months repeat one month's cases exactly.
+pub fn generate(code: RegionCode, today: NaiveDate, seed: u64, flat: bool) -> UnitData {
     let mut rng = StdRng::seed_from_u64(seed ^ code.as_u64());
     let mut data = UnitData::default();
     let per_month = match code.level() {
@@ -60,12 +68,20 @@ pub fn generate(code: RegionCode, today: NaiveDate, seed: u64) -> UnitData {
         Level::Street => 1..4,
         _ => 0..0,
     };
-    for m in months(today) {
+    for (i, m) in months(today).into_iter().enumerate() {
         if per_month.is_empty() {
             break;
         }
+        // Each flat month draws from the same generator state, so its
+        // cases fall on the same days with the same outcomes.
+        let mut repeat = StdRng::seed_from_u64(seed ^ code.as_u64() ^ 0xf1a7);
+        let rng = if flat && i < FLAT_MONTHS {
+            &mut repeat
+        } else {
+            &mut rng
+        };
         for _ in 0..rng.random_range(per_month.clone()) {
-            let registered = day_in(&mut rng, m);
+            let registered = day_in(rng, m);
             let deadline = registered
                 + Days::new(
                     *[7u64, 15, 30, 30, 60]
@@ -78,16 +94,16 @@ pub fn generate(code: RegionCode, today: NaiveDate, seed: u64) -> UnitData {
                 d.min(today)
             };
             let (state, closed) = if r < 0.86 {
-                (pb::CaseState::Resolved, close(&mut rng, 40).to_string())
+                (pb::CaseState::Resolved, close(rng, 40).to_string())
             } else if r < 0.92 {
-                (pb::CaseState::Escalated, close(&mut rng, 15).to_string())
+                (pb::CaseState::Escalated, close(rng, 15).to_string())
             } else {
                 (pb::CaseState::InProgress, String::new())
             };
             let n = data.cases.len() + 1;
             data.cases.push(pb::Case {
                 id: format!("{code}-{}{:02}-{n:04}", m.year(), m.month()),
-                category: pick_category(&mut rng).to_pb() as i32,
+                category: pick_category(rng).to_pb() as i32,
                 registered_on: registered.to_string(),
                 state: state as i32,
                 closed_on: closed,

@@ -222,7 +222,8 @@ async fn scenario(fed: &Federation, args: &DemoArgs) -> Result<()> {
     let mut tasks = 0;
     let mut loads = Vec::new();
     for node in &fed.nodes {
-        let d = data::generate(node.unit.code, today, args.seed);
+        let flat = node.unit.name == data::FLAT_LINE_VILLAGE;
+        let d = data::generate(node.unit.code, today, args.seed, flat);
         for c in &d.cases {
             let (_, r) = records::parse_case(c, &rules)
                 .map_err(|e| anyhow::anyhow!("generated case: {e}"))?;

@@ -43,7 +43,7 @@ pub(super) fn bad_request(lang: Lang, message: &str) -> Refusal {
 pub(super) fn query_error(lang: Lang, e: &QueryError) -> Refusal {
     let status = match e {
         QueryError::OutsideSubtree { .. } | QueryError::NotCounted(_) => StatusCode::NOT_FOUND,
-        QueryError::Depth(_) => StatusCode::BAD_REQUEST,
+        QueryError::Depth(_) | QueryError::Filter(_) => StatusCode::BAD_REQUEST,
         QueryError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     let message = match e {

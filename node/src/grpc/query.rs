@@ -6,8 +6,10 @@ use tallytree_proto::{
 };
 use tonic::{Request, Response, Status};
 
+use tallytree_aggregator::findings::Filter;
+
 use super::{blocking, status};
-use crate::query::Query;
+use crate::query::{Query, QueryError};
 
 /// The Query gRPC service.
 #[derive(Debug, Clone)]
@@ -43,6 +45,19 @@ impl QueryRpc for QueryService {
         let query = self.query.clone();
         let depth = req.depth;
         blocking(move || query.tally(region, range, depth).map_err(status))
+            .await
+            .map(Response::new)
+    }
+
+    async fn findings(
+        &self,
+        request: Request<pb::FindingsRequest>,
+    ) -> Result<Response<pb::FindingsResponse>, Status> {
+        let req = request.into_inner();
+        let filter = Filter::parse(&req.region, &req.period, &req.rule, &req.severity)
+            .map_err(|e| status(QueryError::from(e)))?;
+        let query = self.query.clone();
+        blocking(move || query.findings(&filter).map_err(status))
             .await
             .map(Response::new)
     }

@@ -6,6 +6,7 @@
 //! counted, so a drill-down always adds up.
 
 mod completeness;
+mod findings;
 
 use std::{collections::BTreeSet, sync::Arc};
 
@@ -42,6 +43,9 @@ pub enum QueryError {
     /// Depth beyond the tree.
     #[error("depth ({0}): at most {MAX_DEPTH}")]
     Depth(u32),
+    /// A findings selection that cannot be made.
+    #[error(transparent)]
+    Filter(#[from] tallytree_aggregator::findings::FilterError),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),

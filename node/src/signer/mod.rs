@@ -171,6 +171,12 @@ impl Signer {
         }
         if !signed.is_empty() {
             self.ctx.wake_pusher();
+            let months: Vec<Month> = signed.iter().map(|s| s.month).collect();
+            if let Err(e) = self.ctx.findings.signed(&self.ctx, &months) {
+                // What is signed stays signed; the findings catch up at
+                // the next revision or restart.
+                error!(error = %e, "updating the findings failed");
+            }
         }
         Ok(signed)
     }

@@ -454,7 +454,7 @@ async fn latency(samples: usize, bin_dir: Option<std::path::PathBuf>) -> Result<
         let today = chrono::Utc::now().date_naive();
         let mut loads = Vec::new();
         for node in &fed.nodes {
-            let d = data::generate(node.unit.code, today, 2026);
+            let d = data::generate(node.unit.code, today, 2026, false);
             loads.push(node.record(d.cases, d.tasks));
         }
         futures_join(loads).await?;
