@@ -6,7 +6,11 @@
 
 mod common;
 
-use std::{path::Path, process::Output};
+use std::{
+    path::Path,
+    process::Output,
+    time::{Duration, Instant},
+};
 
 use common::{demo::Demo, tallytree};
 use serde_json::Value;
@@ -47,6 +51,7 @@ fn findings_of_the_demo_federation() {
         .collect();
     assert_eq!(flat.len(), 1, "one flat line: {all:#}");
     let f = flat[0];
+    let flat_id = f["id"].as_str().expect("id").to_owned();
     assert_eq!(f["name"], "玉皇庙社区");
     assert_eq!(
         f["path"],
@@ -123,6 +128,54 @@ fn findings_of_the_demo_federation() {
         text.contains("连续多月数据不变") && text.contains("玉皇庙社区"),
         "{text}"
     );
+
+    // A case recorded at the village in the line's second month breaks it:
+    // the village signs, the street and the district and the city sign
+    // again, and the province's findings follow without a restart.
+    let village_config = demo.dir.join(village).join("node.toml");
+    let second = period.split("..").next().expect("first month");
+    let second = tallytree_proto::Month::parse(second).expect("month").next();
+    let recorded = tallytree()
+        .arg("--config")
+        .arg(&village_config)
+        .args([
+            "record",
+            "case",
+            "--id",
+            "FLAT-BREAKER-1",
+            "--category",
+            "neighbour",
+            "--registered",
+            &format!("{second}-10"),
+            "--state",
+            "in_progress",
+        ])
+        .output()
+        .expect("tallytree record");
+    assert!(
+        recorded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&recorded.stderr)
+    );
+    let deadline = Instant::now() + common::demo::WAIT;
+    loop {
+        let now = json_of(&findings(
+            &province,
+            &["--rule", "history.flatline", "--json"],
+        ));
+        let list = now["findings"].as_array().expect("list");
+        if list
+            .iter()
+            .all(|f| f["id"].as_str() != Some(flat_id.as_str()))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the flat line is still found after the new case: {now:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // Refusals name the field and the rule.
     let bad = findings(&province, &["--rule", "too.good"]);

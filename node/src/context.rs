@@ -58,11 +58,12 @@ pub struct NodeContext {
 
 impl NodeContext {
     /// Opens the context over `ledger`, loading the trust state from the
-    /// store.
+    /// store; the findings use the thresholds `findings`.
     pub fn open(
         ledger: Arc<Ledger>,
         identity: Arc<Identity>,
         clock: Clock,
+        findings: Params,
     ) -> Result<NodeContext, StoreError> {
         let store = ledger.store();
         let mut trust = Trust::with_anchor(identity.region, identity.public_key());
@@ -86,7 +87,7 @@ impl NodeContext {
             trust: RwLock::new(trust),
             admission: Mutex::new(()),
             pusher_wake: Notify::new(),
-            findings: FindingsIndex::new(Params::default()),
+            findings: FindingsIndex::new(findings),
         })
     }
 
@@ -281,7 +282,10 @@ mod tests {
                 None,
             ));
             let ledger = Arc::new(Ledger::new(store.clone()));
-            let ctx = Arc::new(NodeContext::open(ledger, identity, Clock::new(8)).expect("open"));
+            let ctx = Arc::new(
+                NodeContext::open(ledger, identity, Clock::new(8), Params::default())
+                    .expect("open"),
+            );
             District {
                 pkcs8,
                 inner,

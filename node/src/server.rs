@@ -194,7 +194,12 @@ impl Node {
         // Before anything reads records: finish or drop what a stopped run
         // left of its bulk imports.
         intake::import::recover(&ledger)?;
-        let ctx = Arc::new(NodeContext::open(ledger, identity, clock)?);
+        let ctx = Arc::new(NodeContext::open(
+            ledger,
+            identity,
+            clock,
+            config.findings.params(config.utc_offset_hours),
+        )?);
         Ok(Node {
             config,
             ctx,

@@ -14,8 +14,8 @@ mod sections;
 
 pub use address::AddressFile;
 pub use sections::{
-    AccessConfig, ConsoleConfig, FederationConfig, IntakeConfig, LimitsConfig, ParentConfig,
-    SignerConfig, TlsConfig,
+    AccessConfig, ConsoleConfig, FederationConfig, FindingsConfig, IntakeConfig, LimitsConfig,
+    ParentConfig, SignerConfig, TlsConfig,
 };
 
 /// Everything a node needs to run.
@@ -64,6 +64,9 @@ pub struct Config {
     /// The web console.
     #[serde(default)]
     pub console: ConsoleConfig,
+    /// The findings' thresholds.
+    #[serde(default)]
+    pub findings: FindingsConfig,
 }
 
 fn default_utc_offset() -> i32 {
@@ -131,6 +134,7 @@ impl Config {
             access: AccessConfig::default(),
             limits: LimitsConfig::default(),
             console: ConsoleConfig::default(),
+            findings: FindingsConfig::default(),
         }
     }
 
@@ -224,12 +228,7 @@ impl Config {
                 "console.listen ({console}): refused: tls.plaintext serves the console only on a loopback address"
             )));
         }
-        if config.console.late_after_days > 366 {
-            return Err(invalid(format!(
-                "console.late_after_days ({}): at most 366",
-                config.console.late_after_days
-            )));
-        }
+        config.findings.check().map_err(invalid)?;
         if config.console.session_idle_minutes == 0 || config.console.session_max_hours == 0 {
             return Err(invalid(
                 "console.session_idle_minutes, console.session_max_hours: must be at least 1"
@@ -293,6 +292,49 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn findings_thresholds_are_read_and_checked() {
+        let base = Path::new("/etc/tallytree");
+        // The example without its [findings] table, then one key of it.
+        let mut example = String::new();
+        let mut skipping = false;
+        for line in Config::example().to_toml().lines() {
+            if line.starts_with('[') {
+                skipping = line == "[findings]";
+            }
+            if !skipping {
+                example.push_str(line);
+                example.push('\n');
+            }
+        }
+        let with = |section: &str| format!("{example}\n[findings]\n{section}\n");
+        let parsed =
+            Config::parse(&with("timely_days = 20"), "node.toml", base, |_| None).expect("valid");
+        assert_eq!(parsed.findings.timely_days, 20);
+        assert_eq!(parsed.findings.params(8).utc_offset_minutes, 480);
+        for (section, message) in [
+            (
+                "timely_days = 400",
+                "findings.timely_days (400): at most 366",
+            ),
+            (
+                "funnel_p = 1.5",
+                "findings.funnel_p (1.5): must be between 0 and 1",
+            ),
+            (
+                "outlier_z = -1.0",
+                "findings.outlier_z (-1): must be above 0",
+            ),
+            ("flatline_months = 1", "findings.flatline_months"),
+            ("timely = 3", "unknown field `timely`"),
+        ] {
+            let err = Config::parse(&with(section), "node.toml", base, |_| None)
+                .expect_err(section)
+                .to_string();
+            assert!(err.contains(message), "{section}: {err}");
+        }
+    }
 
     #[test]
     fn the_example_round_trips_and_env_overrides_apply() {

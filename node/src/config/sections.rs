@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+use tallytree_aggregator::findings::Params;
 
 /// Overload and abuse limits. A call beyond a concurrency limit is shed at
 /// once with RESOURCE_EXHAUSTED (callers back off and retry); a party over
@@ -230,9 +231,6 @@ pub struct ConsoleConfig {
     /// Address the console listens on; none: no console. Port 0 lets the
     /// system pick, reported in `<data_dir>/console.addr`.
     pub listen: Option<std::net::SocketAddr>,
-    /// A month's first report is late when signed more than this many days
-    /// after the month's end (DHIS2's "timely" default is 15).
-    pub late_after_days: u32,
     /// A session not used for this long ends (minutes).
     pub session_idle_minutes: u32,
     /// A session ends this long after login, used or not (hours).
@@ -247,11 +245,105 @@ impl Default for ConsoleConfig {
     fn default() -> Self {
         ConsoleConfig {
             listen: None,
-            late_after_days: 15,
             session_idle_minutes: 60,
             session_max_hours: 12,
             max_upload_bytes: 32 << 20,
             logins_per_minute: 10,
         }
+    }
+}
+
+/// The findings' thresholds (docs/FINDINGS.md has each rule's definition).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FindingsConfig {
+    /// A month's report is on time within this many days after the month's
+    /// end (DHIS2's timely days); the console's completeness view uses it
+    /// too.
+    pub timely_days: u32,
+    /// A month signed this many times or more is flagged.
+    pub many_revisions: u64,
+    /// Tail probability below which a proportion is too good against its
+    /// siblings (0.001: the upper 99.8 % funnel limit).
+    pub funnel_p: f64,
+    /// Modified z-score above which registered cases are an outlier.
+    pub outlier_z: f64,
+    /// Tail probability below which a count is unusual.
+    pub count_p: f64,
+    /// Least change, in cases or tasks, a count rule flags.
+    pub min_change: u64,
+    /// Tolerance of the consistency over years (WHO: 0.33).
+    pub consistency_tolerance: f64,
+    /// Months in a row with the same figures that make a flat line.
+    pub flatline_months: u32,
+}
+
+impl Default for FindingsConfig {
+    fn default() -> Self {
+        FindingsConfig::from(&Params::default())
+    }
+}
+
+impl From<&Params> for FindingsConfig {
+    fn from(p: &Params) -> Self {
+        FindingsConfig {
+            timely_days: p.timely_days,
+            many_revisions: p.many_revisions,
+            funnel_p: p.funnel_p,
+            outlier_z: p.outlier_z,
+            count_p: p.count_p,
+            min_change: p.min_change,
+            consistency_tolerance: p.consistency_tolerance,
+            flatline_months: p.flatline_months,
+        }
+    }
+}
+
+impl FindingsConfig {
+    /// The thresholds, for units in the time zone `utc_offset_hours`.
+    pub fn params(&self, utc_offset_hours: i32) -> Params {
+        Params {
+            timely_days: self.timely_days,
+            utc_offset_minutes: utc_offset_hours * 60,
+            many_revisions: self.many_revisions,
+            funnel_p: self.funnel_p,
+            outlier_z: self.outlier_z,
+            count_p: self.count_p,
+            min_change: self.min_change,
+            consistency_tolerance: self.consistency_tolerance,
+            flatline_months: self.flatline_months,
+            ..Params::default()
+        }
+    }
+
+    /// The first broken rule, naming its key.
+    pub fn check(&self) -> Result<(), String> {
+        let probability = |key: &str, p: f64| {
+            (p > 0.0 && p < 1.0)
+                .then_some(())
+                .ok_or_else(|| format!("findings.{key} ({p}): must be between 0 and 1"))
+        };
+        if self.timely_days > 366 {
+            return Err(format!(
+                "findings.timely_days ({}): at most 366",
+                self.timely_days
+            ));
+        }
+        probability("funnel_p", self.funnel_p)?;
+        probability("count_p", self.count_p)?;
+        // Written so that NaN is refused too.
+        let positive = |key: &str, v: f64| {
+            (v > 0.0 && v.is_finite())
+                .then_some(())
+                .ok_or_else(|| format!("findings.{key} ({v}): must be above 0"))
+        };
+        positive("outlier_z", self.outlier_z)?;
+        positive("consistency_tolerance", self.consistency_tolerance)?;
+        if self.flatline_months < 2 || self.many_revisions < 2 {
+            return Err(
+                "findings.flatline_months, findings.many_revisions: must be at least 2".to_owned(),
+            );
+        }
+        Ok(())
     }
 }

@@ -28,7 +28,7 @@ fn load(console: &Console, region: RegionCode, month: Month) -> Result<Completen
     console.query.completeness(
         region,
         PeriodRange { from, to: month },
-        console.config.late_after_days,
+        console.ctx.findings.params().timely_days,
     )
 }
 

@@ -64,7 +64,9 @@ fn fixture() -> Fixture {
         None,
     ));
     let clock = Clock::new(8);
-    let ctx = Arc::new(NodeContext::open(ledger.clone(), identity, clock).expect("open"));
+    let ctx = Arc::new(
+        NodeContext::open(ledger.clone(), identity, clock, Default::default()).expect("open"),
+    );
     let intake = Intake::new(ledger, clock, IntakeConfig::default());
     let console = Arc::new(Console::new(
         ctx.clone(),

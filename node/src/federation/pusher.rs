@@ -394,7 +394,9 @@ mod tests {
             None,
         ));
         let clock = Clock::new(8);
-        let ctx = Arc::new(NodeContext::open(ledger.clone(), identity, clock).expect("open"));
+        let ctx = Arc::new(
+            NodeContext::open(ledger.clone(), identity, clock, Default::default()).expect("open"),
+        );
         let intake = Intake::new(ledger.clone(), clock, IntakeConfig::default());
         let cases = ["2025-01-05", "2025-02-05"]
             .iter()

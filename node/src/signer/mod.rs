@@ -276,7 +276,9 @@ mod tests {
             None,
         ));
         let clock = Clock::new(8);
-        let ctx = Arc::new(NodeContext::open(ledger.clone(), identity, clock).expect("open"));
+        let ctx = Arc::new(
+            NodeContext::open(ledger.clone(), identity, clock, Default::default()).expect("open"),
+        );
         let intake = Intake::new(ledger, clock, IntakeConfig::default());
         (intake, Signer::new(ctx, SignerConfig::default()))
     }
