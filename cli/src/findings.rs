@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use serde_json::{Value, json};
+use tallytree_aggregator::findings::format_value;
 use tallytree_proto::{
     RegionCode,
     pb::{self, query_client::QueryClient},
@@ -63,18 +64,6 @@ pub async fn run(conn: &Conn, args: FindingsArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A value in the units of its measure or statistic.
-fn shown(kind: &str, value: f64) -> String {
-    match kind {
-        "proportion" => format!("{:.1}%", value * 100.0),
-        "p" => format!("{value:.2e}"),
-        "modified_z" | "ratio" => format!("{value:.2}"),
-        "relative_difference" => format!("{:.1}%", value * 100.0),
-        _ if value.fract() == 0.0 => format!("{value:.0}"),
-        _ => format!("{value:.1}"),
-    }
-}
-
 fn severity_label(id: &str) -> &'static str {
     match id {
         "warning" => "重点核实",
@@ -126,10 +115,10 @@ fn table(response: &pb::FindingsResponse, for_csv: bool) -> Table {
             f.period.clone(),
             f.label.clone(),
             severity_label(&f.severity).to_owned(),
-            shown(&f.measure, f.observed),
-            shown(&f.measure, f.expected),
-            shown(&f.statistic, f.value),
-            shown(&f.statistic, f.threshold),
+            format_value(&f.measure, f.observed),
+            format_value(&f.measure, f.expected),
+            format_value(&f.statistic, f.value),
+            format_value(&f.statistic, f.threshold),
             f.id.clone(),
         ]);
         if for_csv {

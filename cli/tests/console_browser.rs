@@ -351,6 +351,36 @@ async fn the_console_in_a_real_browser() {
     );
     screenshot(&c, "completeness").await;
 
+    // What needs checking: the demo's flat line, reached from the
+    // navigation, then narrowed to its rule; its CSV carries it too.
+    c.find(Locator::LinkText("需核实"))
+        .await
+        .expect("findings in the navigation")
+        .click()
+        .await
+        .expect("open findings");
+    let row = text(&c, "table#findings tbody tr:first-child").await;
+    assert!(
+        row.contains("玉皇庙社区") && row.contains("连续多月数据不变"),
+        "{row}"
+    );
+    screenshot(&c, "findings").await;
+    c.goto(&format!(
+        "{province_url}findings/210000000000?rule=siblings.identical"
+    ))
+    .await
+    .expect("findings of one rule");
+    assert!(text(&c, "#no-findings").await.contains("没有需核实的数据"));
+    let (_, csv) = fetch(
+        &c,
+        "/findings/210000000000/findings.csv?rule=history.flatline",
+    )
+    .await;
+    assert!(
+        csv.contains("玉皇庙社区") && csv.contains("连续多月数据不变"),
+        "{csv}"
+    );
+
     // CSV export as the browser downloads it: with the BOM for Excel.
     let (head, body) = fetch(
         &c,
@@ -428,6 +458,13 @@ async fn the_console_in_a_real_browser() {
         .click()
         .await
         .expect("log out");
+    // The logout's own redirect must land before the next page is asked
+    // for, or it replaces it.
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id("token"))
+        .await
+        .expect("logged out");
     login(
         &c,
         &format!("{province_url}summary/{}/{period}", common::demo::VILLAGE),

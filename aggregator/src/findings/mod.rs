@@ -277,6 +277,19 @@ impl Measure {
     }
 }
 
+/// A value as people read it, by the id of its measure or statistic:
+/// proportions and relative differences in percent, p-values in scientific
+/// notation, scores and ratios to two places, counts whole.
+pub fn format_value(kind: &str, value: f64) -> String {
+    match kind {
+        "proportion" | "relative_difference" => format!("{:.1}%", value * 100.0),
+        "p" => format!("{value:.2e}"),
+        "modified_z" | "ratio" => format!("{value:.2}"),
+        _ if value.fract() == 0.0 => format!("{value:.0}"),
+        _ => format!("{value:.1}"),
+    }
+}
+
 /// The statistic a rule compares with its threshold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Statistic {

@@ -137,15 +137,7 @@ pub(super) async fn page(
     let report = params::ask(lang, move || load(&c, region, month)).await?;
     let w = lang.t();
     let table = grid(&console, w, &report, month);
-    let name = if region == console.ctx.identity.region {
-        console.ctx.identity.name.clone()
-    } else {
-        console
-            .ctx
-            .trust()
-            .name_of(region)
-            .map_or_else(|| region.to_string(), str::to_owned)
-    };
+    let name = params::unit_name(&console, region);
     let query = format!("period={month}");
     let base = format!("/completeness/{region}");
     let body = html! {

@@ -14,7 +14,7 @@
 //! - [`lang`]: the words of every page, Chinese by default, English.
 //! - [`shell`], [`table`]: the page around every view; tables, shown,
 //!   exported as CSV and printed.
-//! - [`figures`], [`completeness`], [`trust`], [`entry`], [`export`]: the
+//! - [`figures`], [`completeness`], [`findings`], [`trust`], [`entry`], [`export`]: the
 //!   views.
 
 pub mod assets;
@@ -22,6 +22,7 @@ mod completeness;
 mod entry;
 mod export;
 mod figures;
+mod findings;
 pub mod lang;
 pub mod listener;
 mod params;
@@ -111,6 +112,8 @@ impl Console {
                 "/completeness/{region}/{table}",
                 get(completeness::table_csv),
             )
+            .route("/findings/{region}", get(findings::page))
+            .route("/findings/{region}/{table}", get(findings::table_csv))
             .route("/summary/{region}/{month}", get(trust::page))
             .route("/summary/{region}/{month}/dsse.json", get(trust::dsse_json))
             .route("/proof/{region}/{month}", get(trust::proof))

@@ -94,6 +94,19 @@ pub(super) async fn ask<T: Send + 'static>(
     super::blocking(f).await?.map_err(|e| query_error(lang, &e))
 }
 
+/// The name of `region`: this node's own, or its enrolment's.
+pub(super) fn unit_name(console: &Console, region: RegionCode) -> String {
+    if region == console.ctx.identity.region {
+        console.ctx.identity.name.clone()
+    } else {
+        console
+            .ctx
+            .trust()
+            .name_of(region)
+            .map_or_else(|| region.to_string(), str::to_owned)
+    }
+}
+
 /// The region a path names, within this node's subtree.
 pub(super) fn region(console: &Console, lang: Lang, code: &str) -> Result<RegionCode, Refusal> {
     let region =

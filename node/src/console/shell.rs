@@ -82,6 +82,7 @@ impl Page<'_> {
                         nav {
                             a href={ "/figures/" (self.console.ctx.identity.region) } { (w.nav_figures) }
                             a href={ "/completeness/" (self.console.ctx.identity.region) } { (w.nav_completeness) }
+                            a href={ "/findings/" (self.console.ctx.identity.region) } { (w.nav_findings) }
                             @if v.may(Action::Write) {
                                 a href="/entry" { (w.nav_entry) }
                                 a href="/upload" { (w.nav_upload) }

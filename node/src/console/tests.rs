@@ -274,11 +274,45 @@ async fn bad_input_is_named_by_field_and_rule() {
             StatusCode::BAD_REQUEST,
             "period (2026-1)",
         ),
+        (
+            &format!("/findings/{VILLAGE}?rule=too.good") as &str,
+            StatusCode::BAD_REQUEST,
+            "rule (too.good): unknown rule",
+        ),
+        (
+            &format!("/findings/{VILLAGE}?severity=high") as &str,
+            StatusCode::BAD_REQUEST,
+            "severity (high): one of notice, warning",
+        ),
+        (
+            &format!("/findings/{VILLAGE}/other.csv") as &str,
+            StatusCode::BAD_REQUEST,
+            "table (other.csv): findings.csv",
+        ),
     ] {
         let a = send(&f.app, get(path, &cookie)).await;
         assert_eq!(a.status, status, "{path}: {}", a.body);
         assert!(a.body.contains(says), "{path}: {}", a.body);
     }
+}
+
+#[tokio::test]
+async fn the_findings_view_lists_what_needs_checking() {
+    let f = fixture();
+    let (cookie, _) = login(&f, &f.reader).await;
+    let a = send(&f.app, get(&format!("/findings/{VILLAGE}"), &cookie)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert!(a.body.contains("需核实数据"), "{}", a.body);
+    let csv = send(
+        &f.app,
+        get(&format!("/findings/{VILLAGE}/findings.csv?bom=1"), &cookie),
+    )
+    .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert!(csv.body.starts_with('\u{feff}'), "{}", csv.body);
+    assert!(csv.body.contains("编号"), "{}", csv.body);
+    let anonymous = send(&f.app, get(&format!("/findings/{VILLAGE}"), "")).await;
+    assert_eq!(anonymous.status, StatusCode::SEE_OTHER);
 }
 
 #[tokio::test]
