@@ -65,47 +65,40 @@ fn beta_front(a: f64, b: f64, x: f64) -> f64 {
     (ln_gamma(a + b) - ln_gamma(a) - ln_gamma(b) + a * x.ln() + b * (1.0 - x).ln()).exp()
 }
 
-/// The continued fraction of I_x(a, b) (Numerical Recipes' `betacf`).
+/// The continued fraction of I_x(a, b) (Numerical Recipes' `betacf`),
+/// evaluated by the modified Lentz method: two terms per iteration.
 fn beta_fraction(a: f64, b: f64, x: f64) -> f64 {
     let (qab, qap, qam) = (a + b, a + 1.0, a - 1.0);
     let mut c = 1.0;
-    let mut d = 1.0 - qab * x / qap;
-    if d.abs() < TINY {
-        d = TINY;
-    }
-    d = 1.0 / d;
+    let mut d = 1.0 / non_zero(1.0 - qab * x / qap);
     let mut h = d;
     for m in 1..=MAX_ITERATIONS {
         let m = m as f64;
         let m2 = 2.0 * m;
-        let aa = m * (b - m) * x / ((qam + m2) * (a + m2));
-        d = 1.0 + aa * d;
-        if d.abs() < TINY {
-            d = TINY;
-        }
-        c = 1.0 + aa / c;
-        if c.abs() < TINY {
-            c = TINY;
-        }
-        d = 1.0 / d;
-        h *= d * c;
-        let aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2));
-        d = 1.0 + aa * d;
-        if d.abs() < TINY {
-            d = TINY;
-        }
-        c = 1.0 + aa / c;
-        if c.abs() < TINY {
-            c = TINY;
-        }
-        d = 1.0 / d;
-        let del = d * c;
+        let even = m * (b - m) * x / ((qam + m2) * (a + m2));
+        h *= lentz_step(&mut c, &mut d, even);
+        let odd = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2));
+        let del = lentz_step(&mut c, &mut d, odd);
         h *= del;
         if (del - 1.0).abs() < EPSILON {
             break;
         }
     }
     h
+}
+
+/// One term `aa` of a continued fraction 1 + aa/(1 + …) in Lentz's
+/// method: updates C and D, returns their product, the factor the
+/// fraction's value changes by.
+fn lentz_step(c: &mut f64, d: &mut f64, aa: f64) -> f64 {
+    *d = 1.0 / non_zero(1.0 + aa * *d);
+    *c = non_zero(1.0 + aa / *c);
+    *c * *d
+}
+
+/// `v`, or a tiny number in its place when it is nearly 0 (Lentz's guard).
+fn non_zero(v: f64) -> f64 {
+    if v.abs() < TINY { TINY } else { v }
 }
 
 /// The regularized lower incomplete gamma function P(a, x) and its
@@ -137,15 +130,8 @@ fn incomplete_gamma(a: f64, x: f64) -> (f64, f64) {
             let i = i as f64;
             let an = -i * (i - a);
             b += 2.0;
-            d = an * d + b;
-            if d.abs() < TINY {
-                d = TINY;
-            }
-            c = b + an / c;
-            if c.abs() < TINY {
-                c = TINY;
-            }
-            d = 1.0 / d;
+            d = 1.0 / non_zero(an * d + b);
+            c = non_zero(b + an / c);
             let del = d * c;
             h *= del;
             if (del - 1.0).abs() < EPSILON {
