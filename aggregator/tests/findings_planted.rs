@@ -150,9 +150,10 @@ fn planted(seed: u64) -> (Vec<Row>, Vec<Expected>) {
     plant(Rule::OverdueSpike, village(4, 5), m("2026-11"), vec![]);
 
     // The same figures January to May 2026.
-    let january = reports[&(village(5, 3), month("2026-01"))].tally;
-    assert!(january.case_totals().registered >= 5);
-    for text in ["2026-02", "2026-03", "2026-04", "2026-05"] {
+    let mut january = reports[&(village(5, 3), month("2026-01"))].tally;
+    let short = 5u64.saturating_sub(january.case_totals().registered);
+    add_cases(&mut january, short);
+    for text in ["2026-01", "2026-02", "2026-03", "2026-04", "2026-05"] {
         reports
             .get_mut(&(village(5, 3), month(text)))
             .expect("synthetic data")
