@@ -14,6 +14,8 @@
 //!   parents, auditors and proofs.
 //! - [`findings`]: data-quality findings (需核实) computed from signed
 //!   summaries, the same at a parent and for an auditor.
+//! - [`stated`]: rates and totals as hand-made reports state them, checked
+//!   against their own counts (GRIM, truncation, another base, sums).
 //! - [`trust`]: [`Trust`] (which keys speak for which regions, from an anchor
 //!   down the enrolment chain) and the [`TrustedKey`] that verifies a
 //!   statement's signature and content.
@@ -37,6 +39,7 @@ pub mod findings;
 pub mod parallel;
 pub mod rollup;
 pub mod root;
+pub mod stated;
 pub mod summary;
 pub mod tally;
 pub mod trust;
