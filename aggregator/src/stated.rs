@@ -265,7 +265,7 @@ mod tests {
     fn rates_parse_as_written() {
         let r = rate("93.8%");
         assert_eq!((r.scaled, r.decimals, r.percent), (938, 1, true));
-        assert_eq!(rate("0.938").percent, false);
+        assert!(!rate("0.938").percent);
         assert_eq!(rate("93.80").decimals, 2);
         assert_eq!(rate("100％").scaled, 100);
         assert!(StatedRate::parse("101%").is_err());
