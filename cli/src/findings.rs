@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use serde_json::{Value, json};
-use tallytree_aggregator::findings::format_value;
+use tallytree_aggregator::findings::{Severity, format_value};
 use tallytree_proto::{
     RegionCode,
     pb::{self, query_client::QueryClient},
@@ -65,10 +65,7 @@ pub async fn run(conn: &Conn, args: FindingsArgs) -> Result<ExitCode> {
 }
 
 fn severity_label(id: &str) -> &'static str {
-    match id {
-        "warning" => "重点核实",
-        _ => "提示",
-    }
+    Severity::from_id(id).map_or("", Severity::label)
 }
 
 fn table(response: &pb::FindingsResponse, for_csv: bool) -> Table {
